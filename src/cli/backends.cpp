@@ -1,0 +1,80 @@
+#include "cli/backends.h"
+
+#include <filesystem>
+
+#include "core/errors.h"
+
+#ifdef MOE_MNIST_HAVE_TORCH
+#include "libtorch/torch_api.h"
+#endif
+#ifdef MOE_MNIST_HAVE_ORT
+#include "ort/ort_classifier.h"
+#endif
+
+namespace moe {
+
+void add_backend_options(CLI::App* cmd, BackendOptions& o) {
+  cmd->add_option("--backend", o.backend, "torch (checkpoint dir), cpu, cuda or tensorrt (.onnx file)")
+      ->check(CLI::IsMember({"torch", "cpu", "cuda", "tensorrt"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", o.threads, "Intra-op threads (0 = one per core)")->capture_default_str();
+  cmd->add_option("--opt-level", o.opt_level, "ONNX Runtime graph optimisation: disable, basic, extended, all")
+      ->check(CLI::IsMember({"disable", "basic", "extended", "all"}))
+      ->capture_default_str();
+  cmd->add_option("--device-id", o.device_id, "GPU index for cuda / tensorrt")->capture_default_str();
+  cmd->add_flag("--cuda-graph", o.cuda_graph, "cuda: capture a CUDA graph (fixed batch size only)");
+  cmd->add_flag("--trt-fp16", o.trt_fp16, "tensorrt: allow fp16 kernels");
+  cmd->add_option("--trt-cache", o.trt_cache, "tensorrt: engine cache folder, so a second start skips the build");
+}
+
+std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+  if (o.backend == "torch") {
+#ifdef MOE_MNIST_HAVE_TORCH
+    if (!std::filesystem::is_directory(model))
+      throw InputError(model + ": the torch backend reads a checkpoint directory (what 'train --out' wrote), not a file");
+    set_torch_threads(o.threads);
+    return make_torch_classifier(model, "cpu", o.torch_style);
+#else
+    throw UnavailableError("torch: this build has no LibTorch");
+#endif
+  }
+#ifdef MOE_MNIST_HAVE_ORT
+  if (std::filesystem::is_directory(model))
+    throw InputError(model + ": the " + o.backend + " backend needs an exported .onnx file (see 'moe-mnist export')");
+  OrtOptions oo;
+  oo.backend = o.backend;
+  oo.threads = o.threads;
+  oo.opt_level = o.opt_level;
+  oo.device_id = o.device_id;
+  oo.cuda_graph = o.cuda_graph;
+  oo.trt_fp16 = o.trt_fp16;
+  oo.trt_cache = o.trt_cache;
+  return make_ort_classifier(model, oo);
+#else
+  throw UnavailableError(o.backend + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");
+#endif
+}
+
+std::vector<std::string> built_backends() {
+  std::vector<std::string> b;
+#ifdef MOE_MNIST_HAVE_TORCH
+  b.push_back("torch");
+#endif
+#ifdef MOE_MNIST_HAVE_ORT
+  for (const char* name : {"cpu", "cuda", "tensorrt"}) b.push_back(name);
+#endif
+  return b;
+}
+
+std::vector<std::pair<std::string, std::string>> engine_versions() {
+  std::vector<std::pair<std::string, std::string>> v;
+#ifdef MOE_MNIST_HAVE_TORCH
+  v.push_back({"libtorch", torch_version()});
+#endif
+#ifdef MOE_MNIST_HAVE_ORT
+  v.push_back({"onnxruntime", ort_version()});
+#endif
+  return v;
+}
+
+}  // namespace moe

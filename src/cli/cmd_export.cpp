@@ -1,0 +1,50 @@
+// `moe-mnist export`
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "core/checkpoint.h"
+#include "core/errors.h"
+
+#ifdef MOE_MNIST_HAVE_ONNX
+#include "onnx_export/export.h"
+#endif
+
+namespace moe {
+
+void add_export_command(CLI::App& app) {
+#ifdef MOE_MNIST_HAVE_ONNX
+  struct Args {
+    std::string checkpoint = "runs/mnist", out;
+    ExportOptions options;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("export", "Export a checkpoint to a static ONNX graph (opset 17, dynamic batch), checked by the ONNX checker");
+  cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory written by 'train'")->capture_default_str();
+  cmd->add_option("--out", a->out, "Output .onnx file (default: <checkpoint>/model.<precision>.onnx)");
+  cmd->add_option("--precision", a->options.precision, "fp32, fp16 (float32 inputs/outputs) or int8 (dynamic quantisation)")
+      ->check(CLI::IsMember({"fp32", "fp16", "int8"}))
+      ->capture_default_str();
+  cmd->add_option("--routing", a->options.routing,
+                  "dense: TopK + combine matrix, all experts in one MatMul; moe: ONNX Runtime's com.microsoft.MoE operator")
+      ->check(CLI::IsMember({"dense", "moe"}))
+      ->capture_default_str();
+  cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
+  cmd->callback([a] {
+    const Checkpoint ck = load_checkpoint(a->checkpoint);
+    const std::string out = a->out.empty() ? a->checkpoint + "/model." + a->options.precision + ".onnx" : a->out;
+    const ExportSummary s = export_onnx(ck, a->options, out);
+    std::string ops;
+    for (const auto& [op, n] : s.op_counts) ops += (ops.empty() ? "" : ", ") + op + (n > 1 ? " x" + std::to_string(n) : "");
+    std::fprintf(stderr, "wrote %s (%s, %s routing): %lld nodes [%s], %lld parameters, %.1f KiB; ONNX checker passed\n",
+                 out.c_str(), a->options.precision.c_str(), a->options.routing.c_str(), (long long)s.n_nodes, ops.c_str(),
+                 (long long)s.n_parameters, s.bytes / 1024.0);
+  });
+#else
+  app.add_subcommand("export", "Export to ONNX (unavailable: built without libonnx-dev)")->callback([] {
+    throw UnavailableError("export: this build has no ONNX (apt install libonnx-dev and rebuild)");
+  });
+#endif
+}
+
+}  // namespace moe

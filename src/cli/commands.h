@@ -1,0 +1,13 @@
+// Each subcommand registers its options (one table, defaults shown by --help) and its action.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace moe {
+
+void add_train_command(CLI::App& app);
+void add_export_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
+void add_graph_command(CLI::App& app);
+
+}  // namespace moe

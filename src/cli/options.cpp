@@ -1,0 +1,19 @@
+#include "cli/options.h"
+
+namespace moe {
+
+void add_model_options(CLI::App* cmd, ModelConfig& c) {
+  cmd->add_option("--experts", c.experts, "Number of experts E")->capture_default_str();
+  cmd->add_option("--top", c.top, "Experts chosen per image (1..E)")->capture_default_str();
+  cmd->add_option("--emb-size", c.emb_size, "Embedding / expert width")->capture_default_str();
+  cmd->add_option("--w-importance", c.w_importance, "Weight of the importance (load-balancing) loss")->capture_default_str();
+}
+
+void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir) {
+  cmd->add_option("--dataset", dataset, "mnist or fashion-mnist")
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}))
+      ->capture_default_str();
+  cmd->add_option("--data", data_dir, "Folder with the IDX files (default: data/<dataset>)")->envname("MOE_MNIST_DATA");
+}
+
+}  // namespace moe

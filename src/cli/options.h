@@ -1,0 +1,15 @@
+// Option groups shared by several subcommands, so each flag has one spelling, help text and default.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "core/model_config.h"
+
+namespace moe {
+
+// --experts --top --emb-size --w-importance
+void add_model_options(CLI::App* cmd, ModelConfig& c);
+// --dataset mnist|fashion-mnist, --data DIR (env MOE_MNIST_DATA)
+void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir);
+
+}  // namespace moe

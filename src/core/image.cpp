@@ -1,0 +1,241 @@
+#include "core/image.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <memory>
+#include <stdexcept>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+
+// Our own static copy of the decoder, limited to the formats we promise: a smaller attack surface than
+// Debian's libstb (which also parses GIF, PSD, HDR, PIC, TGA), and static symbols cannot clash with a
+// libstb linked in elsewhere.
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNM
+#define STBI_NO_STDIO
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wconversion"
+#pragma GCC diagnostic ignored "-Wdouble-promotion"
+#pragma GCC diagnostic ignored "-Wcast-qual"
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+namespace moe {
+
+namespace {
+
+constexpr int64_t kMaxPixels = int64_t(64) << 20;  // decoding allocates up to 4 bytes per pixel
+constexpr int kFrame = 28;
+constexpr int kBox = 20;
+constexpr float kMinContrast = 32.0f;  // ink must stand this far (of 255) above the background
+constexpr float kInkThreshold = 0.15f;  // of the ink-to-paper contrast; fainter is not ink
+constexpr float kNoiseSigmas = 4.0f;    // ink must also stand this many noise deviations above the paper
+
+struct StbFree {
+  void operator()(stbi_uc* p) const { stbi_image_free(p); }
+};
+
+// Resampling weights for one axis: out[o] = sum of w * in[i] over taps[o].
+struct Tap {
+  int i;
+  float w;
+};
+
+std::vector<std::vector<Tap>> axis_weights(int in, int out) {
+  std::vector<std::vector<Tap>> taps(out);
+  const double step = double(in) / out;
+  for (int o = 0; o < out; ++o) {
+    if (out <= in) {
+      // Area averaging: each output pixel is the mean of the source interval it covers, so thin strokes
+      // in large images fade rather than vanish between samples.
+      const double a = o * step, b = (o + 1) * step;
+      for (int i = int(std::floor(a)); i < int(std::ceil(b)) && i < in; ++i) {
+        const double overlap = std::min<double>(b, i + 1) - std::max<double>(a, i);
+        if (overlap > 0) taps[o].push_back({i, float(overlap / step)});
+      }
+    } else {
+      // Enlarging: linear interpolation between source pixel centres, smoother than repeating pixels.
+      const double src = (o + 0.5) * step - 0.5;
+      const int i0 = int(std::floor(src));
+      const float f = float(src - i0);
+      taps[o].push_back({std::clamp(i0, 0, in - 1), 1.0f - f});
+      taps[o].push_back({std::clamp(i0 + 1, 0, in - 1), f});
+    }
+  }
+  return taps;
+}
+
+// Resizes a [h, w] float image to [nh, nw], separably.
+std::vector<float> resample(const std::vector<float>& src, int w, int h, int nw, int nh) {
+  const auto tx = axis_weights(w, nw), ty = axis_weights(h, nh);
+  std::vector<float> rows(size_t(h) * nw, 0.0f);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < nw; ++x)
+      for (const Tap& t : tx[x]) rows[size_t(y) * nw + x] += t.w * src[size_t(y) * w + t.i];
+  std::vector<float> out(size_t(nh) * nw, 0.0f);
+  for (int y = 0; y < nh; ++y)
+    for (const Tap& t : ty[y])
+      for (int x = 0; x < nw; ++x) out[size_t(y) * nw + x] += t.w * rows[size_t(t.i) * nw + x];
+  return out;
+}
+
+}  // namespace
+
+GreyImage load_grey_image(const std::string& path) {
+  const std::string bytes = read_file(path);
+  if (bytes.empty()) throw InputError(path + ": empty file (PNG, JPEG or PGM expected)");
+  if (bytes.size() > size_t(INT_MAX)) throw InputError(path + ": file too large for an image (over 2 GiB)");
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = int(bytes.size());
+
+  int w = 0, h = 0, comp = 0;
+  if (!stbi_info_from_memory(data, len, &w, &h, &comp))
+    throw InputError(path + ": not an image (PNG, JPEG or PGM expected): " + stbi_failure_reason());
+  if (w <= 0 || h <= 0)
+    throw InputError(path + ": image has zero size (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+  if (int64_t(w) * h > kMaxPixels)
+    throw InputError(path + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
+                     ", larger than the 64 Mpixel limit");
+
+  // Keep alpha when there is one: drawing programs often export black strokes whose only trace is the
+  // alpha channel, over transparent pixels that are also black.
+  const bool alpha = comp == 2 || comp == 4;
+  const int want = alpha ? 2 : 1;
+  std::unique_ptr<stbi_uc, StbFree> px(stbi_load_from_memory(data, len, &w, &h, &comp, want));
+  if (!px) throw InputError(path + ": cannot decode image: " + stbi_failure_reason());
+
+  GreyImage img;
+  img.width = w;
+  img.height = h;
+  const size_t n = size_t(w) * h;
+  img.pixels.resize(n);
+  if (alpha) {
+    // Composite over white, as an image viewer or browser would show it.
+    for (size_t i = 0; i < n; ++i) {
+      const unsigned g = px.get()[2 * i], a = px.get()[2 * i + 1];
+      img.pixels[i] = uint8_t((g * a + 255u * (255u - a) + 127u) / 255u);
+    }
+  } else {
+    std::copy(px.get(), px.get() + n, img.pixels.begin());
+  }
+  return img;
+}
+
+std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {
+  std::vector<float> out(kFrame * kFrame, 0.0f);
+  const int W = img.width, H = img.height;
+  if (W <= 0 || H <= 0) return out;
+  if (img.pixels.size() != size_t(W) * H)
+    throw std::invalid_argument("to_mnist_input: GreyImage has " + std::to_string(img.pixels.size()) +
+                                " pixels, expected " + std::to_string(W) + "x" + std::to_string(H));
+
+  std::vector<float> v(img.pixels.size());
+  for (size_t i = 0; i < v.size(); ++i) v[i] = invert ? 255.0f - img.pixels[i] : float(img.pixels[i]);
+
+  // The border is almost all background even when a stroke touches the edge, so its median is a robust
+  // estimate of the paper level.
+  std::vector<float> border;
+  for (int x = 0; x < W; ++x) {
+    border.push_back(v[x]);
+    if (H > 1) border.push_back(v[size_t(H - 1) * W + x]);
+  }
+  for (int y = 1; y + 1 < H; ++y) {
+    border.push_back(v[size_t(y) * W]);
+    if (W > 1) border.push_back(v[size_t(y) * W + W - 1]);
+  }
+  const size_t mid = border.size() / 2;
+  std::nth_element(border.begin(), border.begin() + ptrdiff_t(mid), border.end());
+  const float bg = border[mid];
+  // Paper grain and JPEG noise: the median absolute deviation of the border, scaled to a standard
+  // deviation; ink must clear it by a wide margin or every speck of a photo widens the bounding box.
+  for (float& b : border) b = std::abs(b - bg);
+  std::nth_element(border.begin(), border.begin() + ptrdiff_t(mid), border.end());
+  const float noise = 1.4826f * border[mid];
+  const float peak = *std::max_element(v.begin(), v.end());
+  if (peak - bg < kMinContrast) return out;
+  const float cut = std::max(kInkThreshold * (peak - bg), kNoiseSigmas * noise);
+
+  std::vector<uint8_t> ink(v.size());
+  for (size_t i = 0; i < v.size(); ++i) ink[i] = v[i] - bg >= cut;
+  int x0 = W, x1 = -1, y0 = H, y1 = -1;
+  for (int y = 0; y < H; ++y)
+    for (int x = 0; x < W; ++x) {
+      const size_t i = size_t(y) * W + x;
+      // A lone pixel is a speck, not a stroke.
+      bool lone = ink[i];
+      for (int dy = -1; dy <= 1 && lone; ++dy)
+        for (int dx = -1; dx <= 1 && lone; ++dx) {
+          const int yy = y + dy, xx = x + dx;
+          if ((dy || dx) && yy >= 0 && yy < H && xx >= 0 && xx < W && ink[size_t(yy) * W + xx]) lone = false;
+        }
+      if (!ink[i] || lone) {
+        v[i] = 0.0f;
+        continue;
+      }
+      v[i] = std::min((v[i] - bg) / (peak - bg), 1.0f);
+      x0 = std::min(x0, x);
+      x1 = std::max(x1, x);
+      y0 = std::min(y0, y);
+      y1 = std::max(y1, y);
+    }
+  if (x1 < 0) return out;
+
+  const int w = x1 - x0 + 1, h = y1 - y0 + 1;
+  std::vector<float> crop(size_t(w) * h);
+  for (int y = 0; y < h; ++y)
+    std::copy_n(v.begin() + ptrdiff_t(y0 + y) * W + x0, w, crop.begin() + ptrdiff_t(y) * w);
+
+  const double s = double(kBox) / std::max(w, h);
+  const int nw = std::clamp(int(std::lround(w * s)), 1, kBox);
+  const int nh = std::clamp(int(std::lround(h * s)), 1, kBox);
+  std::vector<float> box = resample(crop, w, h, nw, nh);
+
+  // MNIST strokes peak at full intensity; area averaging thin strokes would otherwise leave them faint.
+  const float top = *std::max_element(box.begin(), box.end());
+  if (top <= 0.0f) return out;
+  double mass = 0, mx = 0, my = 0;
+  for (int y = 0; y < nh; ++y)
+    for (int x = 0; x < nw; ++x) {
+      float& p = box[size_t(y) * nw + x];
+      p = std::min(p / top, 1.0f);
+      mass += p;
+      mx += double(p) * x;
+      my += double(p) * y;
+    }
+  const int ox = std::clamp(int(std::lround(kFrame / 2 - mx / mass)), 0, kFrame - nw);
+  const int oy = std::clamp(int(std::lround(kFrame / 2 - my / mass)), 0, kFrame - nh);
+  for (int y = 0; y < nh; ++y)
+    std::copy_n(box.begin() + ptrdiff_t(y) * nw, nw, out.begin() + ptrdiff_t(oy + y) * kFrame + ox);
+  return out;
+}
+
+std::string ascii_art(const float* pixels784) {
+  static const char kRamp[] = " .:-=+*#%@";
+  constexpr int kLevels = sizeof kRamp - 1;
+  std::string s;
+  s.reserve(kFrame * (2 * kFrame + 1));
+  for (int y = 0; y < kFrame; ++y) {
+    for (int x = 0; x < kFrame; ++x) {
+      const float p = pixels784[y * kFrame + x];
+      const int level = p > 0.0f ? std::min(kLevels - 1, int(p * (kLevels - 1) + 0.5f)) : 0;  // NaN -> blank
+      s.append(2, kRamp[level]);
+    }
+    s += '\n';
+  }
+  return s;
+}
+
+}  // namespace moe

@@ -1,0 +1,29 @@
+// A straightforward hand-written forward pass of the model (plain loops, no framework): the
+// yardstick `bench` compares the engines against, and an independent check of the exporter.
+#pragma once
+#include <vector>
+
+#include "core/checkpoint.h"
+#include "core/classifier.h"
+
+namespace moe {
+
+class ReferenceClassifier final : public Classifier {
+ public:
+  explicit ReferenceClassifier(const Checkpoint& checkpoint);
+
+  void classify(const float* images, int64_t n, float* logits, float* gate_probs) override;
+  int64_t n_classes() const override { return c_.n_classes; }
+  int64_t n_experts() const override { return c_.experts; }
+  int64_t top_k() const override { return c_.top; }
+  std::string backend() const override { return "reference"; }
+  std::string precision() const override { return "fp32"; }
+
+ private:
+  ModelConfig c_;
+  // Weights transposed to [in, out] so the inner loops run over contiguous outputs.
+  std::vector<float> emb_w_, emb_b_, gate_w_, gate_b_, cls_w_, cls_b_;
+  std::vector<std::vector<float>> fc1_w_, fc1_b_, fc2_w_, fc2_b_;
+};
+
+}  // namespace moe

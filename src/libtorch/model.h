@@ -1,0 +1,56 @@
+// The MoE MNIST classifier as a LibTorch module tree. Parameter names ("moe.experts.3.fc1.weight")
+// are the ones used by the safetensors checkpoint, the ONNX initialisers and the graph picture.
+#pragma once
+#include <torch/torch.h>
+
+#include "core/model_config.h"
+#include "core/weights.h"
+
+namespace moe {
+
+struct ExpertImpl : torch::nn::Module {
+  explicit ExpertImpl(int64_t emb);
+  torch::Tensor forward(const torch::Tensor& x);  // [n, emb] -> [n, emb]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+};
+TORCH_MODULE(Expert);
+
+struct MoEOutput {
+  torch::Tensor y;           // [B, emb]
+  torch::Tensor gate_probs;  // [B, E] softmax of the gate (before noise)
+  torch::Tensor top_idx;     // [B, k] chosen experts
+  torch::Tensor top_w;       // [B, k] their renormalised weights
+  torch::Tensor importance_loss;  // scalar; zero outside training
+};
+
+struct MoEImpl : torch::nn::Module {
+  explicit MoEImpl(const ModelConfig& c);
+  // style: "sparse" (sort rows by expert, run each expert once on its rows) or "loop" (the original's
+  // per-expert, per-slot NonZero masks). Both compute the same function.
+  MoEOutput forward(const torch::Tensor& x, const std::string& style = "sparse");
+  ModelConfig config;
+  torch::nn::Linear gate{nullptr}, noise{nullptr};
+  torch::nn::ModuleList experts;
+};
+TORCH_MODULE(MoE);
+
+struct NetOutput {
+  torch::Tensor logits;      // [B, n_classes]
+  MoEOutput moe;
+};
+
+struct NetImpl : torch::nn::Module {
+  explicit NetImpl(const ModelConfig& c);
+  NetOutput forward(const torch::Tensor& images, const std::string& style = "sparse");  // images [B, 784]
+  ModelConfig config;
+  torch::nn::Linear embedding{nullptr};
+  MoE moe{nullptr};
+  torch::nn::Linear classifier{nullptr};
+};
+TORCH_MODULE(Net);
+
+// Copies between the module's parameters and the framework-free Weights map (always on CPU).
+Weights weights_from(Net& net);
+void load_into(Net& net, const Weights& weights, const std::string& where);
+
+}  // namespace moe

@@ -1,0 +1,60 @@
+// What the LibTorch part offers the rest of the project, without exposing LibTorch headers
+// (so only src/torch/*.cpp pay for compiling them).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/classifier.h"
+#include "core/model_config.h"
+
+namespace moe {
+
+struct TrainOptions {
+  ModelConfig model;
+  std::string dataset = "mnist";
+  std::string data_dir;         // "" = resolve_data_dir default
+  std::string out = "runs/mnist";
+  int64_t epochs = 50;
+  int64_t batch = 64;
+  double lr = 1e-3;
+  uint64_t seed = 42;
+  int threads = 0;              // 0 = LibTorch's default
+  int64_t save_every = 1000;    // iterations between checkpoints; 0 = only at the end
+  bool resume = false;
+  std::string device = "cpu";   // "cpu" or "cuda[:N]" when LibTorch has CUDA
+};
+
+struct EpochStats {
+  int64_t epoch = 0;            // 1-based
+  double seconds = 0;           // training time of this epoch (excludes evaluation)
+  double mean_loss = 0;         // cross-entropy + importance, averaged over the epoch's iterations
+  double test_accuracy = 0;
+  std::vector<double> expert_load;  // share of top-k slots per expert on the test set, sums to 1
+};
+
+struct TrainSummary {
+  int64_t epochs = 0, iterations = 0;
+  double seconds = 0;           // training time, all epochs of this run (excludes evaluation)
+  double train_accuracy = 0, test_accuracy = 0;
+  std::vector<double> expert_load;
+  std::vector<EpochStats> history;
+};
+
+// Trains (or resumes) and writes the checkpoint to opts.out. Progress and logs go to stderr.
+// Throws Interrupted after saving when SIGINT arrives.
+TrainSummary train(const TrainOptions& opts);
+
+// LibTorch eager inference from a checkpoint directory. device: "cpu" or "cuda[:N]".
+// style "sparse" dispatches each image to its chosen experts (as in training); "loop" is the
+// original Python project's per-expert loop with NonZero masks, kept as a baseline for bench.
+std::unique_ptr<Classifier> make_torch_classifier(const std::string& checkpoint_dir, const std::string& device = "cpu",
+                                                  const std::string& style = "sparse");
+
+// Sets LibTorch's intra-op threads and OpenBLAS's (OpenMP build) together; 0 leaves the defaults.
+void set_torch_threads(int n);
+std::string torch_version();
+bool torch_cuda_available();
+
+}  // namespace moe

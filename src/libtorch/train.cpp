@@ -1,0 +1,200 @@
+// `moe-mnist train`: Adam over shuffled mini-batches, per-epoch test accuracy and expert load,
+// atomic checkpoints, resume, and a clean save on Ctrl-C.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <random>
+
+#include "core/atomic_file.h"
+#include "core/checkpoint.h"
+#include "core/dataset.h"
+#include "core/errors.h"
+#include "core/progress.h"
+#include "libtorch/model.h"
+#include "libtorch/torch_api.h"
+
+namespace moe {
+
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted = true; }
+
+struct Split {
+  torch::Tensor x;  // [n, 784] float in [0, 1]
+  torch::Tensor y;  // [n] int64
+};
+
+Split load_split(const TrainOptions& o, const std::string& split, const torch::Device& device) {
+  const Dataset d = load_dataset(o.dataset, resolve_data_dir(o.dataset, o.data_dir), split);
+  torch::Tensor pixels = torch::from_blob(const_cast<uint8_t*>(d.pixels.data()), {d.n, 784}, torch::kUInt8);
+  torch::Tensor labels = torch::from_blob(const_cast<uint8_t*>(d.labels.data()), {d.n}, torch::kUInt8);
+  return {pixels.to(torch::kFloat).div_(255.0f).to(device), labels.to(torch::kLong).to(device)};
+}
+
+struct Quality {
+  double accuracy = 0;
+  std::vector<double> load;  // share of top-k slots per expert
+};
+
+Quality measure(Net& net, const Split& s) {
+  net->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = s.x.size(0), E = net->config.experts;
+  int64_t correct = 0;
+  torch::Tensor slots = torch::zeros({E}, torch::kLong);
+  for (int64_t i = 0; i < n; i += 1000) {
+    const int64_t b = std::min<int64_t>(1000, n - i);
+    NetOutput o = net->forward(s.x.narrow(0, i, b), "sparse");
+    correct += o.logits.argmax(1).eq(s.y.narrow(0, i, b)).sum().item<int64_t>();
+    slots += torch::bincount(o.moe.top_idx.reshape({-1}), {}, E).cpu();
+  }
+  net->train();
+  Quality q;
+  q.accuracy = n ? double(correct) / double(n) : 0.0;
+  const double total = double(slots.sum().item<int64_t>());
+  for (int64_t e = 0; e < E; ++e) q.load.push_back(total > 0 ? slots[e].item<int64_t>() / total : 0.0);
+  return q;
+}
+
+void save(Net& net, torch::optim::Adam& opt, const TrainOptions& o, const CheckpointMeta& meta) {
+  std::filesystem::create_directories(o.out);
+  save_weights(weights_path(o.out), weights_from(net));
+  write_atomically(train_state_path(o.out), [&](const std::string& tmp) { torch::save(opt, tmp); });
+  save_checkpoint_meta(o.out, meta);  // last, so config.json never points at older weights
+}
+
+std::string load_string(const std::vector<double>& load) {
+  std::string s;
+  char buf[16];
+  for (double v : load) {
+    std::snprintf(buf, sizeof buf, "%s%.1f", s.empty() ? "" : " ", 100.0 * v);
+    s += buf;
+  }
+  return "[" + s + "] %";
+}
+
+}  // namespace
+
+TrainSummary train(const TrainOptions& opts) {
+  TrainOptions o = opts;
+  if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
+  if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
+  if (!(o.lr > 0)) throw InputError("--lr must be > 0");
+  if (o.save_every < 0) throw InputError("--save-every must be >= 0");
+  set_torch_threads(o.threads);
+  const torch::Device device(o.device);
+  if (device.is_cuda() && !torch::cuda::is_available())
+    throw UnavailableError("--device " + o.device + ": this LibTorch has no usable CUDA (build against a CUDA LibTorch, see README)");
+
+  CheckpointMeta meta;
+  int64_t iteration = 0;
+  if (o.resume) {
+    meta = load_checkpoint_meta(o.out);
+    o.model = meta.model;  // the checkpoint's sizes win over flags
+    o.dataset = meta.dataset;
+    iteration = meta.training.value("iterations", int64_t(0));
+  }
+  o.model.validate();
+  meta.model = o.model;
+  meta.dataset = o.dataset;
+
+  const Split train_set = load_split(o, "train", device);
+  const Split test_set = load_split(o, "test", device);
+  const int64_t n = train_set.x.size(0);
+  const int64_t iters_per_epoch = (n + o.batch - 1) / o.batch;
+  const int64_t total_iters = iters_per_epoch * o.epochs;
+
+  torch::manual_seed(o.seed);
+  Net net(o.model);
+  net->to(device);
+  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(o.lr));
+  if (o.resume) {
+    load_into(net, load_weights(weights_path(o.out)), weights_path(o.out));
+    if (!std::filesystem::exists(train_state_path(o.out)))
+      throw InputError(train_state_path(o.out) + ": missing, cannot resume the optimizer state");
+    torch::load(opt, train_state_path(o.out));
+    std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
+                 (long long)(iteration / iters_per_epoch + 1));
+  }
+  meta.training = {{"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
+                   {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch}};
+
+  g_interrupted = false;
+  auto previous = std::signal(SIGINT, on_sigint);
+  struct Restore {
+    decltype(previous) h;
+    ~Restore() { std::signal(SIGINT, h); }
+  } restore{previous};
+
+  TrainSummary summary;
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t epoch = iteration / iters_per_epoch; epoch < o.epochs; ++epoch) {
+    // A permutation that depends only on (seed, epoch), so a resumed run sees the same batches.
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(o.seed * 1000003ULL + uint64_t(epoch));
+    std::shuffle(order.begin(), order.end(), rng);
+    torch::Tensor perm = torch::from_blob(order.data(), {n}, torch::kLong).to(device);
+
+    Progress progress("epoch " + std::to_string(epoch + 1), iters_per_epoch);
+    double loss_sum = 0;
+    int64_t loss_count = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
+      torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
+      NetOutput out = net->forward(train_set.x.index_select(0, idx), "sparse");
+      torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      ++iteration;
+      loss_sum += loss.item<double>();
+      ++loss_count;
+      char extra[48];
+      std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / double(loss_count));
+      progress.update(it + 1, extra);
+      meta.training["iterations"] = iteration;
+      if (g_interrupted) {
+        progress.finish();
+        save(net, opt, o, meta);
+        throw Interrupted("interrupted at iteration " + std::to_string(iteration) + "; checkpoint saved to " + o.out +
+                          " (continue with --resume)");
+      }
+      if (o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta);
+    }
+    progress.finish();
+    EpochStats es;
+    es.epoch = epoch + 1;
+    es.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    es.mean_loss = loss_count ? loss_sum / double(loss_count) : 0.0;
+    const Quality q = measure(net, test_set);
+    es.test_accuracy = q.accuracy;
+    es.expert_load = q.load;
+    std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s\n",
+                 (long long)es.epoch, (long long)o.epochs, es.mean_loss, 100.0 * es.test_accuracy, es.seconds,
+                 double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str());
+    summary.seconds += es.seconds;
+    summary.history.push_back(es);
+  }
+
+  const Quality test_q = measure(net, test_set);
+  const Quality train_q = measure(net, train_set);
+  summary.epochs = o.epochs;
+  summary.iterations = iteration;
+  summary.test_accuracy = test_q.accuracy;
+  summary.train_accuracy = train_q.accuracy;
+  summary.expert_load = test_q.load;
+  meta.training["test_accuracy"] = summary.test_accuracy;
+  meta.training["train_accuracy"] = summary.train_accuracy;
+  meta.training["expert_load"] = summary.expert_load;
+  save(net, opt, o, meta);
+  std::fprintf(stderr, "saved %s: train accuracy %.2f%%, test accuracy %.2f%%\n", o.out.c_str(),
+               100.0 * summary.train_accuracy, 100.0 * summary.test_accuracy);
+  return summary;
+}
+
+}  // namespace moe

@@ -1,0 +1,307 @@
+// Builds the static ONNX graph from the checkpoint's weights.
+//
+// Linear layers that meet without a nonlinearity are folded, computed here in double precision:
+//   - the gate reads the embedding, so one [784, emb+E] Gemm yields both (then Split);
+//   - each expert's fc2 and the classifier meet (the top-k weights are scalars per row), so the
+//     classifier is folded into the stacked fc2 weights: logits = [c_e * relu_e, c] @ C + b.
+// Dense routing (default): combine = ScatterElements(zeros, TopK indices, softmax(TopK values));
+// all experts' fc1 run as one Gemm over stacked weights [emb, E*emb]; each expert's hidden units
+// are scaled by its combine weight (expanded by a constant 0/1 MatMul); one Gemm does fc2 +
+// classifier for all experts. Unselected experts get weight 0, so this equals the sparse model.
+#include <onnx/checker.h>
+#include <onnx/shape_inference/implementation.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/errors.h"
+#include "onnx_export/export_model.h"
+#include "onnx_export/onnx_builder.h"
+
+namespace moe {
+
+namespace {
+
+constexpr int kOpset = 17;
+using Matrix = std::vector<double>;  // row-major
+
+struct Folded {
+  int64_t I, D, E, C;
+  std::vector<float> embed_gate_w, embed_gate_b;  // [I, D+E], [D+E]
+  std::vector<float> fc1_w, fc1_b;                // [D, E*D], [E*D]  (dense)
+  std::vector<float> expand;                      // [E, E*D] 0/1     (dense)
+  std::vector<float> out_w, out_b;                // [E*D+E, C], [C]  (dense)
+};
+
+Folded fold(const Checkpoint& ck) {
+  const ModelConfig& c = ck.meta.model;
+  const Weights& w = ck.weights;
+  const std::string where = "checkpoint";
+  Folded f{c.input_size, c.emb_size, c.experts, c.n_classes, {}, {}, {}, {}, {}, {}, {}};
+  const int64_t I = f.I, D = f.D, E = f.E, C = f.C;
+  const auto& We = get_param(w, "embedding.weight", {D, I}, where).data;
+  const auto& be = get_param(w, "embedding.bias", {D}, where).data;
+  const auto& Wg = get_param(w, "moe.gate.weight", {E, D}, where).data;
+  const auto& bg = get_param(w, "moe.gate.bias", {E}, where).data;
+  const auto& Wc = get_param(w, "classifier.weight", {C, D}, where).data;
+  const auto& bc = get_param(w, "classifier.bias", {C}, where).data;
+
+  f.embed_gate_w.assign(size_t(I * (D + E)), 0.f);
+  f.embed_gate_b.assign(size_t(D + E), 0.f);
+  for (int64_t i = 0; i < I; ++i) {
+    for (int64_t d = 0; d < D; ++d) f.embed_gate_w[i * (D + E) + d] = We[d * I + i];
+    for (int64_t e = 0; e < E; ++e) {
+      double s = 0;
+      for (int64_t d = 0; d < D; ++d) s += double(Wg[e * D + d]) * We[d * I + i];
+      f.embed_gate_w[i * (D + E) + D + e] = float(s);
+    }
+  }
+  for (int64_t d = 0; d < D; ++d) f.embed_gate_b[d] = be[d];
+  for (int64_t e = 0; e < E; ++e) {
+    double s = bg[e];
+    for (int64_t d = 0; d < D; ++d) s += double(Wg[e * D + d]) * be[d];
+    f.embed_gate_b[D + e] = float(s);
+  }
+
+  f.fc1_w.assign(size_t(D * E * D), 0.f);
+  f.fc1_b.assign(size_t(E * D), 0.f);
+  f.expand.assign(size_t(E * E * D), 0.f);
+  f.out_w.assign(size_t((E * D + E) * C), 0.f);
+  f.out_b.assign(bc.begin(), bc.end());
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& W1 = get_param(w, expert_param(e, "fc1", "weight"), {D, D}, where).data;  // [out, in]
+    const auto& b1 = get_param(w, expert_param(e, "fc1", "bias"), {D}, where).data;
+    const auto& W2 = get_param(w, expert_param(e, "fc2", "weight"), {D, D}, where).data;
+    const auto& b2 = get_param(w, expert_param(e, "fc2", "bias"), {D}, where).data;
+    for (int64_t j = 0; j < D; ++j) {
+      for (int64_t i = 0; i < D; ++i) f.fc1_w[i * E * D + e * D + j] = W1[j * D + i];
+      f.fc1_b[e * D + j] = b1[j];
+      f.expand[e * E * D + e * D + j] = 1.f;
+      for (int64_t k = 0; k < C; ++k) {  // (Wc @ W2_e)[k, j]
+        double s = 0;
+        for (int64_t m = 0; m < D; ++m) s += double(Wc[k * D + m]) * W2[m * D + j];
+        f.out_w[(e * D + j) * C + k] = float(s);
+      }
+    }
+    for (int64_t k = 0; k < C; ++k) {  // (Wc @ b2_e)[k], picked up by the combine weight c_e
+      double s = 0;
+      for (int64_t m = 0; m < D; ++m) s += double(Wc[k * D + m]) * b2[m];
+      f.out_w[(E * D + e) * C + k] = float(s);
+    }
+  }
+  return f;
+}
+
+// x [N, I] -> [N, D+E] in the graph's float type; int8 quantises the weights here and the
+// activations at run time (DynamicQuantizeLinear + MatMulInteger, which ORT fuses on the CPU).
+void embed_and_gate(GraphBuilder& b, const Folded& f, const ExportOptions& o, int ftype, const std::string& x,
+                    const std::string& y) {
+  const int64_t cols = f.D + f.E;
+  if (o.precision != "int8") {
+    b.floats("embedding+moe.gate.weight", {f.I, cols}, f.embed_gate_w, ftype);
+    b.floats("embedding+moe.gate.bias", {cols}, f.embed_gate_b, ftype);
+    b.node("Gemm", {x, "embedding+moe.gate.weight", "embedding+moe.gate.bias"}, {y}, "embedding+moe.gate");
+    return;
+  }
+  // Symmetric weights q = round(w / s) with s = max|w| / 63 per column (or per tensor): 7 bits, not 8.
+  // On x86 without VNNI, ORT's u8 x s8 kernel sums pairs of products in int16 (vpmaddubsw), which
+  // saturates with full-range weights: measured here, 8-bit weights cost 0.35 accuracy points on
+  // MNIST test, 7-bit ones 0.02. The inputs are exact either way: pixels are k/255.
+  constexpr float kQmax = 63.f;
+  std::vector<float> scale(size_t(cols), 0.f);
+  float all = 0.f;
+  for (int64_t i = 0; i < f.I; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float a = std::fabs(f.embed_gate_w[i * cols + j]);
+      scale[j] = std::max(scale[j], a);
+      all = std::max(all, a);
+    }
+  for (auto& s : scale) s = (o.per_channel ? s : all) / kQmax;
+  for (auto& s : scale) if (s == 0.f) s = 1.f;
+  std::vector<int8_t> q(f.embed_gate_w.size());
+  for (int64_t i = 0; i < f.I; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      q[i * cols + j] = int8_t(std::lround(std::clamp(f.embed_gate_w[i * cols + j] / scale[j], -kQmax, kQmax)));
+  b.int8s("embedding+moe.gate.weight_quantized", {f.I, cols}, q);
+  b.int8s("embedding+moe.gate.weight_zero_point", {}, {0});
+  b.floats("embedding+moe.gate.weight_scale", {cols}, scale);
+  b.floats("embedding+moe.gate.bias", {cols}, f.embed_gate_b);
+  b.node("DynamicQuantizeLinear", {x}, {"input_quantized", "input_scale", "input_zero_point"});
+  b.node("MatMulInteger", {"input_quantized", "embedding+moe.gate.weight_quantized", "input_zero_point",
+                           "embedding+moe.gate.weight_zero_point"},
+         {"embedding+moe.gate.int32"});
+  set_attr(b.node("Cast", {"embedding+moe.gate.int32"}, {"embedding+moe.gate.int32_as_float"}), "to",
+           int64_t(onnx::TensorProto::FLOAT));
+  b.node("Mul", {"input_scale", "embedding+moe.gate.weight_scale"}, {"embedding+moe.gate.scale"});
+  b.node("Mul", {"embedding+moe.gate.int32_as_float", "embedding+moe.gate.scale"}, {"embedding+moe.gate.matmul"});
+  b.node("Add", {"embedding+moe.gate.matmul", "embedding+moe.gate.bias"}, {y});
+}
+
+void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions& o) {
+  auto put = [&](const std::string& k, const std::string& v) {
+    auto* p = m.add_metadata_props();
+    p->set_key(k);
+    p->set_value(v);
+  };
+  put("model_config", to_json(ck.meta.model).dump());
+  put("dataset", ck.meta.dataset);
+  if (ck.meta.training.contains("test_accuracy")) put("test_accuracy", ck.meta.training["test_accuracy"].dump());
+  put("precision", o.precision);
+  put("routing", o.routing);
+  put("producer", std::string("moe-mnist ") + MOE_MNIST_VERSION);
+}
+
+}  // namespace
+
+onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) {
+  if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "int8")
+    throw InputError("--precision: expected fp32, fp16 or int8, got '" + o.precision + "'");
+  if (o.routing != "dense" && o.routing != "moe")
+    throw InputError("--routing: expected dense or moe, got '" + o.routing + "'");
+  if (o.routing == "moe" && o.precision == "fp16")
+    throw InputError("--routing moe supports fp32 and int8 (the contrib MoE kernel's fp16 path is CUDA-only); use --routing dense for fp16");
+  const ModelConfig& c = ck.meta.model;
+  c.validate();
+  if (c.input_size != 784) throw InputError("export: input_size must be 784 (28x28 images), got " + std::to_string(c.input_size));
+  const Folded f = fold(ck);
+  const int64_t D = f.D, E = f.E, C = f.C;
+  const int F32 = onnx::TensorProto::FLOAT;
+  const int ftype = o.precision == "fp16" ? int(onnx::TensorProto::FLOAT16) : F32;
+
+  onnx::ModelProto m;
+  m.set_ir_version(8);
+  m.set_producer_name("moe-mnist");
+  m.set_producer_version(MOE_MNIST_VERSION);
+  m.set_doc_string("Mixture-of-Experts MNIST classifier: embedding -> top-" + std::to_string(c.top) + " of " +
+                   std::to_string(E) + " experts -> classifier");
+  auto* opset = m.add_opset_import();
+  opset->set_domain("");
+  opset->set_version(kOpset);
+  onnx::GraphProto* g = m.mutable_graph();
+  g->set_name("moe_mnist");
+  GraphBuilder b(g);
+  b.input("input", F32, {-1, 1, 28, 28});
+  b.output("logits", F32, {-1, C});
+  b.output("gate_probs", F32, {-1, E});
+
+  set_attr(b.node("Flatten", {"input"}, {"input.flat"}), "axis", int64_t(1));  // [N, 784]
+  std::string x = "input.flat";
+  if (ftype != F32) {
+    set_attr(b.node("Cast", {x}, {"input.fp16"}), "to", int64_t(ftype));
+    x = "input.fp16";
+  }
+  embed_and_gate(b, f, o, ftype, x, "embedding+moe.gate.out");  // [N, D+E]
+  b.int64s("split_sizes", {2}, {D, E});
+  set_attr(b.node("Split", {"embedding+moe.gate.out", "split_sizes"}, {"embedding.out", "moe.gate.logits"}, "split"),
+           "axis", int64_t(1));
+  const std::string probs = ftype == F32 ? "gate_probs" : "moe.gate.probs";
+  set_attr(b.node("Softmax", {"moe.gate.logits"}, {probs}, "moe.gate.softmax"), "axis", int64_t(1));  // [N, E]
+
+  std::string logits = ftype == F32 ? "logits" : "logits.fp16";
+  if (o.routing == "moe") {
+    // Fed the probabilities, the kernel's own softmax + top-k + renormalisation equals softmax over
+    // the selected probabilities, i.e. our routing (see shared/notes/onnxruntime-cpu-facts.md).
+    std::vector<float> w1, b1, w2, b2;
+    for (int64_t e = 0; e < E; ++e) {
+      for (const char* layer : {"fc1", "fc2"}) {
+        const auto& W = ck.weights.at(expert_param(e, layer, "weight")).data;  // [out, in]
+        const auto& B = ck.weights.at(expert_param(e, layer, "bias")).data;
+        auto& dw = layer[2] == '1' ? w1 : w2;
+        auto& db = layer[2] == '1' ? b1 : b2;
+        dw.insert(dw.end(), W.begin(), W.end());
+        db.insert(db.end(), B.begin(), B.end());
+      }
+    }
+    b.floats("moe.experts.fc1.weight", {E, D, D}, w1);
+    b.floats("moe.experts.fc1.bias", {E, D}, b1);
+    b.floats("moe.experts.fc2.weight", {E, D, D}, w2);
+    b.floats("moe.experts.fc2.bias", {E, D}, b2);
+    auto* moe = b.node("MoE", {"embedding.out", probs, "moe.experts.fc1.weight", "moe.experts.fc1.bias",
+                               "moe.experts.fc2.weight", "moe.experts.fc2.bias"},
+                       {"moe.out"}, "moe", "com.microsoft");
+    set_attr(moe, "k", c.top);
+    set_attr(moe, "activation_type", std::string("relu"));
+    set_attr(moe, "normalize_routing_weights", int64_t(1));
+    auto* ms = m.add_opset_import();
+    ms->set_domain("com.microsoft");
+    ms->set_version(1);
+    b.floats("classifier.weight", {C, D}, ck.weights.at("classifier.weight").data);
+    b.floats("classifier.bias", {C}, ck.weights.at("classifier.bias").data);
+    set_attr(b.node("Gemm", {"moe.out", "classifier.weight", "classifier.bias"}, {logits}, "classifier"), "transB",
+             int64_t(1));
+  } else {
+    b.int64s("moe.top_k", {1}, {c.top});
+    b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]
+    set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
+    b.node("Shape", {probs}, {"moe.gate.shape"});
+    onnx::TensorProto zero;
+    zero.set_data_type(ftype);
+    zero.add_dims(1);
+    if (ftype == F32) {
+      const float z = 0.f;
+      zero.set_raw_data(&z, 4);
+    } else {
+      const uint16_t z = 0;
+      zero.set_raw_data(&z, 2);
+    }
+    set_attr(b.node("ConstantOfShape", {"moe.gate.shape"}, {"moe.zeros"}), "value", zero);
+    set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
+                    "moe.combine"),
+             "axis", int64_t(1));  // [N, E]: the renormalised top-k weights, zeros elsewhere
+
+    b.floats("moe.experts.fc1.weight", {D, E * D}, f.fc1_w, ftype);
+    b.floats("moe.experts.fc1.bias", {E * D}, f.fc1_b, ftype);
+    b.node("Gemm", {"embedding.out", "moe.experts.fc1.weight", "moe.experts.fc1.bias"}, {"moe.experts.fc1.out"},
+           "moe.experts.fc1");  // [N, E*D]
+    b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
+    b.floats("moe.combine.expand", {E, E * D}, f.expand, ftype);
+    b.node("MatMul", {"moe.combine", "moe.combine.expand"}, {"moe.combine.per_unit"});  // [N, E*D]
+    b.node("Mul", {"moe.experts.relu", "moe.combine.per_unit"}, {"moe.experts.weighted"});
+    set_attr(b.node("Concat", {"moe.experts.weighted", "moe.combine"}, {"moe.experts.weighted+combine"}), "axis",
+             int64_t(1));  // [N, E*D+E]
+    b.floats("moe.experts.fc2+classifier.weight", {E * D + E, C}, f.out_w, ftype);
+    b.floats("moe.experts.fc2+classifier.bias", {C}, f.out_b, ftype);
+    b.node("Gemm", {"moe.experts.weighted+combine", "moe.experts.fc2+classifier.weight",
+                    "moe.experts.fc2+classifier.bias"},
+           {logits}, "moe.experts.fc2+classifier");
+  }
+  if (ftype != F32) {  // keep_io_types: float32 at the edges
+    set_attr(b.node("Cast", {logits}, {"logits"}, "logits.cast"), "to", int64_t(F32));
+    set_attr(b.node("Cast", {probs}, {"gate_probs"}, "gate_probs.cast"), "to", int64_t(F32));
+  }
+  add_metadata(m, ck, o);
+  return m;
+}
+
+void check_onnx_model(const onnx::ModelProto& model) {
+  try {
+    onnx::checker::check_model(model);
+    onnx::ModelProto copy = model;
+    onnx::shape_inference::InferShapes(copy, onnx::OpSchemaRegistry::Instance(),
+                                       onnx::ShapeInferenceOptions(/*check_type=*/true, /*strict=*/1));
+  } catch (const std::exception& e) {
+    throw InputError(std::string("exported graph failed the ONNX checker: ") + e.what());
+  }
+}
+
+ExportSummary export_onnx(const Checkpoint& ck, const ExportOptions& o, const std::string& out_path) {
+  const onnx::ModelProto m = build_onnx_model(ck, o);
+  check_onnx_model(m);
+  std::string bytes;
+  if (!m.SerializeToString(&bytes)) throw InputError(out_path + ": could not serialise the model");
+  write_file_atomically(out_path, bytes);
+  ExportSummary s;
+  s.n_nodes = m.graph().node_size();
+  s.n_initializers = m.graph().initializer_size();
+  for (const auto& t : m.graph().initializer()) {
+    int64_t n = 1;
+    for (int64_t d : t.dims()) n *= d;
+    s.n_parameters += n;
+  }
+  for (const auto& n : m.graph().node()) ++s.op_counts[n.op_type()];
+  s.bytes = int64_t(bytes.size());
+  return s;
+}
+
+}  // namespace moe

@@ -1,0 +1,31 @@
+// `moe-mnist export`: a trained checkpoint -> a static ONNX graph (opset 17, symbolic batch N),
+// checked by the ONNX checker and shape inference, written atomically. No LibTorch involved.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "core/checkpoint.h"
+
+namespace moe {
+
+struct ExportOptions {
+  std::string precision = "fp32";  // fp32 | fp16 (fp16 inside, fp32 at the edges) | int8 (dynamic quantisation)
+  // dense: TopK + combine matrix (ScatterElements), every expert in one MatMul (static, runs anywhere)
+  // moe:   ONNX Runtime's com.microsoft.MoE contrib operator (ORT CPU/CUDA only)
+  std::string routing = "dense";
+  bool per_channel = true;         // int8: one weight scale per output column (else one per tensor)
+};
+
+struct ExportSummary {
+  int64_t n_nodes = 0;
+  int64_t n_initializers = 0;
+  int64_t n_parameters = 0;
+  int64_t bytes = 0;
+  std::map<std::string, int> op_counts;  // op type -> count
+};
+
+// Builds, checks and writes the model. Throws InputError on a bad option or a checker failure.
+ExportSummary export_onnx(const Checkpoint& checkpoint, const ExportOptions& options, const std::string& out_path);
+
+}  // namespace moe

@@ -1,0 +1,161 @@
+#include "ort/ort_classifier.h"
+
+#include <onnxruntime_cxx_api.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "core/errors.h"
+
+namespace moe {
+
+namespace {
+
+Ort::Env& env() {
+  static Ort::Env e(ORT_LOGGING_LEVEL_ERROR, "moe-mnist");
+  return e;
+}
+
+GraphOptimizationLevel parse_level(const std::string& s) {
+  if (s == "disable") return ORT_DISABLE_ALL;
+  if (s == "basic") return ORT_ENABLE_BASIC;
+  if (s == "extended") return ORT_ENABLE_EXTENDED;
+  if (s == "all") return ORT_ENABLE_ALL;
+  throw InputError("--opt-level: expected disable, basic, extended or all, got '" + s + "'");
+}
+
+// Provider options go through ONNX Runtime's string key/value API, the same for CUDA and TensorRT.
+template <typename Options, typename Update>
+void update_options(Options* p, const std::vector<std::pair<std::string, std::string>>& kv, Update update) {
+  std::vector<const char*> keys, values;
+  for (const auto& [k, v] : kv) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  Ort::ThrowOnError(update(p, keys.data(), values.data(), keys.size()));
+}
+
+void append_cuda(Ort::SessionOptions& so, const OrtOptions& o) {
+  const OrtApi& api = Ort::GetApi();
+  OrtCUDAProviderOptionsV2* cuda = nullptr;
+  Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
+  std::unique_ptr<OrtCUDAProviderOptionsV2, void (*)(OrtCUDAProviderOptionsV2*)> guard(cuda, api.ReleaseCUDAProviderOptions);
+  update_options(cuda, {{"device_id", std::to_string(o.device_id)}, {"enable_cuda_graph", o.cuda_graph ? "1" : "0"}},
+                 api.UpdateCUDAProviderOptions);
+  so.AppendExecutionProvider_CUDA_V2(*cuda);
+}
+
+void append_tensorrt(Ort::SessionOptions& so, const OrtOptions& o) {
+  const OrtApi& api = Ort::GetApi();
+  OrtTensorRTProviderOptionsV2* trt = nullptr;
+  Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));
+  std::unique_ptr<OrtTensorRTProviderOptionsV2, void (*)(OrtTensorRTProviderOptionsV2*)> guard(trt, api.ReleaseTensorRTProviderOptions);
+  const std::string mx = std::to_string(o.max_batch);
+  std::vector<std::pair<std::string, std::string>> kv = {
+      {"device_id", std::to_string(o.device_id)},
+      {"trt_fp16_enable", o.trt_fp16 ? "1" : "0"},
+      {"trt_profile_min_shapes", "input:1x1x28x28"},
+      {"trt_profile_opt_shapes", "input:64x1x28x28"},
+      {"trt_profile_max_shapes", "input:" + mx + "x1x28x28"},
+  };
+  if (!o.trt_cache.empty()) {
+    std::filesystem::create_directories(o.trt_cache);
+    kv.push_back({"trt_engine_cache_enable", "1"});
+    kv.push_back({"trt_engine_cache_path", o.trt_cache});
+  }
+  update_options(trt, kv, api.UpdateTensorRTProviderOptions);
+  so.AppendExecutionProvider_TensorRT_V2(*trt);
+  append_cuda(so, o);  // what TensorRT rejects falls back to CUDA, not the CPU
+}
+
+class OrtClassifier final : public Classifier {
+ public:
+  OrtClassifier(const std::string& path, const OrtOptions& o) : backend_(o.backend) {
+    if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such ONNX model file");
+    Ort::SessionOptions so;
+    so.SetIntraOpNumThreads(o.threads);
+    so.SetInterOpNumThreads(1);
+    so.SetGraphOptimizationLevel(parse_level(o.opt_level));
+    if (o.backend != "cpu" && o.backend != "cuda" && o.backend != "tensorrt")
+      throw InputError("--backend: expected cpu, cuda or tensorrt, got '" + o.backend + "'");
+    try {
+      if (o.backend == "cuda") append_cuda(so, o);
+      if (o.backend == "tensorrt") append_tensorrt(so, o);
+    } catch (const Ort::Exception& e) {
+      throw UnavailableError(o.backend + " execution provider: " + e.what());
+    }
+    try {
+      session_ = Ort::Session(env(), path.c_str(), so);
+    } catch (const Ort::Exception& e) {
+      const std::string why = e.what();
+      precision_ = "unknown";
+      if (why.find("NOT_IMPLEMENTED") != std::string::npos || why.find("Could not find an implementation") != std::string::npos)
+        throw UnavailableError(path + ": ONNX Runtime's " + o.backend + " execution provider has no kernel for part of this model (" +
+                               why + ")" + (o.backend == "cpu" ? "; fp16 models need --backend cuda or tensorrt" : ""));
+      if (o.backend != "cpu" && (why.find("CUDA") != std::string::npos || why.find(".so") != std::string::npos))
+        throw UnavailableError(o.backend + " execution provider: " + why);
+      throw InputError(path + ": ONNX Runtime cannot load it (" + why + ")");
+    }
+    Ort::AllocatorWithDefaultOptions alloc;
+    Ort::ModelMetadata meta = session_.GetModelMetadata();
+    if (auto p = meta.LookupCustomMetadataMapAllocated("precision", alloc)) precision_ = p.get();
+    if (precision_ == "int8" && o.backend != "cpu")
+      throw UnavailableError(path + ": the int8 model (DynamicQuantizeLinear + MatMulInteger) is a CPU variant; "
+                             "use --backend cpu, or the fp32/fp16 model on " + o.backend);
+    if (session_.GetInputCount() != 1 || session_.GetOutputCount() != 2)
+      throw InputError(path + ": expected 1 input and 2 outputs (logits, gate_probs), found " +
+                       std::to_string(session_.GetInputCount()) + " and " + std::to_string(session_.GetOutputCount()));
+    auto dim1 = [&](size_t i) { return session_.GetOutputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape().at(1); };
+    n_classes_ = dim1(0);
+    n_experts_ = dim1(1);
+    if (auto p = meta.LookupCustomMetadataMapAllocated("model_config", alloc)) {
+      const std::string cfg = p.get();
+      const auto at = cfg.find("\"top\":");
+      if (at != std::string::npos) top_k_ = std::stoll(cfg.substr(at + 6));
+    }
+  }
+
+  void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
+    if (!gate_probs) {
+      if (int64_t(scratch_.size()) < n * n_experts_) scratch_.resize(size_t(n * n_experts_));
+      gate_probs = scratch_.data();
+    }
+    const int64_t in_shape[] = {n, 1, 28, 28};
+    const int64_t logits_shape[] = {n, n_classes_};
+    const int64_t probs_shape[] = {n, n_experts_};
+    Ort::Value input = Ort::Value::CreateTensor<float>(mem_, const_cast<float*>(images), size_t(n * 784), in_shape, 4);
+    Ort::Value outputs[2] = {Ort::Value::CreateTensor<float>(mem_, logits, size_t(n * n_classes_), logits_shape, 2),
+                             Ort::Value::CreateTensor<float>(mem_, gate_probs, size_t(n * n_experts_), probs_shape, 2)};
+    static const char* in_names[] = {"input"};
+    static const char* out_names[] = {"logits", "gate_probs"};
+    try {
+      session_.Run(run_options_, in_names, &input, 1, out_names, outputs, 2);
+    } catch (const Ort::Exception& e) {
+      throw InputError(std::string("ONNX Runtime run failed: ") + e.what());
+    }
+  }
+
+  int64_t n_classes() const override { return n_classes_; }
+  int64_t n_experts() const override { return n_experts_; }
+  int64_t top_k() const override { return top_k_; }
+  std::string backend() const override { return backend_; }
+  std::string precision() const override { return precision_; }
+
+ private:
+  std::string backend_, precision_ = "fp32";
+  Ort::Session session_{nullptr};
+  Ort::RunOptions run_options_;
+  Ort::MemoryInfo mem_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  int64_t n_classes_ = 0, n_experts_ = 0, top_k_ = 0;
+  std::vector<float> scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Classifier> make_ort_classifier(const std::string& model_path, const OrtOptions& options) {
+  return std::make_unique<OrtClassifier>(model_path, options);
+}
+
+std::string ort_version() { return Ort::GetVersionString(); }
+
+}  // namespace moe

@@ -1,0 +1,133 @@
+// The command line as a user meets it: real runs of build/bin/moe-mnist, their exit codes and the
+// output people read. TrainCli and ExportCli are CTest fixtures that the later tests build on.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the CLI with `args` (shell words), capturing stdout and stderr separately.
+Result run(const std::string& args) {
+  const std::string err_file = std::filesystem::temp_directory_path() / ("moe-cli-" + std::to_string(::getpid()) + ".err");
+  const std::string cmd = std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
+  Result r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, got);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream e(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  std::filesystem::remove(err_file);
+  return r;
+}
+
+const std::string kRun = MOE_MNIST_TEST_RUN;
+const std::string kData = " --data " + test::mnist_dir();
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+TEST(TrainCli, OneSeededEpochReachesNinetyPercentTestAccuracy) {
+  std::filesystem::remove_all(kRun);
+  const Result r = run("train --epochs 1 --seed 1 --threads 2 --save-every 500 --json --out " + kRun + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  std::printf("1 epoch: test accuracy %.2f%%, %.2f s\n", 100 * j["test_accuracy"].get<double>(), j["seconds"].get<double>());
+  EXPECT_GE(j["test_accuracy"].get<double>(), 0.90);
+  EXPECT_EQ(j["epochs"], 1);
+  EXPECT_EQ(j["iterations"], 938);
+  EXPECT_EQ(j["expert_load"].size(), 8u);
+  EXPECT_TRUE(std::regex_search(r.err, std::regex(R"(epoch 1 iter 200 loss \d+\.\d{4})"))) << r.err;
+  EXPECT_TRUE(contains(r.err, "test accuracy")) << r.err;
+  for (const char* f : {"/config.json", "/weights.safetensors", "/train_state.pt"})
+    EXPECT_TRUE(std::filesystem::exists(kRun + f)) << f;
+}
+
+TEST(ExportCli, WritesCheckedFp32Fp16Int8AndContribMoEModels) {
+  for (const std::string p : {"fp32", "fp16", "int8"}) {
+    const Result r = run("export --checkpoint " + kRun + " --precision " + p);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "model." + p + ".onnx")) << r.err;
+    EXPECT_TRUE(contains(r.err, "ONNX checker passed")) << r.err;
+  }
+  const Result r = run("export --checkpoint " + kRun + " --routing moe --out " + kRun + "/model.fp32-moe.onnx");
+  ASSERT_EQ(r.code, 0) << r.err;
+}
+
+TEST(Cli, EvalPrintsTheOriginalLineAndJson) {
+  Result r = run("eval --model " + kRun + "/model.fp32.onnx --threads 1" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(accuracy: 9\d\.\d\d% time: \d+\.\d\d s \(\d+ images/s\))"))) << r.out;
+  r = run("eval --json --backend torch --model " + kRun + " --batch 100" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"backend", "precision", "split", "images", "correct", "accuracy", "seconds", "images_per_second"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["backend"], "torch");
+  EXPECT_EQ(j["images"], 10000);
+  EXPECT_GE(j["accuracy"].get<double>(), 0.90);
+}
+
+TEST(Cli, PredictShowsDigitClassAndRouting) {
+  const Result r = run("predict --index 0 --model " + kRun + "/model.fp32.onnx" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "prediction: 7")) << r.out;
+  EXPECT_TRUE(contains(r.out, "label: 7 (correct)")) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(experts chosen \(gate probability -> weight\): #\d \d\.\d{3} -> \d\.\d{3} #\d)"))) << r.out;
+}
+
+TEST(Cli, GraphWritesAnSvg) {
+  const std::string out = test::temp_dir("graph") + "/m.svg";
+  const Result r = run("graph --model " + kRun + "/model.fp32.onnx --out " + out);
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::ifstream in(out);
+  const std::string svg((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_TRUE(contains(svg, "<svg"));
+  EXPECT_TRUE(contains(svg, "TopK"));
+}
+
+// Bad input: one clear line on stderr naming the culprit, a non-zero exit, no crash.
+void expect_error(const std::string& args, int code, std::initializer_list<std::string> parts) {
+  const Result r = run(args);
+  EXPECT_EQ(r.code, code) << args << "\n" << r.err;
+  for (const auto& p : parts) EXPECT_TRUE(contains(r.err, p)) << args << ": stderr lacks '" << p << "':\n" << r.err;
+  EXPECT_LE(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
+}
+
+TEST(Cli, BadInputIsAClearError) {
+  expect_error("eval --model /nonexistent/m.onnx" + kData, 1, {"/nonexistent/m.onnx"});
+  expect_error("eval --backend torch --model " + kRun + "/model.fp32.onnx" + kData, 1, {"checkpoint directory"});
+  expect_error("predict --index 10000 --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--index 10000", "0..9999"});
+  expect_error("predict --image " + kRun + "/config.json --model " + kRun + "/model.fp32.onnx", 1, {"config.json"});
+  expect_error("predict --image /nonexistent.png --model " + kRun + "/model.fp32.onnx", 1, {"/nonexistent.png"});
+  expect_error("train --experts 8 --top 9 --epochs 1 --out /tmp/x" + kData, 1, {"top", "1..experts"});
+  expect_error("eval --data /nonexistent/dir --model " + kRun + "/model.fp32.onnx", 1, {"/nonexistent/dir", "setup.sh"});
+  expect_error("eval --model " + kRun + "/model.int8.onnx --backend cuda" + kData, 3, {"not available"});
+  expect_error("export --checkpoint /nonexistent/ck", 1, {"/nonexistent/ck"});
+  expect_error("eval --batch 0 --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--batch"});
+}
+
+TEST(Cli, TrainHelpDocumentsEveryFlagWithDefaults) {
+  const Result r = run("train --help");
+  ASSERT_EQ(r.code, 0);
+  for (const char* flag : {"--epochs", "--batch", "--lr", "--seed", "--threads", "--out", "--save-every", "--resume",
+                           "--device", "--json", "--experts", "--top", "--emb-size", "--w-importance", "--dataset", "--data"})
+    EXPECT_TRUE(contains(r.out, flag)) << flag;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(--epochs INT=50)"))) << r.out;
+  EXPECT_TRUE(contains(r.out, "MOE_MNIST_DATA"));
+}
+
+}  // namespace
+}  // namespace moe

@@ -1,0 +1,314 @@
+#include "core/image.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/errors.h"
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Stats {
+  double mass = 0, cx = 0, cy = 0;  // centre of mass in pixel-index coordinates
+  int x0 = 28, x1 = -1, y0 = 28, y1 = -1;
+  float lo = 1, hi = 0;
+  int width() const { return x1 - x0 + 1; }
+  int height() const { return y1 - y0 + 1; }
+};
+
+Stats stats(const std::vector<float>& p) {
+  EXPECT_EQ(p.size(), 784u);
+  Stats s;
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) {
+      const float v = p[y * 28 + x];
+      s.lo = std::min(s.lo, v);
+      s.hi = std::max(s.hi, v);
+      if (v <= 0) continue;
+      s.mass += v;
+      s.cx += v * x;
+      s.cy += v * y;
+      s.x0 = std::min(s.x0, x);
+      s.x1 = std::max(s.x1, x);
+      s.y0 = std::min(s.y0, y);
+      s.y1 = std::max(s.y1, y);
+    }
+  if (s.mass > 0) {
+    s.cx /= s.mass;
+    s.cy /= s.mass;
+  }
+  return s;
+}
+
+// A w x h canvas of `paper` with rectangles of `ink` drawn on it.
+struct Canvas {
+  int w, h;
+  std::vector<uint8_t> px;
+  Canvas(int w_, int h_, uint8_t paper) : w(w_), h(h_), px(size_t(w_) * h_, paper) {}
+  void rect(int x0, int y0, int rw, int rh, uint8_t ink) {
+    for (int y = y0; y < y0 + rh; ++y)
+      for (int x = x0; x < x0 + rw; ++x) px[size_t(y) * w + x] = ink;
+  }
+  moe::GreyImage image() const { return {w, h, px}; }
+};
+
+class ImageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("moe_test_image_" + std::to_string(getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  std::string write_bytes(const std::string& name, const std::string& bytes) const {
+    const std::string p = path(name);
+    std::ofstream(p, std::ios::binary) << bytes;
+    return p;
+  }
+
+  std::string write_pgm(const std::string& name, const Canvas& c) const {
+    std::ostringstream s;
+    s << "P5\n" << c.w << " " << c.h << "\n255\n";
+    s.write(reinterpret_cast<const char*>(c.px.data()), std::streamsize(c.px.size()));
+    return write_bytes(name, s.str());
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ImageTest, LoadsPgmPixelsExactly) {
+  Canvas c(100, 60, 255);
+  c.rect(20, 15, 50, 25, 0);
+  const moe::GreyImage img = moe::load_grey_image(write_pgm("rect.pgm", c));
+  EXPECT_EQ(img.width, 100);
+  EXPECT_EQ(img.height, 60);
+  EXPECT_EQ(img.pixels, c.px);
+}
+
+TEST_F(ImageTest, DarkRectangleOnLightIsScaledTo20AndCentred) {
+  Canvas c(100, 60, 255);
+  c.rect(20, 15, 50, 25, 0);  // 50x25, off-centre in the canvas
+  const auto out = moe::to_mnist_input(moe::load_grey_image(write_pgm("rect.pgm", c)), /*invert=*/true);
+  const Stats s = stats(out);
+  EXPECT_GE(s.lo, 0.0f);
+  EXPECT_FLOAT_EQ(s.hi, 1.0f);
+  EXPECT_EQ(s.width(), 20);
+  EXPECT_NEAR(s.height(), 10, 1);
+  EXPECT_NEAR(s.cx, 14.0, 1.0);
+  EXPECT_NEAR(s.cy, 14.0, 1.0);
+}
+
+TEST_F(ImageTest, WithoutInvertDarkInkOnWhiteIsBlank) {
+  // Read as white-on-black, the white page is the background level and nothing rises above it.
+  Canvas c(100, 60, 255);
+  c.rect(20, 15, 50, 25, 0);
+  EXPECT_EQ(stats(moe::to_mnist_input(c.image(), /*invert=*/false)).mass, 0.0);
+}
+
+TEST_F(ImageTest, OffCentreShapeHasItsCentreOfMassCentred) {
+  // An "L": heavy vertical bar and a thin foot, so the centre of mass is far from the box centre.
+  Canvas c(200, 300, 0);
+  c.rect(40, 20, 40, 240, 255);
+  c.rect(40, 250, 140, 10, 255);
+  const std::string p = path("l.png");
+  ASSERT_TRUE(stbi_write_png(p.c_str(), c.w, c.h, 1, c.px.data(), c.w));
+  const Stats s = stats(moe::to_mnist_input(moe::load_grey_image(p), /*invert=*/false));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_NEAR(s.width(), 140.0 * 20 / 240, 1);
+  EXPECT_NEAR(s.cx, 14.0, 0.5);
+  EXPECT_NEAR(s.cy, 14.0, 0.5);
+  // The box itself is not centred: its left edge sits well right of column 4.
+  EXPECT_GT(s.x0, 6);
+}
+
+TEST_F(ImageTest, InkNeverFallsOffTheFrame) {
+  // A heavy bar at the top with a long thin tail: centring the mass exactly would push the tail out.
+  Canvas c(100, 100, 0);
+  c.rect(0, 0, 100, 30, 255);
+  c.rect(48, 30, 4, 70, 255);
+  const Stats s = stats(moe::to_mnist_input(c.image(), false));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 20);
+  EXPECT_EQ(s.y1, 27);  // pushed as far up as it goes
+  EXPECT_NEAR(s.cx, 14.0, 0.5);
+}
+
+TEST_F(ImageTest, TinyImageIsEnlarged) {
+  Canvas c(5, 7, 255);
+  c.rect(1, 1, 3, 5, 0);  // 3x5 of ink
+  const Stats s = stats(moe::to_mnist_input(c.image(), true));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 12);
+  EXPECT_NEAR(s.cx, 14.0, 0.5);
+  EXPECT_NEAR(s.cy, 14.0, 0.5);
+}
+
+TEST_F(ImageTest, GreyPaperJpegPhotoIsCleanedUp) {
+  // Grey, slightly noisy paper with a pencil-grey stroke: the paper must not count as ink.
+  Canvas c(300, 200, 190);
+  uint32_t seed = 1;
+  for (auto& v : c.px) {
+    seed = seed * 1664525u + 1013904223u;
+    v = uint8_t(180 + (seed >> 24) % 21);
+  }
+  c.rect(130, 40, 30, 120, 70);
+  const std::string p = path("photo.jpg");
+  ASSERT_TRUE(stbi_write_jpg(p.c_str(), c.w, c.h, 1, c.px.data(), 90));
+  const Stats s = stats(moe::to_mnist_input(moe::load_grey_image(p), true));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_NEAR(s.width(), 5, 1);
+  EXPECT_FLOAT_EQ(s.hi, 1.0f);
+  EXPECT_NEAR(s.cx, 14.0, 0.5);
+}
+
+TEST_F(ImageTest, LoneSpecksDoNotWidenTheBox) {
+  Canvas c(200, 200, 255);
+  c.rect(90, 50, 20, 100, 0);
+  c.rect(5, 5, 1, 1, 0);
+  c.rect(190, 180, 1, 1, 0);
+  const Stats s = stats(moe::to_mnist_input(c.image(), true));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 4);
+  c.rect(5, 5, 2, 2, 0);  // a 2x2 blot is ink, not a speck: the box now spans x 5..109, y 5..149
+  const Stats t = stats(moe::to_mnist_input(c.image(), true));
+  EXPECT_EQ(t.height(), 20);
+  EXPECT_NEAR(t.width(), 105.0 * 20 / 145, 1);
+}
+
+TEST_F(ImageTest, TransparentPngStrokesAreCompositedOverWhite) {
+  // Black everywhere; only alpha says where the stroke is, as canvas exports often do.
+  const int w = 40, h = 40;
+  std::vector<uint8_t> rgba(size_t(w) * h * 4, 0);
+  for (int y = 5; y < 35; ++y)
+    for (int x = 18; x < 24; ++x) rgba[(size_t(y) * w + x) * 4 + 3] = 255;
+  const std::string p = path("alpha.png");
+  ASSERT_TRUE(stbi_write_png(p.c_str(), w, h, 4, rgba.data(), w * 4));
+  const moe::GreyImage img = moe::load_grey_image(p);
+  EXPECT_EQ(img.pixels[0], 255);
+  EXPECT_EQ(img.pixels[size_t(20) * w + 20], 0);
+  const Stats s = stats(moe::to_mnist_input(img, true));
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 4);
+}
+
+TEST_F(ImageTest, ColourImageIsConvertedToGrey) {
+  const int w = 4, h = 2;
+  std::vector<uint8_t> rgb(size_t(w) * h * 3, 255);
+  rgb[0] = 0, rgb[1] = 0, rgb[2] = 0;  // black
+  rgb[3] = 255, rgb[4] = 0, rgb[5] = 0;  // red
+  const std::string p = path("colour.png");
+  ASSERT_TRUE(stbi_write_png(p.c_str(), w, h, 3, rgb.data(), w * 3));
+  const moe::GreyImage img = moe::load_grey_image(p);
+  ASSERT_EQ(img.pixels.size(), 8u);
+  EXPECT_EQ(img.pixels[0], 0);
+  EXPECT_NEAR(img.pixels[1], 0.299 * 255, 2);
+  EXPECT_EQ(img.pixels[2], 255);
+}
+
+TEST_F(ImageTest, BlankImagesGiveAllZeros) {
+  EXPECT_EQ(moe::to_mnist_input(Canvas(50, 40, 255).image(), true), std::vector<float>(784, 0.0f));
+  EXPECT_EQ(moe::to_mnist_input(Canvas(50, 40, 0).image(), false), std::vector<float>(784, 0.0f));
+  EXPECT_EQ(moe::to_mnist_input(Canvas(50, 40, 128).image(), true), std::vector<float>(784, 0.0f));
+  EXPECT_EQ(moe::to_mnist_input(Canvas(1, 1, 255).image(), false), std::vector<float>(784, 0.0f));
+  EXPECT_EQ(moe::to_mnist_input(moe::GreyImage{}, true), std::vector<float>(784, 0.0f));
+}
+
+TEST_F(ImageTest, PreparedMnistImageIsAFixedPoint) {
+  Canvas c(100, 60, 255);
+  c.rect(20, 15, 50, 25, 0);
+  c.rect(20, 15, 10, 45, 0);
+  const auto once = moe::to_mnist_input(c.image(), true);
+  moe::GreyImage again{28, 28, {}};
+  for (float v : once) again.pixels.push_back(uint8_t(std::lround(v * 255)));
+  const auto twice = moe::to_mnist_input(again, false);
+  const Stats a = stats(once), b = stats(twice);
+  EXPECT_EQ(a.x0, b.x0);
+  EXPECT_EQ(a.y0, b.y0);
+  EXPECT_EQ(a.x1, b.x1);
+  EXPECT_EQ(a.y1, b.y1);
+  EXPECT_NEAR(a.cx, b.cx, 0.2);
+  EXPECT_NEAR(a.cy, b.cy, 0.2);
+}
+
+TEST_F(ImageTest, TextFileIsNotAnImage) {
+  const std::string p = write_bytes("digit.png", "this is not a picture\n");
+  try {
+    moe::load_grey_image(p);
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(p), std::string::npos) << msg;
+    EXPECT_NE(msg.find("not an image"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
+TEST_F(ImageTest, TruncatedPngIsRejected) {
+  Canvas c(64, 64, 255);
+  c.rect(10, 10, 20, 40, 0);
+  const std::string full = path("full.png");
+  ASSERT_TRUE(stbi_write_png(full.c_str(), c.w, c.h, 1, c.px.data(), c.w));
+  std::ifstream in(full, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const std::string p = write_bytes("cut.png", bytes.substr(0, bytes.size() / 2));
+  EXPECT_THROW(moe::load_grey_image(p), moe::InputError);
+}
+
+TEST_F(ImageTest, MissingAndEmptyFilesAreInputErrors) {
+  const std::string missing = path("nope.png");
+  try {
+    moe::load_grey_image(missing);
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+  }
+  const std::string empty = write_bytes("empty.png", "");
+  try {
+    moe::load_grey_image(empty);
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(empty), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ImageTest, ZeroSizePgmIsRejected) {
+  EXPECT_THROW(moe::load_grey_image(write_bytes("zero.pgm", "P5\n0 0\n255\n")), moe::InputError);
+}
+
+TEST_F(ImageTest, AsciiArtIs28SquareLines) {
+  std::vector<float> p(784, 0.0f);
+  p[0] = 1.0f;
+  p[27 * 28 + 27] = 0.5f;
+  const std::string art = moe::ascii_art(p.data());
+  std::istringstream in(art);
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 28u);
+  for (const auto& l : lines) EXPECT_EQ(l.size(), 56u);
+  EXPECT_EQ(lines[0].substr(0, 4), "@@  ");
+  EXPECT_EQ(lines[1], std::string(56, ' '));
+  EXPECT_NE(lines[27].substr(54, 2), "  ");
+  EXPECT_NE(lines[27].substr(54, 2), "@@");
+  EXPECT_EQ(art.back(), '\n');
+}
+
+}  // namespace

@@ -1,0 +1,211 @@
+// The LibTorch model (routing, gradients, determinism) and, with the checkpoint the training test
+// wrote, logits parity between LibTorch and every ONNX Runtime CPU variant over all 10 000 test images.
+#include <torch/torch.h>
+
+#include <filesystem>
+
+#include "core/dataset.h"
+#include "core/errors.h"
+#include "core/evaluate.h"
+#include "core/reference.h"
+#include "libtorch/model.h"
+#include "libtorch/torch_api.h"
+#include "ort/ort_classifier.h"
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+Net small_net(int64_t experts = 8, int64_t top = 2) {
+  torch::manual_seed(0);
+  ModelConfig c;
+  c.experts = experts;
+  c.top = top;
+  return Net(c);
+}
+
+TEST(Model, OutputShapes) {
+  Net net = small_net();
+  net->eval();
+  for (int64_t b : {1, 7, 64}) {
+    NetOutput o = net->forward(torch::rand({b, 784}), "sparse");
+    EXPECT_EQ(o.logits.sizes(), (std::vector<int64_t>{b, 10}));
+    EXPECT_EQ(o.moe.gate_probs.sizes(), (std::vector<int64_t>{b, 8}));
+    EXPECT_EQ(o.moe.top_idx.sizes(), (std::vector<int64_t>{b, 2}));
+    EXPECT_EQ(o.moe.importance_loss.dim(), 0);
+  }
+}
+
+TEST(Model, EachRowUsesExactlyTopDistinctExpertsWithWeightsSummingToOne) {
+  for (int64_t top : {1, 2, 3}) {
+    Net net = small_net(8, top);
+    net->train();  // with gate noise
+    NetOutput o = net->forward(torch::rand({64, 784}), "sparse");
+    torch::Tensor combine = torch::zeros({64, 8}).scatter(1, o.moe.top_idx, o.moe.top_w);  // [B, E]
+    EXPECT_TRUE((combine.gt(0).sum(1) == top).all().item<bool>()) << "top=" << top;
+    EXPECT_TRUE(torch::allclose(combine.sum(1), torch::ones({64}), 1e-5, 1e-6));
+  }
+}
+
+TEST(Model, ForcedGateRoutesEverythingToThatExpert) {
+  Net net = small_net();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  net->moe->gate->weight.zero_();
+  net->moe->gate->bias.zero_();
+  net->moe->gate->bias[5] = 20.f;
+  // Expert 5 outputs a large constant; everything else is small, so it must dominate y.
+  auto* e5 = net->moe->experts[5]->as<Expert>();
+  e5->fc2->bias.fill_(100.f);
+  NetOutput o = net->forward(torch::rand({32, 784}), "sparse");
+  EXPECT_TRUE((o.moe.top_idx.select(1, 0) == 5).all().item<bool>());
+  EXPECT_TRUE((o.moe.top_w.select(1, 0) > 0.7).all().item<bool>());
+  EXPECT_TRUE((o.moe.y.mean(1) > 50.f).all().item<bool>());
+}
+
+TEST(Model, GradientsReachGateNoiseAndEverySelectedExpertOnly) {
+  Net net = small_net();
+  net->train();
+  NetOutput o = net->forward(torch::rand({16, 784}), "sparse");
+  (torch::cross_entropy_loss(o.logits, torch::randint(0, 10, {16})) + o.moe.importance_loss).backward();
+  EXPECT_GT(net->moe->gate->weight.grad().abs().sum().item<float>(), 0.f);
+  EXPECT_GT(net->moe->noise->weight.grad().abs().sum().item<float>(), 0.f);
+  EXPECT_GT(net->embedding->weight.grad().abs().sum().item<float>(), 0.f);
+  torch::Tensor used = torch::bincount(o.moe.top_idx.reshape({-1}), {}, 8);
+  for (int64_t e = 0; e < 8; ++e) {
+    const torch::Tensor g = net->moe->experts[e]->as<Expert>()->fc2->bias.grad();
+    const bool has_grad = g.defined() && g.abs().sum().item<float>() > 0.f;
+    EXPECT_EQ(has_grad, used[e].item<int64_t>() > 0) << "expert " << e;
+  }
+}
+
+TEST(Model, EvalIsDeterministicTrainIsNoisy) {
+  Net net = small_net();
+  torch::Tensor x = torch::rand({64, 784});
+  net->eval();
+  EXPECT_TRUE(torch::equal(net->forward(x, "sparse").logits, net->forward(x, "sparse").logits));
+  net->train();
+  EXPECT_FALSE(torch::equal(net->forward(x, "sparse").moe.top_idx, net->forward(x, "sparse").moe.top_idx));
+}
+
+TEST(Model, LoopAndSparseDispatchAndReferenceAgree) {
+  Net net = small_net();
+  net->eval();
+  torch::NoGradGuard no_grad;
+  torch::Tensor x = torch::rand({100, 784});
+  torch::Tensor sparse = net->forward(x, "sparse").logits, loop = net->forward(x, "loop").logits;
+  EXPECT_LT((sparse - loop).abs().max().item<float>(), 1e-5f);
+  Checkpoint ck;
+  ck.meta.model = net->config;
+  ck.weights = weights_from(net);
+  ReferenceClassifier ref(ck);
+  std::vector<float> logits(1000);
+  ref.classify(x.contiguous().data_ptr<float>(), 100, logits.data(), nullptr);
+  torch::Tensor r = torch::from_blob(logits.data(), {100, 10});
+  EXPECT_LT((sparse - r).abs().max().item<float>(), 1e-5f);
+}
+
+// --- parity on the trained checkpoint (CTest fixture: train + export ran first) ---------------
+
+struct Outputs {
+  std::vector<float> logits, probs;
+};
+
+Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch = 1000) {
+  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t b = std::min(batch, n - i);
+    m.classify(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
+  }
+  return o;
+}
+
+// Rows whose k-th and (k+1)-th gate probabilities are within 1e-6: the chosen experts may differ.
+bool near_tie(const float* p, int64_t E, int64_t k) {
+  std::vector<float> s(p, p + E);
+  std::sort(s.rbegin(), s.rend());
+  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
+}
+
+class Parity : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!std::filesystem::exists(std::string(MOE_MNIST_TEST_RUN) + "/model.fp32.onnx")) return;
+    const Dataset d = load_dataset("mnist", test::mnist_dir(), "test");
+    x_ = new std::vector<float>(d.to_float());
+    labels_ = new std::vector<uint8_t>(d.labels);
+    auto torch_model = make_torch_classifier(MOE_MNIST_TEST_RUN);
+    torch_ = new Outputs(run_all(*torch_model, *x_, 10000));
+  }
+  void SetUp() override {
+    if (!x_) GTEST_SKIP() << "no exported model in " << MOE_MNIST_TEST_RUN << " (run the train/export tests first)";
+  }
+  static std::string model(const std::string& name) { return std::string(MOE_MNIST_TEST_RUN) + "/" + name; }
+  static double accuracy(const Outputs& o) {
+    int64_t correct = 0;
+    for (int64_t i = 0; i < 10000; ++i) correct += argmax(&o.logits[size_t(i * 10)], 10) == (*labels_)[size_t(i)];
+    return correct / 10000.0;
+  }
+  static void expect_fp32_parity(const std::string& file) {
+    OrtOptions oo;
+    oo.threads = 1;
+    auto m = make_ort_classifier(model(file), oo);
+    const Outputs o = run_all(*m, *x_, 10000);
+    int64_t ties = 0, checked = 0;
+    float max_diff = 0;
+    for (int64_t i = 0; i < 10000; ++i) {
+      if (near_tie(&torch_->probs[size_t(i * 8)], 8, m->top_k())) {
+        ++ties;
+        continue;
+      }
+      ++checked;
+      for (int64_t c = 0; c < 10; ++c)
+        max_diff = std::max(max_diff, std::fabs(o.logits[size_t(i * 10 + c)] - torch_->logits[size_t(i * 10 + c)]));
+      ASSERT_EQ(argmax(&o.logits[size_t(i * 10)], 10), argmax(&torch_->logits[size_t(i * 10)], 10)) << "image " << i;
+    }
+    std::printf("%s vs torch: max |logit diff| %.2e over %lld images, %lld near-tie rows reported, not compared\n",
+                file.c_str(), max_diff, (long long)checked, (long long)ties);
+    EXPECT_LE(max_diff, 1e-4f);
+    EXPECT_LE(ties, 10);
+  }
+  static std::vector<float>* x_;
+  static std::vector<uint8_t>* labels_;
+  static Outputs* torch_;
+};
+std::vector<float>* Parity::x_ = nullptr;
+std::vector<uint8_t>* Parity::labels_ = nullptr;
+Outputs* Parity::torch_ = nullptr;
+
+TEST_F(Parity, OrtCpuFp32DenseMatchesTorchOnAllTestImages) { expect_fp32_parity("model.fp32.onnx"); }
+
+TEST_F(Parity, OrtCpuContribMoEMatchesTorchOnAllTestImages) { expect_fp32_parity("model.fp32-moe.onnx"); }
+
+TEST_F(Parity, Int8AccuracyWithinPointThreeOfFp32) {
+  OrtOptions oo;
+  auto m = make_ort_classifier(model("model.int8.onnx"), oo);
+  const double acc8 = accuracy(run_all(*m, *x_, 10000)), acc32 = accuracy(*torch_);
+  std::printf("int8 accuracy %.2f%% vs fp32 %.2f%%\n", 100 * acc8, 100 * acc32);
+  EXPECT_NEAR(acc8, acc32, 0.003);
+}
+
+TEST_F(Parity, Fp16OnCpuRunsWithArgmaxAgreementOrSaysClearlyItCannot) {
+  OrtOptions oo;
+  std::unique_ptr<Classifier> m;
+  try {
+    m = make_ort_classifier(model("model.fp16.onnx"), oo);
+  } catch (const UnavailableError& e) {
+    const std::string why = e.what();
+    EXPECT_NE(why.find("fp16"), std::string::npos) << why;
+    EXPECT_NE(why.find("model.fp16.onnx"), std::string::npos) << why;
+    GTEST_SKIP() << "CPU EP cannot run fp16 here: " << why;
+  }
+  const Outputs o = run_all(*m, *x_, 10000);
+  int64_t agree = 0;
+  for (int64_t i = 0; i < 10000; ++i)
+    agree += argmax(&o.logits[size_t(i * 10)], 10) == argmax(&torch_->logits[size_t(i * 10)], 10);
+  std::printf("fp16 on CPU: argmax agreement %.2f%%\n", agree / 100.0);
+  EXPECT_GE(agree, 9990);
+}
+
+}  // namespace
+}  // namespace moe
