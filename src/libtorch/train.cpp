@@ -68,6 +68,37 @@ void save(Net& net, torch::optim::Adam& opt, const TrainOptions& o, const Checkp
   save_checkpoint_meta(o.out, meta);  // last, so config.json never points at older weights
 }
 
+// Puts every parameter and its gradient into two flat buffers (the parameters become views), so
+// one Adam step is ~10 tensor ops instead of ~10 per parameter tensor: with 4E+8 small tensors,
+// the per-tensor version was the largest cost of a step. Gradients of experts that got no rows
+// in a batch are zeros rather than undefined, as with PyTorch's default zero_grad() in 1.13.
+struct FlatParams {
+  torch::Tensor params;  // [P], a leaf whose .grad() is `grads`
+  torch::Tensor grads;   // [P]
+};
+
+FlatParams flatten(Net& net) {
+  std::vector<torch::Tensor> ps = net->parameters();
+  int64_t total = 0;
+  for (const auto& p : ps) total += p.numel();
+  FlatParams f;
+  f.params = torch::empty({total}, ps.front().options().requires_grad(false));
+  f.grads = torch::zeros({total}, ps.front().options().requires_grad(false));
+  int64_t offset = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& p : ps) {
+    const int64_t n = p.numel();
+    torch::Tensor slot = f.params.narrow(0, offset, n).view(p.sizes());
+    slot.copy_(p);
+    p.set_data(slot);
+    p.mutable_grad() = f.grads.narrow(0, offset, n).view(p.sizes());
+    offset += n;
+  }
+  f.params.set_requires_grad(true);
+  f.params.mutable_grad() = f.grads;
+  return f;
+}
+
 std::string load_string(const std::vector<double>& load) {
   std::string s;
   char buf[16];
@@ -112,9 +143,10 @@ TrainSummary train(const TrainOptions& opts) {
   torch::manual_seed(o.seed);
   Net net(o.model);
   net->to(device);
-  torch::optim::Adam opt(net->parameters(), torch::optim::AdamOptions(o.lr));
+  if (o.resume) load_into(net, load_weights(weights_path(o.out)), weights_path(o.out));
+  FlatParams flat = flatten(net);
+  torch::optim::Adam opt({flat.params}, torch::optim::AdamOptions(o.lr));
   if (o.resume) {
-    load_into(net, load_weights(weights_path(o.out)), weights_path(o.out));
     if (!std::filesystem::exists(train_state_path(o.out)))
       throw InputError(train_state_path(o.out) + ": missing, cannot resume the optimizer state");
     torch::load(opt, train_state_path(o.out));
@@ -148,7 +180,7 @@ TrainSummary train(const TrainOptions& opts) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
       NetOutput out = net->forward(train_set.x.index_select(0, idx), "sparse");
       torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
-      opt.zero_grad();
+      flat.grads.zero_();
       loss.backward();
       opt.step();
       ++iteration;
