@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <fstream>
 #include <regex>
 
 #include "test_util.h"
@@ -53,6 +54,36 @@ TEST(TrainCli, OneSeededEpochReachesNinetyPercentTestAccuracy) {
   EXPECT_TRUE(contains(r.err, "test accuracy")) << r.err;
   for (const char* f : {"/config.json", "/weights.safetensors", "/train_state.pt"})
     EXPECT_TRUE(std::filesystem::exists(kRun + f)) << f;
+}
+
+// Ctrl-C saves a checkpoint mid-epoch and exits 130; --resume continues to the same end point.
+TEST(TrainCli, CtrlCSavesAndResumeFinishesTheRun) {
+  const std::string dir = test::temp_dir("resume"), log = dir + "/train.log";
+  const std::string script = "sh -c '" + std::string(MOE_MNIST_CLI) + " train --epochs 1 --seed 3 --threads 2 --out " + dir +
+                             "/ck" + kData + " 2>" + log + " & pid=$!; i=0; " +
+                             "while ! grep -q iter.200 " + log + " && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; " +
+                             "kill -INT $pid; wait $pid; echo $?'";
+  FILE* p = ::popen(script.c_str(), "r");
+  char buf[64] = {0};
+  const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
+  ::pclose(p);
+  ASSERT_TRUE(got);
+  std::ifstream in(log);
+  const std::string err((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_EQ(std::atoi(buf), 130) << err;
+  EXPECT_TRUE(contains(err, "checkpoint saved")) << err;
+  EXPECT_TRUE(contains(err, "--resume")) << err;
+  const auto config = nlohmann::json::parse(std::ifstream(dir + "/ck/config.json"));
+  const int64_t stopped_at = config["training"]["iterations"].get<int64_t>();
+  EXPECT_GE(stopped_at, 200);
+  EXPECT_LT(stopped_at, 938);
+
+  const Result r = run("train --epochs 1 --resume --threads 2 --json --out " + dir + "/ck" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "resuming " + dir + "/ck at iteration " + std::to_string(stopped_at))) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["iterations"], 938);
+  EXPECT_GE(j["test_accuracy"].get<double>(), 0.90);
 }
 
 TEST(ExportCli, WritesCheckedFp32Fp16Int8AndContribMoEModels) {

@@ -109,5 +109,13 @@ TEST(Dataset, RealMnistLoads) {
   EXPECT_FLOAT_EQ(*std::max_element(x.begin(), x.end()), 1.0f);
 }
 
+TEST(Dataset, FashionMnistLoadsFromDebiansGzippedFiles) {
+  const std::string dir = std::string(MOE_MNIST_SOURCE_DIR) + "/data/fashion-mnist";
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " missing (scripts/setup.sh --fashion)";
+  const Dataset test = load_dataset("fashion-mnist", dir, "test");
+  EXPECT_EQ(test.n, 10000);
+  EXPECT_EQ(test.labels[0], 9);  // the first Fashion-MNIST test item is an ankle boot
+}
+
 }  // namespace
 }  // namespace moe

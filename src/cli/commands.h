@@ -9,5 +9,6 @@ void add_export_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_graph_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace moe

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   moe::add_eval_command(app);
   moe::add_predict_command(app);
   moe::add_graph_command(app);
+  moe::add_bench_command(app);
   try {
     app.parse(argc, argv);  // subcommand actions run inside parse()
   } catch (const CLI::ParseError& e) {

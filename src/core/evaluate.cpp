@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include "core/errors.h"
 
@@ -9,10 +10,11 @@ namespace moe {
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
 
-EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
-                    int64_t batch, int64_t passes, bool record_batches) {
-  if (batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(batch));
-  if (passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(passes));
+namespace {
+
+// Runs batches stream, stream + n_streams, ... of every pass on `model`.
+EvalResult run_stream(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
+                      int64_t batch, int64_t passes, bool record_batches, int64_t stream, int64_t n_streams) {
   const int64_t n = int64_t(labels.size());
   const int64_t n_pixels = n ? int64_t(images.size()) / n : 0;
   const int64_t n_classes = model.n_classes();
@@ -21,7 +23,7 @@ EvalResult evaluate(Classifier& model, const std::vector<float>& images, const s
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   for (int64_t pass = 0; pass < passes; ++pass) {
-    for (int64_t i = 0; i < n; i += batch) {
+    for (int64_t i = stream * batch; i < n; i += batch * n_streams) {
       const int64_t b = std::min(batch, n - i);
       const auto tb = record_batches ? clock::now() : clock::time_point{};
       model.classify(images.data() + i * n_pixels, b, logits.data(), nullptr);
@@ -31,6 +33,44 @@ EvalResult evaluate(Classifier& model, const std::vector<float>& images, const s
   }
   r.seconds = std::chrono::duration<double>(clock::now() - t0).count();
   r.images = n * passes;
+  return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
+                    int64_t batch, int64_t passes, bool record_batches) {
+  return evaluate_parallel({&model}, images, labels, batch, passes, record_batches);
+}
+
+EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<float>& images,
+                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
+  if (batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(batch));
+  if (passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(passes));
+  const int64_t n_streams = int64_t(engines.size());
+  if (n_streams == 1) return run_stream(*engines[0], images, labels, batch, passes, record_batches, 0, 1);
+  std::vector<EvalResult> parts(engines.size());
+  std::vector<std::exception_ptr> errors(engines.size());
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int64_t s = 0; s < n_streams; ++s)
+    threads.emplace_back([&, s] {
+      try {
+        parts[s] = run_stream(*engines[s], images, labels, batch, passes, record_batches, s, n_streams);
+      } catch (...) {
+        errors[s] = std::current_exception();
+      }
+    });
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  EvalResult r;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.images = int64_t(labels.size()) * passes;
+  for (auto& p : parts) {
+    r.correct += p.correct;
+    r.batch_seconds.insert(r.batch_seconds.end(), p.batch_seconds.begin(), p.batch_seconds.end());
+  }
   return r;
 }
 

@@ -23,6 +23,11 @@ struct EvalResult {
 EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
                     int64_t batch, int64_t passes, bool record_batches = false);
 
+// The same work split over several engines, one thread each: batch i goes to engine i % size.
+// With one engine it runs on the calling thread. Per-batch latencies are recorded when asked.
+EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<float>& images,
+                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches);
+
 // Index of the largest of n values.
 int64_t argmax(const float* v, int64_t n);
 

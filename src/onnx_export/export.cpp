@@ -9,6 +9,7 @@
 // are scaled by its combine weight (expanded by a constant 0/1 MatMul); one Gemm does fc2 +
 // classifier for all experts. Unselected experts get weight 0, so this equals the sparse model.
 #include <onnx/checker.h>
+#include <onnx/common/version.h>
 #include <onnx/shape_inference/implementation.h>
 
 #include <cmath>
@@ -303,5 +304,7 @@ ExportSummary export_onnx(const Checkpoint& ck, const ExportOptions& o, const st
   s.bytes = int64_t(bytes.size());
   return s;
 }
+
+std::string onnx_version() { return onnx::LAST_RELEASE_VERSION; }
 
 }  // namespace moe

@@ -28,4 +28,7 @@ struct ExportSummary {
 // Builds, checks and writes the model. Throws InputError on a bad option or a checker failure.
 ExportSummary export_onnx(const Checkpoint& checkpoint, const ExportOptions& options, const std::string& out_path);
 
+// The version of the ONNX library the exporter and checker come from, e.g. "1.12.0".
+std::string onnx_version();
+
 }  // namespace moe

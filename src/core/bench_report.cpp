@@ -1,0 +1,312 @@
+#include "core/bench_report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+namespace moe {
+
+std::string BenchRow::name() const {
+  std::string s = backend + " " + precision;
+  if (!variant.empty()) s += " " + variant;
+  return s;
+}
+
+BenchRow BenchRow::of(std::string backend, std::string precision, std::string variant, std::string mode, int threads,
+                      int64_t batch) {
+  BenchRow r;
+  r.backend = std::move(backend);
+  r.precision = std::move(precision);
+  r.variant = std::move(variant);
+  r.mode = std::move(mode);
+  r.threads = threads;
+  r.batch = batch;
+  return r;
+}
+
+namespace {
+
+std::string fmt(const char* f, double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, f, v);
+  return b;
+}
+
+// 1234567 -> "1,234,567"
+std::string grouped(double v) {
+  std::string s = std::to_string(int64_t(std::llround(v)));
+  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(size_t(i), ",");
+  return s;
+}
+
+std::string command_output(const char* cmd) {
+  std::string out;
+  if (FILE* p = ::popen(cmd, "r")) {
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    ::pclose(p);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+struct Column {
+  std::string title;
+  bool left;
+};
+
+const std::vector<Column> kColumns = {
+    {"backend", true},      {"precision", true},   {"variant", true},     {"mode", true},
+    {"threads", false},     {"batch", false},      {"accuracy %", false}, {"images/s (median)", false},
+    {"images/s min-max", false}, {"batch p50 us", false}, {"batch p90 us", false}, {"batch p99 us", false},
+    {"session ms", false},  {"first run ms", false}};
+
+std::vector<std::string> cells(const BenchRow& r) {
+  std::vector<std::string> c = {r.backend, r.precision, r.variant, r.mode, std::to_string(r.threads), std::to_string(r.batch)};
+  if (!r.available) {
+    c.push_back("not available: " + r.reason);
+    return c;
+  }
+  c.push_back(fmt("%.2f", 100.0 * r.accuracy));
+  c.push_back(grouped(r.images_per_second));
+  c.push_back(grouped(r.ips_min) + " - " + grouped(r.ips_max));
+  c.push_back(fmt("%.1f", r.p50_us));
+  c.push_back(fmt("%.1f", r.p90_us));
+  c.push_back(fmt("%.1f", r.p99_us));
+  c.push_back(fmt("%.1f", r.session_ms));
+  c.push_back(fmt("%.2f", r.first_run_ms));
+  return c;
+}
+
+std::string context_lines(const BenchContext& c, const std::string& prefix) {
+  std::ostringstream s;
+  s << prefix << "CPU: " << c.cpu << ", " << c.cores << " cores; build: " << c.build_type << "; commit " << c.commit
+    << "; " << c.date << "\n";
+  s << prefix << "versions:";
+  for (const auto& [k, v] : c.versions) s << " " << k << " " << v;
+  s << "\n";
+  s << prefix << "workload: " << c.passes << " pass(es) over " << c.images_per_pass << " " << c.split
+    << " images per timed run, " << c.repeats << " timed runs after 1 warm-up pass; accuracy from the timed runs\n";
+  if (c.build_type != "Release")
+    s << prefix << "WARNING: " << c.build_type << " build: timings are not representative, rebuild with -DCMAKE_BUILD_TYPE=Release\n";
+  return s.str();
+}
+
+}  // namespace
+
+BenchContext machine_context() {
+  BenchContext c;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("model name", 0) == 0) {
+      c.cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  if (c.cpu.empty()) c.cpu = "unknown CPU";
+  c.cores = int(std::thread::hardware_concurrency());
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  c.date = date;
+  c.commit = command_output("git rev-parse --short HEAD 2>/dev/null");
+  if (c.commit.empty()) c.commit = "unknown";
+  if (!command_output("git status --porcelain --untracked-files=no 2>/dev/null").empty()) c.commit += "+dirty";
+  c.build_type = MOE_MNIST_BUILD_TYPE;
+  return c;
+}
+
+std::string to_table(const BenchReport& r) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& row : r.rows) rows.push_back(cells(row));
+  std::vector<size_t> width(kColumns.size());
+  for (size_t i = 0; i < kColumns.size(); ++i) width[i] = kColumns[i].title.size();
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size() && i + 1 < kColumns.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  std::ostringstream s;
+  s << context_lines(r.context, "");
+  auto put = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      const bool last = i + 1 == row.size();
+      const size_t w = last && row.size() < kColumns.size() ? 0 : width[i];
+      const std::string pad(w > row[i].size() ? w - row[i].size() : 0, ' ');
+      s << (kColumns[i].left ? row[i] + pad : pad + row[i]) << (last ? "" : "  ");
+    }
+    s << "\n";
+  };
+  std::vector<std::string> titles;
+  for (const auto& c : kColumns) titles.push_back(c.title);
+  put(titles);
+  for (const auto& row : rows) put(row);
+  for (const auto& line : r.summary) s << line << "\n";
+  return s.str();
+}
+
+std::string to_markdown(const BenchReport& r) {
+  std::ostringstream s;
+  s << context_lines(r.context, "> ") << "\n|";
+  for (const auto& c : kColumns) s << " " << c.title << " |";
+  s << "\n|";
+  for (const auto& c : kColumns) s << (c.left ? " --- |" : " ---: |");
+  s << "\n";
+  for (const auto& row : r.rows) {
+    auto c = cells(row);
+    c.resize(kColumns.size());
+    s << "|";
+    for (const auto& cell : c) s << " " << cell << " |";
+    s << "\n";
+  }
+  if (!r.summary.empty()) s << "\n";
+  for (const auto& line : r.summary) s << "- " << line << "\n";
+  return s.str();
+}
+
+std::string to_json(const BenchReport& r) {
+  nlohmann::json ctx = {{"cpu", r.context.cpu},           {"cores", r.context.cores},
+                        {"date", r.context.date},         {"commit", r.context.commit},
+                        {"build_type", r.context.build_type}, {"split", r.context.split},
+                        {"images_per_pass", r.context.images_per_pass}, {"passes", r.context.passes},
+                        {"repeats", r.context.repeats},   {"warmup_passes", 1}};
+  for (const auto& [k, v] : r.context.versions) ctx["versions"][k] = v;
+  nlohmann::json rows = nlohmann::json::array();
+  for (const auto& x : r.rows) {
+    nlohmann::json j = {{"backend", x.backend}, {"precision", x.precision}, {"variant", x.variant}, {"mode", x.mode},
+                        {"threads", x.threads}, {"batch", x.batch},         {"available", x.available}};
+    if (!x.available) {
+      j["reason"] = x.reason;
+    } else {
+      j.update({{"accuracy", x.accuracy},
+                {"images_per_second", x.images_per_second},
+                {"images_per_second_min", x.ips_min},
+                {"images_per_second_max", x.ips_max},
+                {"batch_latency_us", {{"p50", x.p50_us}, {"p90", x.p90_us}, {"p99", x.p99_us}}},
+                {"session_ms", x.session_ms},
+                {"first_run_ms", x.first_run_ms}});
+    }
+    rows.push_back(j);
+  }
+  return nlohmann::json({{"context", ctx}, {"results", rows}, {"summary", r.summary}}).dump(2) + "\n";
+}
+
+std::string to_csv(const BenchReport& r) {
+  std::ostringstream s;
+  s << "backend,precision,variant,mode,threads,batch,available,reason,accuracy,images_per_second,images_per_second_min,"
+       "images_per_second_max,p50_us,p90_us,p99_us,session_ms,first_run_ms\n";
+  for (const auto& x : r.rows) {
+    std::string reason = x.reason;
+    std::replace(reason.begin(), reason.end(), '"', '\'');
+    s << x.backend << "," << x.precision << "," << x.variant << "," << x.mode << "," << x.threads << "," << x.batch << ","
+      << (x.available ? "true" : "false") << ",\"" << reason << "\",";
+    if (x.available)
+      s << x.accuracy << "," << x.images_per_second << "," << x.ips_min << "," << x.ips_max << "," << x.p50_us << ","
+        << x.p90_us << "," << x.p99_us << "," << x.session_ms << "," << x.first_run_ms;
+    else
+      s << ",,,,,,,,";
+    s << "\n";
+  }
+  return s.str();
+}
+
+std::string to_svg_plot(const BenchReport& r) {
+  // Best throughput per (name, batch) over threads and modes.
+  std::map<std::string, std::map<int64_t, double>> lines;
+  double y_max = 1;
+  std::vector<int64_t> batches;
+  for (const auto& x : r.rows) {
+    if (!x.available) continue;
+    double& v = lines[x.name()][x.batch];
+    v = std::max(v, x.images_per_second);
+    y_max = std::max(y_max, v);
+    if (std::find(batches.begin(), batches.end(), x.batch) == batches.end()) batches.push_back(x.batch);
+  }
+  std::sort(batches.begin(), batches.end());
+  const double W = 760, H = 440, L = 90, R = 230, T = 40, B = 60;
+  const double pw = W - L - R, ph = H - T - B;
+  const double lx0 = std::log(double(batches.empty() ? 1 : batches.front()));
+  const double lx1 = std::log(double(batches.empty() ? 2 : std::max(batches.back(), batches.front() + 1)));
+  auto X = [&](int64_t b) { return L + (lx1 > lx0 ? (std::log(double(b)) - lx0) / (lx1 - lx0) : 0.5) * pw; };
+  // Round the axis top up to 1, 2 or 5 times a power of ten.
+  const double mag = std::pow(10.0, std::floor(std::log10(y_max)));
+  const double top = (y_max <= 2 * mag ? 2 : y_max <= 5 * mag ? 5 : 10) * mag;
+  auto Y = [&](double v) { return T + ph - v / top * ph; };
+  const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s << "<text x=\"" << L << "\" y=\"22\" font-size=\"14\">Throughput vs batch size (" << r.context.cpu << ", "
+    << r.context.date << ")</text>\n";
+  for (int i = 0; i <= 5; ++i) {
+    const double v = top * i / 5, y = Y(v);
+    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << y << "\" y2=\"" << y << "\" stroke=\"#ddd\"/>\n";
+    s << "<text x=\"" << L - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">" << grouped(v) << "</text>\n";
+  }
+  for (int64_t b : batches)
+    s << "<text x=\"" << X(b) << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">" << b << "</text>\n";
+  s << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 15 << "\" text-anchor=\"middle\">batch size (log scale)</text>\n";
+  s << "<text transform=\"translate(18," << T + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">images/s</text>\n";
+  s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph << "\" fill=\"none\" stroke=\"#333\"/>\n";
+  int i = 0;
+  for (const auto& [name, pts] : lines) {
+    const char* c = colours[i % 10];
+    std::string path;
+    for (const auto& [b, v] : pts) path += (path.empty() ? "M" : " L") + fmt("%.1f", X(b)) + "," + fmt("%.1f", Y(v));
+    s << "<path d=\"" << path << "\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\"/>\n";
+    for (const auto& [b, v] : pts) s << "<circle cx=\"" << X(b) << "\" cy=\"" << Y(v) << "\" r=\"3\" fill=\"" << c << "\"/>\n";
+    const double ly = T + 10 + 18 * i;
+    s << "<line x1=\"" << L + pw + 15 << "\" x2=\"" << L + pw + 35 << "\" y1=\"" << ly << "\" y2=\"" << ly
+      << "\" stroke=\"" << c << "\" stroke-width=\"2\"/><text x=\"" << L + pw + 40 << "\" y=\"" << ly + 4 << "\">" << name
+      << "</text>\n";
+    ++i;
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+std::vector<std::string> summarize(const std::vector<BenchRow>& rows) {
+  auto best = [&](auto pred) {
+    const BenchRow* b = nullptr;
+    for (const auto& r : rows)
+      if (r.available && pred(r) && (!b || r.images_per_second > b->images_per_second)) b = &r;
+    return b;
+  };
+  auto describe = [](const BenchRow* r) {
+    return r->name() + " (" + r->mode + ", " + std::to_string(r->threads) + " thread" + (r->threads > 1 ? "s" : "") + ")";
+  };
+  std::vector<std::string> out;
+  for (int64_t batch : {int64_t(64), int64_t(1024)}) {
+    const BenchRow* ort = best([&](const BenchRow& r) { return r.backend == "cpu" && r.precision == "fp32" && r.batch == batch; });
+    if (!ort) continue;
+    std::string line = "batch " + std::to_string(batch) + ": best ONNX Runtime CPU fp32 is " + describe(ort) + " at " +
+                       grouped(ort->images_per_second) + " images/s";
+    if (const BenchRow* ref = best([&](const BenchRow& r) { return r.backend == "reference" && r.batch == batch; }))
+      line += "; " + fmt("%.0f", 100.0 * ort->images_per_second / ref->images_per_second) + "% of the reference (" +
+              grouped(ref->images_per_second) + ")";
+    if (const BenchRow* loop = best([&](const BenchRow& r) { return r.backend == "torch" && r.variant == "loop" && r.batch == batch; }))
+      line += "; " + fmt("%.1f", ort->images_per_second / loop->images_per_second) + "x LibTorch original-style (" +
+              grouped(loop->images_per_second) + ")";
+    out.push_back(line);
+    const BenchRow* i8 = best([&](const BenchRow& r) { return r.backend == "cpu" && r.precision == "int8" && r.batch == batch; });
+    if (i8)
+      out.push_back("batch " + std::to_string(batch) + ": int8 " + grouped(i8->images_per_second) + " images/s = " +
+                    fmt("%.2f", i8->images_per_second / ort->images_per_second) + "x fp32, accuracy " +
+                    fmt("%+.2f", 100.0 * (i8->accuracy - ort->accuracy)) + " points");
+  }
+  if (const BenchRow* b1 = best([&](const BenchRow& r) { return r.backend == "cpu" && r.precision == "fp32" && r.batch == 1; })) {
+    const BenchRow* lowest = b1;
+    for (const auto& r : rows)
+      if (r.available && r.backend == "cpu" && r.precision == "fp32" && r.batch == 1 && r.p50_us < lowest->p50_us) lowest = &r;
+    out.push_back("batch 1: ONNX Runtime CPU fp32 p50 latency " + fmt("%.1f", lowest->p50_us) + " us per image (" +
+                  describe(lowest) + ")");
+  }
+  return out;
+}
+
+}  // namespace moe

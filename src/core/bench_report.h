@@ -1,0 +1,57 @@
+// `bench` results: one struct, several printers (terminal table, Markdown, JSON, CSV, SVG plot).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moe {
+
+struct BenchRow {
+  std::string backend;     // reference | torch | cpu | cuda | tensorrt
+  std::string precision;   // fp32 | fp16 | int8
+  std::string variant;     // graph or code path: dense, moe (contrib op), sparse, loop (original style), plain
+  std::string mode;        // intra: one engine, intra-op threads; streams: one engine per thread, batches split
+  int threads = 1;
+  int64_t batch = 0;
+  bool available = true;
+  std::string reason;      // why not available
+  double accuracy = 0;
+  double images_per_second = 0;           // median over repeats
+  double ips_min = 0, ips_max = 0;        // spread over repeats
+  double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch
+  double session_ms = 0;   // creating the engine(s): session / engine build / weight loading
+  double first_run_ms = 0; // the first classify() call, cold
+
+  std::string name() const;  // e.g. "cpu fp32 dense"
+  static BenchRow of(std::string backend, std::string precision, std::string variant, std::string mode, int threads,
+                     int64_t batch);
+};
+
+struct BenchContext {
+  std::string cpu, date, commit, build_type, split;
+  int cores = 0;
+  int64_t images_per_pass = 0, passes = 0, repeats = 0;
+  std::vector<std::pair<std::string, std::string>> versions;
+};
+
+struct BenchReport {
+  BenchContext context;
+  std::vector<BenchRow> rows;
+  std::vector<std::string> summary;  // derived ratio lines, computed from rows
+};
+
+// The context of this machine and build (CPU model, cores, date, git commit of the working dir).
+BenchContext machine_context();
+
+std::string to_table(const BenchReport& r);
+std::string to_markdown(const BenchReport& r);
+std::string to_json(const BenchReport& r);
+std::string to_csv(const BenchReport& r);
+// Throughput against batch size, one line per backend/precision/variant (best over threads and modes).
+std::string to_svg_plot(const BenchReport& r);
+
+// Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1 latency.
+std::vector<std::string> summarize(const std::vector<BenchRow>& rows);
+
+}  // namespace moe
