@@ -146,8 +146,38 @@ TEST(Cli, BadInputIsAClearError) {
   expect_error("train --experts 8 --top 9 --epochs 1 --out /tmp/x" + kData, 1, {"top", "1..experts"});
   expect_error("eval --data /nonexistent/dir --model " + kRun + "/model.fp32.onnx", 1, {"/nonexistent/dir", "setup.sh"});
   expect_error("eval --model " + kRun + "/model.int8.onnx --backend cuda" + kData, 3, {"not available"});
+  expect_error("eval --model " + kRun + "/model.fp32.onnx --backend tensorrt" + kData, 3, {"TensorRT EP unavailable"});
   expect_error("export --checkpoint /nonexistent/ck", 1, {"/nonexistent/ck"});
   expect_error("eval --batch 0 --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--batch"});
+}
+
+TEST(Cli, BenchOnATinyWorkloadGivesWellFormedJsonAndListsUnavailableBackends) {
+  Result r = run("bench --model-dir " + kRun + " --limit 256 --passes 1 --repeats 2 --batches 1,64 --threads 1,2 --json" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["context"]["images_per_pass"], 256);
+  EXPECT_FALSE(j["context"]["cpu"].get<std::string>().empty());
+  EXPECT_TRUE(j["context"]["versions"].contains("onnxruntime"));
+  bool saw_cpu = false, saw_streams = false, saw_unavailable = false;
+  for (const auto& row : j["results"]) {
+    if (!row["available"].get<bool>()) {
+      saw_unavailable = true;
+      EXPECT_FALSE(row["reason"].get<std::string>().empty());
+      continue;
+    }
+    EXPECT_GT(row["images_per_second"].get<double>(), 0) << row.dump();
+    EXPECT_GE(row["accuracy"].get<double>(), 0.85) << row.dump();
+    EXPECT_LE(row["batch_latency_us"]["p50"].get<double>(), row["batch_latency_us"]["p99"].get<double>());
+    saw_cpu |= row["backend"] == "cpu" && row["precision"] == "fp32";
+    saw_streams |= row["mode"] == "streams";
+  }
+  EXPECT_TRUE(saw_cpu && saw_streams);
+  EXPECT_TRUE(saw_unavailable) << "no GPU here: cuda/tensorrt rows must say why";
+  r = run("bench --model-dir " + kRun + " --limit 128 --passes 1 --repeats 1 --batches 64 --threads 1 --backends cpu --markdown" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "| backend | precision |")) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\| cpu \| int8 \| dense \| intra \| 1 \| 64 \| \d+\.\d\d \|)"))) << r.out;
+  expect_error("bench --model-dir /nonexistent/dir" + kData, 1, {"/nonexistent/dir"});
 }
 
 TEST(Cli, TrainHelpDocumentsEveryFlagWithDefaults) {

@@ -65,17 +65,15 @@ struct Column {
 
 const std::vector<Column> kColumns = {
     {"backend", true},      {"precision", true},   {"variant", true},     {"mode", true},
-    {"threads", false},     {"batch", false},      {"accuracy %", false}, {"images/s (median)", false},
+    {"threads", false},     {"batch", false},      {"accuracy %", false}, {"seconds", false}, {"images/s (median)", false},
     {"images/s min-max", false}, {"batch p50 us", false}, {"batch p90 us", false}, {"batch p99 us", false},
     {"session ms", false},  {"first run ms", false}};
 
 std::vector<std::string> cells(const BenchRow& r) {
+  if (!r.available) return {r.backend, r.precision, r.variant, "-", "-", "-", "not available: " + r.reason};
   std::vector<std::string> c = {r.backend, r.precision, r.variant, r.mode, std::to_string(r.threads), std::to_string(r.batch)};
-  if (!r.available) {
-    c.push_back("not available: " + r.reason);
-    return c;
-  }
   c.push_back(fmt("%.2f", 100.0 * r.accuracy));
+  c.push_back(fmt("%.3f", r.seconds));
   c.push_back(grouped(r.images_per_second));
   c.push_back(grouped(r.ips_min) + " - " + grouped(r.ips_max));
   c.push_back(fmt("%.1f", r.p50_us));
@@ -184,6 +182,7 @@ std::string to_json(const BenchReport& r) {
       j["reason"] = x.reason;
     } else {
       j.update({{"accuracy", x.accuracy},
+                {"seconds", x.seconds},
                 {"images_per_second", x.images_per_second},
                 {"images_per_second_min", x.ips_min},
                 {"images_per_second_max", x.ips_max},
@@ -198,7 +197,7 @@ std::string to_json(const BenchReport& r) {
 
 std::string to_csv(const BenchReport& r) {
   std::ostringstream s;
-  s << "backend,precision,variant,mode,threads,batch,available,reason,accuracy,images_per_second,images_per_second_min,"
+  s << "backend,precision,variant,mode,threads,batch,available,reason,accuracy,seconds,images_per_second,images_per_second_min,"
        "images_per_second_max,p50_us,p90_us,p99_us,session_ms,first_run_ms\n";
   for (const auto& x : r.rows) {
     std::string reason = x.reason;
@@ -206,10 +205,10 @@ std::string to_csv(const BenchReport& r) {
     s << x.backend << "," << x.precision << "," << x.variant << "," << x.mode << "," << x.threads << "," << x.batch << ","
       << (x.available ? "true" : "false") << ",\"" << reason << "\",";
     if (x.available)
-      s << x.accuracy << "," << x.images_per_second << "," << x.ips_min << "," << x.ips_max << "," << x.p50_us << ","
+      s << x.accuracy << "," << x.seconds << "," << x.images_per_second << "," << x.ips_min << "," << x.ips_max << "," << x.p50_us << ","
         << x.p90_us << "," << x.p99_us << "," << x.session_ms << "," << x.first_run_ms;
     else
-      s << ",,,,,,,,";
+      s << ",,,,,,,,,";
     s << "\n";
   }
   return s.str();

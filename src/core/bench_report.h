@@ -17,6 +17,7 @@ struct BenchRow {
   bool available = true;
   std::string reason;      // why not available
   double accuracy = 0;
+  double seconds = 0;                     // median duration of one timed run
   double images_per_second = 0;           // median over repeats
   double ips_min = 0, ips_max = 0;        // spread over repeats
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch

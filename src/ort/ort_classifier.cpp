@@ -2,7 +2,11 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <dlfcn.h>
+
 #include <filesystem>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "core/errors.h"
@@ -35,17 +39,48 @@ void update_options(Options* p, const std::vector<std::pair<std::string, std::st
   Ort::ThrowOnError(update(p, keys.data(), values.data(), keys.size()));
 }
 
+// The folder holding libonnxruntime.so: ONNX Runtime and `setup.sh --gpu` keep provider libraries there.
+std::string ort_library_dir() {
+  Dl_info info;
+  if (::dladdr(reinterpret_cast<void*>(&OrtGetApiBase), &info) && info.dli_fname)
+    return std::filesystem::path(info.dli_fname).parent_path().string();
+  return ".";
+}
+
+// The npm package's ONNX Runtime core is a CPU build without the built-in CUDA bridge, so the CUDA
+// provider library is loaded as a plugin execution provider (it exports CreateEpFactories) and its
+// devices are taken from the environment.
 void append_cuda(Ort::SessionOptions& so, const OrtOptions& o) {
-  const OrtApi& api = Ort::GetApi();
-  OrtCUDAProviderOptionsV2* cuda = nullptr;
-  Ort::ThrowOnError(api.CreateCUDAProviderOptions(&cuda));
-  std::unique_ptr<OrtCUDAProviderOptionsV2, void (*)(OrtCUDAProviderOptionsV2*)> guard(cuda, api.ReleaseCUDAProviderOptions);
-  update_options(cuda, {{"device_id", std::to_string(o.device_id)}, {"enable_cuda_graph", o.cuda_graph ? "1" : "0"}},
-                 api.UpdateCUDAProviderOptions);
-  so.AppendExecutionProvider_CUDA_V2(*cuda);
+  const std::string lib = ort_library_dir() + "/libonnxruntime_providers_cuda.so";
+  if (!std::filesystem::exists(lib))
+    throw UnavailableError(lib + " not found: CUDA EP unavailable (run scripts/setup.sh --gpu)");
+  static std::once_flag once;
+  static std::string load_error;
+  std::call_once(once, [&] {
+    try {
+      env().RegisterExecutionProviderLibrary("moe-mnist-cuda", lib);
+    } catch (const Ort::Exception& e) {
+      load_error = e.what();
+    }
+  });
+  if (!load_error.empty()) throw UnavailableError("CUDA EP unavailable: " + load_error);
+  std::vector<Ort::ConstEpDevice> devices;
+  for (const auto& d : env().GetEpDevices())
+    if (std::string(d.EpName()) == "CUDAExecutionProvider") devices.push_back(d);
+  if (devices.empty()) throw UnavailableError("CUDA EP loaded from " + lib + " but it reports no CUDA device");
+  if (o.device_id < 0 || o.device_id >= int(devices.size()))
+    throw InputError("--device-id " + std::to_string(o.device_id) + ": " + std::to_string(devices.size()) +
+                     " CUDA device(s) found (0.." + std::to_string(devices.size() - 1) + ")");
+  so.AppendExecutionProvider_V2(env(), {devices[size_t(o.device_id)]},
+                                std::unordered_map<std::string, std::string>{
+                                    {"enable_cuda_graph", o.cuda_graph ? "1" : "0"}});
 }
 
 void append_tensorrt(Ort::SessionOptions& so, const OrtOptions& o) {
+  if (void* h = ::dlopen("libnvinfer.so.10", RTLD_NOW | RTLD_LOCAL))
+    ::dlclose(h);
+  else
+    throw UnavailableError("libnvinfer.so.10 not found: TensorRT EP unavailable (install TensorRT 10 and add it to LD_LIBRARY_PATH)");
   const OrtApi& api = Ort::GetApi();
   OrtTensorRTProviderOptionsV2* trt = nullptr;
   Ort::ThrowOnError(api.CreateTensorRTProviderOptions(&trt));

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job: set-up if needed, build, train, export fp32/fp16/int8 (+ the contrib-MoE graph),
+# evaluate every available backend on the test set in one table, and draw the graph.
+#   EPOCHS=50 scripts/demo.sh      the original's full run (default: 5 epochs)
+#   OUT=runs/other scripts/demo.sh where the checkpoint and models go (default: runs/mnist)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+epochs=${EPOCHS:-5}
+out=${OUT:-runs/mnist}
+bin=build/bin/moe-mnist
+
+scripts/setup.sh
+scripts/build.sh
+
+echo "== train: $epochs epochs -> $out" >&2
+"$bin" train --epochs "$epochs" --out "$out"
+
+echo "== export" >&2
+for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
+"$bin" export --checkpoint "$out" --routing moe --out "$out/model.fp32-moe.onnx"
+
+echo "== graph -> $out/model.svg" >&2
+"$bin" graph --model "$out/model.fp32.onnx" --out "$out/model.svg"
+
+echo "== every backend on the test set (batch 64, 2 threads)" >&2
+"$bin" bench --model-dir "$out" --split test --passes 1 --repeats 3 --batches 64 --threads 2 --cpu-fp16
