@@ -148,6 +148,8 @@ TEST(Cli, BadInputIsAClearError) {
   expect_error("eval --model " + kRun + "/model.int8.onnx --backend cuda" + kData, 3, {"not available"});
   expect_error("eval --model " + kRun + "/model.fp32.onnx --backend tensorrt" + kData, 3, {"TensorRT EP unavailable"});
   expect_error("export --checkpoint /nonexistent/ck", 1, {"/nonexistent/ck"});
+  expect_error("train --device tpu --epochs 1 --out /tmp/x" + kData, 1, {"--device", "tpu"});
+  expect_error("eval --backend torch --torch-device cuda --model " + kRun + kData, 3, {"CUDA"});
   expect_error("eval --batch 0 --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--batch"});
 }
 

@@ -207,5 +207,20 @@ TEST_F(Parity, Fp16OnCpuRunsWithArgmaxAgreementOrSaysClearlyItCannot) {
   EXPECT_GE(agree, 9990);
 }
 
+// GPU (label "gpu"): skips itself where ONNX Runtime's CUDA EP cannot run.
+TEST_F(Parity, GpuCudaFp32ArgmaxMatchesCpuOnAllTestImages) {
+  OrtOptions oo;
+  oo.backend = "cuda";
+  std::unique_ptr<Classifier> m;
+  try {
+    m = make_ort_classifier(model("model.fp32.onnx"), oo);
+  } catch (const UnavailableError& e) {
+    GTEST_SKIP() << e.what();
+  }
+  const Outputs o = run_all(*m, *x_, 10000);
+  for (int64_t i = 0; i < 10000; ++i)
+    ASSERT_EQ(argmax(&o.logits[size_t(i * 10)], 10), argmax(&torch_->logits[size_t(i * 10)], 10)) << "image " << i;
+}
+
 }  // namespace
 }  // namespace moe

@@ -25,6 +25,9 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o) {
   cmd->add_flag("--cuda-graph", o.cuda_graph, "cuda: capture a CUDA graph (fixed batch size only)");
   cmd->add_flag("--trt-fp16", o.trt_fp16, "tensorrt: allow fp16 kernels");
   cmd->add_option("--trt-cache", o.trt_cache, "tensorrt: engine cache folder, so a second start skips the build");
+  cmd->add_option("--save-optimized", o.save_optimized,
+                  "Write the graph ONNX Runtime actually runs, after its optimisations, to this .onnx file");
+  cmd->add_option("--torch-device", o.torch_device, "torch: cpu, or cuda[:N] with a CUDA LibTorch")->capture_default_str();
 }
 
 std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
@@ -33,7 +36,7 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
     if (!std::filesystem::is_directory(model))
       throw InputError(model + ": the torch backend reads a checkpoint directory (what 'train --out' wrote), not a file");
     set_torch_threads(o.threads);
-    return make_torch_classifier(model, "cpu", o.torch_style);
+    return make_torch_classifier(model, o.torch_device, o.torch_style);
 #else
     throw UnavailableError("torch: this build has no LibTorch");
 #endif
@@ -49,6 +52,7 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
   oo.cuda_graph = o.cuda_graph;
   oo.trt_fp16 = o.trt_fp16;
   oo.trt_cache = o.trt_cache;
+  oo.save_optimized = o.save_optimized;
   return make_ort_classifier(model, oo);
 #else
   throw UnavailableError(o.backend + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");

@@ -18,9 +18,11 @@ struct BackendOptions {
   bool trt_fp16 = false;
   std::string trt_cache;
   std::string torch_style = "sparse";
+  std::string torch_device = "cpu";
+  std::string save_optimized;  // torch: cpu or cuda[:N] (needs a CUDA LibTorch)
 };
 
-// --backend --threads --opt-level --device-id --cuda-graph --trt-fp16 --trt-cache
+// --backend --threads --opt-level --device-id --cuda-graph --trt-fp16 --trt-cache --torch-device
 void add_backend_options(CLI::App* cmd, BackendOptions& o);
 
 // `model` is a checkpoint directory for torch, an .onnx file for the ONNX Runtime backends.

@@ -84,6 +84,19 @@ NetOutput NetImpl::forward(const torch::Tensor& images, const std::string& style
   return o;
 }
 
+torch::Device parse_device(const std::string& s, const std::string& flag) {
+  std::unique_ptr<torch::Device> d;
+  try {
+    d = std::make_unique<torch::Device>(s);
+  } catch (const c10::Error&) {
+    throw InputError(flag + ": expected cpu or cuda[:N], got '" + s + "'");
+  }
+  if (!d->is_cpu() && !d->is_cuda()) throw InputError(flag + ": expected cpu or cuda[:N], got '" + s + "'");
+  if (d->is_cuda() && !torch::cuda::is_available())
+    throw UnavailableError(flag + " " + s + ": this LibTorch has no usable CUDA (build against a CUDA LibTorch, see README)");
+  return *d;
+}
+
 Weights weights_from(Net& net) {
   Weights w;
   for (const auto& p : net->named_parameters()) {

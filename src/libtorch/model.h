@@ -49,6 +49,9 @@ struct NetImpl : torch::nn::Module {
 };
 TORCH_MODULE(Net);
 
+// "cpu" or "cuda[:N]" -> a device; InputError naming `flag` otherwise, UnavailableError without CUDA.
+torch::Device parse_device(const std::string& s, const std::string& flag);
+
 // Copies between the module's parameters and the framework-free Weights map (always on CPU).
 Weights weights_from(Net& net);
 void load_into(Net& net, const Weights& weights, const std::string& where);

@@ -17,10 +17,8 @@ namespace {
 class TorchClassifier final : public Classifier {
  public:
   TorchClassifier(const std::string& dir, const std::string& device, std::string style)
-      : device_(device), style_(std::move(style)) {
+      : device_(parse_device(device, "--torch-device")), style_(std::move(style)) {
     if (style_ != "sparse" && style_ != "loop") throw InputError("torch style must be sparse or loop, got '" + style_ + "'");
-    if (device_.is_cuda() && !torch::cuda::is_available())
-      throw UnavailableError("torch on " + device + ": this LibTorch has no usable CUDA");
     const Checkpoint c = load_checkpoint(dir);
     net_ = Net(c.meta.model);
     load_into(net_, c.weights, weights_path(dir));

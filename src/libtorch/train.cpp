@@ -118,9 +118,7 @@ TrainSummary train(const TrainOptions& opts) {
   if (!(o.lr > 0)) throw InputError("--lr must be > 0");
   if (o.save_every < 0) throw InputError("--save-every must be >= 0");
   set_torch_threads(o.threads);
-  const torch::Device device(o.device);
-  if (device.is_cuda() && !torch::cuda::is_available())
-    throw UnavailableError("--device " + o.device + ": this LibTorch has no usable CUDA (build against a CUDA LibTorch, see README)");
+  const torch::Device device = parse_device(o.device, "--device");
 
   CheckpointMeta meta;
   int64_t iteration = 0;

@@ -235,18 +235,8 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     b.int64s("moe.top_k", {1}, {c.top});
     b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]
     set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
-    b.node("Shape", {probs}, {"moe.gate.shape"});
-    onnx::TensorProto zero;
-    zero.set_data_type(ftype);
-    zero.add_dims(1);
-    if (ftype == F32) {
-      const float z = 0.f;
-      zero.set_raw_data(&z, 4);
-    } else {
-      const uint16_t z = 0;
-      zero.set_raw_data(&z, 2);
-    }
-    set_attr(b.node("ConstantOfShape", {"moe.gate.shape"}, {"moe.zeros"}), "value", zero);
+    // Exact zeros of shape [N, E]; unlike Shape + ConstantOfShape this keeps every shape inferable.
+    b.node("Sub", {probs, probs}, {"moe.zeros"});
     set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
                     "moe.combine"),
              "axis", int64_t(1));  // [N, E]: the renormalised top-k weights, zeros elsewhere

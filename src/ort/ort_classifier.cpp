@@ -111,6 +111,7 @@ class OrtClassifier final : public Classifier {
     so.SetIntraOpNumThreads(o.threads);
     so.SetInterOpNumThreads(1);
     so.SetGraphOptimizationLevel(parse_level(o.opt_level));
+    if (!o.save_optimized.empty()) so.SetOptimizedModelFilePath(o.save_optimized.c_str());
     if (o.backend != "cpu" && o.backend != "cuda" && o.backend != "tensorrt")
       throw InputError("--backend: expected cpu, cuda or tensorrt, got '" + o.backend + "'");
     try {

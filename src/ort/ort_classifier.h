@@ -16,6 +16,7 @@ struct OrtOptions {
   bool trt_fp16 = false;         // tensorrt: let TensorRT pick fp16 kernels
   std::string trt_cache;         // tensorrt: engine cache folder ("" = no cache)
   int64_t max_batch = 1024;      // tensorrt: optimisation profile covers batch 1..max_batch
+  std::string save_optimized;    // write the graph ONNX Runtime runs after its optimisations ("" = no)
 };
 
 // Opens `model_path` (.onnx). Throws InputError for a missing/invalid model or bad options, and
