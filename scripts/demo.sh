@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set-up if needed, build, train, export fp32/fp16/int8 (+ the contrib-MoE graph),
+# The main job: set-up if needed, build, train, export fp32/fp16/int8 (+ the gather and contrib-MoE graphs),
 # evaluate every available backend on the test set in one table, and draw the graph.
 #   EPOCHS=50 scripts/demo.sh      the original's full run (default: 5 epochs)
 #   OUT=runs/other scripts/demo.sh where the checkpoint and models go (default: runs/mnist)
@@ -18,7 +18,7 @@ echo "== train: $epochs epochs -> $out" >&2
 
 echo "== export" >&2
 for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
-"$bin" export --checkpoint "$out" --routing moe --out "$out/model.fp32-moe.onnx"
+for r in gather moe; do "$bin" export --checkpoint "$out" --routing "$r" --out "$out/model.fp32-$r.onnx"; done
 
 echo "== graph -> $out/model.svg" >&2
 "$bin" graph --model "$out/model.fp32.onnx" --out "$out/model.svg"

@@ -45,7 +45,7 @@ verify() {  # verify FILE [NAME]: FILE's SHA-256 must equal the pin for NAME (de
 debs=(build-essential cmake ninja-build pkg-config git xz-utils
       libtorch-dev libopenblas0-openmp libonnx-dev libprotobuf-dev protobuf-compiler
       libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libfmt-dev libstb-dev zlib1g-dev
-      libgtest-dev libbenchmark-dev graphviz)
+      libgtest-dev libbenchmark-dev graphviz librsvg2-bin)
 # npm is only a client here; use the one on PATH, else Debian's.
 command -v npm >/dev/null 2>&1 || debs+=(npm)
 [ "$want_fashion" = 1 ] && debs+=(dataset-fashion-mnist)

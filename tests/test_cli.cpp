@@ -93,8 +93,10 @@ TEST(ExportCli, WritesCheckedFp32Fp16Int8AndContribMoEModels) {
     EXPECT_TRUE(contains(r.err, "model." + p + ".onnx")) << r.err;
     EXPECT_TRUE(contains(r.err, "ONNX checker passed")) << r.err;
   }
-  const Result r = run("export --checkpoint " + kRun + " --routing moe --out " + kRun + "/model.fp32-moe.onnx");
-  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string routing : {"gather", "moe"}) {
+    const Result r = run("export --checkpoint " + kRun + " --routing " + routing + " --out " + kRun + "/model.fp32-" + routing + ".onnx");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
 }
 
 TEST(Cli, EvalPrintsTheOriginalLineAndJson) {

@@ -29,7 +29,7 @@ TEST(Export, CheckerPassesAndGraphIsStaticForEveryConfigAndPrecision) {
   const std::set<std::string> forbidden = {"Loop", "If", "NonZero", "Scan", "Where"};
   for (const Case& c : kCases)
     for (const std::string precision : {"fp32", "fp16", "int8"})
-      for (const std::string routing : {"dense", "moe"}) {
+      for (const std::string routing : {"dense", "gather", "moe"}) {
         if (routing == "moe" && precision == "fp16") continue;
         ExportOptions o;
         o.precision = precision;
@@ -53,7 +53,7 @@ TEST(Export, RejectsUnsupportedCombinations) {
 TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {
   const auto dir = test::temp_dir("ort");
   for (const Case& c : kCases)
-    for (const std::string routing : {"dense", "moe"}) {
+    for (const std::string routing : {"dense", "gather", "moe"}) {
       const Checkpoint ck = test::random_checkpoint(config_of(c), 11);
       ExportOptions o;
       o.routing = routing;

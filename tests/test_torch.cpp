@@ -180,6 +180,8 @@ TEST_F(Parity, OrtCpuFp32DenseMatchesTorchOnAllTestImages) { expect_fp32_parity(
 
 TEST_F(Parity, OrtCpuContribMoEMatchesTorchOnAllTestImages) { expect_fp32_parity("model.fp32-moe.onnx"); }
 
+TEST_F(Parity, OrtCpuGatherRoutingMatchesTorchOnAllTestImages) { expect_fp32_parity("model.fp32-gather.onnx"); }
+
 TEST_F(Parity, Int8AccuracyWithinPointThreeOfFp32) {
   OrtOptions oo;
   auto m = make_ort_classifier(model("model.int8.onnx"), oo);

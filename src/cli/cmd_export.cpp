@@ -26,8 +26,9 @@ void add_export_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "fp16", "int8"}))
       ->capture_default_str();
   cmd->add_option("--routing", a->options.routing,
-                  "dense: TopK + combine matrix, all experts in one MatMul; moe: ONNX Runtime's com.microsoft.MoE operator")
-      ->check(CLI::IsMember({"dense", "moe"}))
+                  "dense: TopK + combine matrix, all experts in one MatMul; gather: each row gathers its k experts' "
+                  "weights; moe: ONNX Runtime's com.microsoft.MoE operator")
+      ->check(CLI::IsMember({"dense", "gather", "moe"}))
       ->capture_default_str();
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
   cmd->callback([a] {

@@ -4,6 +4,7 @@
 //   - the gate reads the embedding, so one [784, emb+E] Gemm yields both (then Split);
 //   - each expert's fc2 and the classifier meet (the top-k weights are scalars per row), so the
 //     classifier is folded into the stacked fc2 weights: logits = [c_e * relu_e, c] @ C + b.
+// Gather routing: each row gathers its k experts' stacked weights and runs only those.
 // Dense routing (default): combine = ScatterElements(zeros, TopK indices, softmax(TopK values));
 // all experts' fc1 run as one Gemm over stacked weights [emb, E*emb]; each expert's hidden units
 // are scaled by its combine weight (expanded by a constant 0/1 MatMul); one Gemm does fc2 +
@@ -158,8 +159,8 @@ void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions
 onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) {
   if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "int8")
     throw InputError("--precision: expected fp32, fp16 or int8, got '" + o.precision + "'");
-  if (o.routing != "dense" && o.routing != "moe")
-    throw InputError("--routing: expected dense or moe, got '" + o.routing + "'");
+  if (o.routing != "dense" && o.routing != "gather" && o.routing != "moe")
+    throw InputError("--routing: expected dense, gather or moe, got '" + o.routing + "'");
   if (o.routing == "moe" && o.precision == "fp16")
     throw InputError("--routing moe supports fp32 and int8 (the contrib MoE kernel's fp16 path is CUDA-only); use --routing dense for fp16");
   const ModelConfig& c = ck.meta.model;
@@ -231,6 +232,42 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     b.floats("classifier.bias", {C}, ck.weights.at("classifier.bias").data);
     set_attr(b.node("Gemm", {"moe.out", "classifier.weight", "classifier.bias"}, {logits}, "classifier"), "transB",
              int64_t(1));
+  } else if (o.routing == "gather") {
+    // Each row gathers its k experts' weights and runs only those: [N,k,D,D] and [N,k,D,C] per batch.
+    const int64_t k = c.top;
+    b.int64s("moe.top_k", {1}, {k});
+    b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]
+    set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
+    std::vector<float> w1(static_cast<size_t>(E * D * D)), b1(static_cast<size_t>(E * D));
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& W = ck.weights.at(expert_param(e, "fc1", "weight")).data;  // [out, in]
+      const auto& B = ck.weights.at(expert_param(e, "fc1", "bias")).data;
+      for (int64_t i = 0; i < D; ++i)
+        for (int64_t j = 0; j < D; ++j) w1[size_t(e * D * D + i * D + j)] = W[size_t(j * D + i)];
+      std::copy(B.begin(), B.end(), b1.begin() + e * D);
+    }
+    const std::vector<float> w2(f.out_w.begin(), f.out_w.begin() + E * D * C);  // [E, D, C]: Wc @ fc2_e, as [in, out]
+    const std::vector<float> b2(f.out_w.begin() + E * D * C, f.out_w.end());     // [E, C]:    Wc @ fc2_e.bias
+    b.floats("moe.experts.fc1.weight", {E, D, D}, w1, ftype);
+    b.floats("moe.experts.fc1.bias", {E, 1, D}, b1, ftype);
+    b.floats("moe.experts.fc2+classifier.weight", {E, D, C}, w2, ftype);
+    b.floats("moe.experts.fc2+classifier.bias", {E, 1, C}, b2, ftype);
+    b.floats("classifier.bias", {C}, f.out_b, ftype);
+    b.int64s("axes_1_2", {2}, {1, 2});
+    b.int64s("axes_2_3", {2}, {2, 3});
+    b.node("Unsqueeze", {"embedding.out", "axes_1_2"}, {"embedding.out.4d"});  // [N, 1, 1, D]
+    for (const char* t : {"moe.experts.fc1.weight", "moe.experts.fc1.bias", "moe.experts.fc2+classifier.weight",
+                          "moe.experts.fc2+classifier.bias"})
+      set_attr(b.node("Gather", {t, "moe.topk.indices"}, {std::string(t) + ".chosen"}), "axis", int64_t(0));
+    b.node("MatMul", {"embedding.out.4d", "moe.experts.fc1.weight.chosen"}, {"moe.experts.fc1.matmul"});  // [N,k,1,D]
+    b.node("Add", {"moe.experts.fc1.matmul", "moe.experts.fc1.bias.chosen"}, {"moe.experts.fc1.out"});
+    b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
+    b.node("MatMul", {"moe.experts.relu", "moe.experts.fc2+classifier.weight.chosen"}, {"moe.experts.out.matmul"});
+    b.node("Add", {"moe.experts.out.matmul", "moe.experts.fc2+classifier.bias.chosen"}, {"moe.experts.out"});  // [N,k,1,C]
+    b.node("Unsqueeze", {"moe.topk.weights", "axes_2_3"}, {"moe.topk.weights.4d"});  // [N, k, 1, 1]
+    b.node("Mul", {"moe.experts.out", "moe.topk.weights.4d"}, {"moe.experts.weighted"});
+    set_attr(b.node("ReduceSum", {"moe.experts.weighted", "axes_1_2"}, {"moe.out"}), "keepdims", int64_t(0));  // [N, C]
+    b.node("Add", {"moe.out", "classifier.bias"}, {logits}, "classifier.bias.add");
   } else {
     b.int64s("moe.top_k", {1}, {c.top});
     b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]

@@ -12,6 +12,7 @@ namespace moe {
 struct ExportOptions {
   std::string precision = "fp32";  // fp32 | fp16 (fp16 inside, fp32 at the edges) | int8 (dynamic quantisation)
   // dense: TopK + combine matrix (ScatterElements), every expert in one MatMul (static, runs anywhere)
+  // gather: TopK indices gather each row's k experts' weights ([N,k,emb,emb]); batched MatMuls
   // moe:   ONNX Runtime's com.microsoft.MoE contrib operator (ORT CPU/CUDA only)
   std::string routing = "dense";
   bool per_channel = true;         // int8: one weight scale per output column (else one per tensor)
