@@ -18,6 +18,7 @@ echo "== train: $epochs epochs -> $out" >&2
 
 echo "== export" >&2
 for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
+"$bin" export --checkpoint "$out" --precision int8 --int8-input static --out "$out/model.int8-static.onnx"
 for r in gather moe; do "$bin" export --checkpoint "$out" --routing "$r" --out "$out/model.fp32-$r.onnx"; done
 
 echo "== graph -> $out/model.svg" >&2

@@ -93,6 +93,8 @@ TEST(ExportCli, WritesCheckedFp32Fp16Int8AndContribMoEModels) {
     EXPECT_TRUE(contains(r.err, "model." + p + ".onnx")) << r.err;
     EXPECT_TRUE(contains(r.err, "ONNX checker passed")) << r.err;
   }
+  const Result st = run("export --checkpoint " + kRun + " --precision int8 --int8-input static --out " + kRun + "/model.int8-static.onnx");
+  ASSERT_EQ(st.code, 0) << st.err;
   for (const std::string routing : {"gather", "moe"}) {
     const Result r = run("export --checkpoint " + kRun + " --routing " + routing + " --out " + kRun + "/model.fp32-" + routing + ".onnx");
     ASSERT_EQ(r.code, 0) << r.err;

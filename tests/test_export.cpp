@@ -41,6 +41,19 @@ TEST(Export, CheckerPassesAndGraphIsStaticForEveryConfigAndPrecision) {
       }
 }
 
+TEST(Export, StaticInt8InputIsTwoFusedNodesAndPassesTheChecker) {
+  ExportOptions o;
+  o.precision = "int8";
+  o.int8_input = "static";
+  const onnx::ModelProto m = build_onnx_model(test::random_checkpoint(ModelConfig{}, 5), o);
+  EXPECT_NO_THROW(check_onnx_model(m));
+  std::multiset<std::string> ops;
+  for (const auto& n : m.graph().node()) ops.insert(n.op_type());
+  EXPECT_EQ(ops.count("QuantizeLinear"), 1u);
+  EXPECT_EQ(ops.count("MatMulIntegerToFloat"), 1u);
+  EXPECT_EQ(ops.count("DynamicQuantizeLinear"), 0u);
+}
+
 TEST(Export, RejectsUnsupportedCombinations) {
   ExportOptions o;
   o.precision = "fp16";

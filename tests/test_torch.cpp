@@ -183,11 +183,13 @@ TEST_F(Parity, OrtCpuContribMoEMatchesTorchOnAllTestImages) { expect_fp32_parity
 TEST_F(Parity, OrtCpuGatherRoutingMatchesTorchOnAllTestImages) { expect_fp32_parity("model.fp32-gather.onnx"); }
 
 TEST_F(Parity, Int8AccuracyWithinPointThreeOfFp32) {
-  OrtOptions oo;
-  auto m = make_ort_classifier(model("model.int8.onnx"), oo);
-  const double acc8 = accuracy(run_all(*m, *x_, 10000)), acc32 = accuracy(*torch_);
-  std::printf("int8 accuracy %.2f%% vs fp32 %.2f%%\n", 100 * acc8, 100 * acc32);
-  EXPECT_NEAR(acc8, acc32, 0.003);
+  for (const char* file : {"model.int8.onnx", "model.int8-static.onnx"}) {
+    OrtOptions oo;
+    auto m = make_ort_classifier(model(file), oo);
+    const double acc8 = accuracy(run_all(*m, *x_, 10000)), acc32 = accuracy(*torch_);
+    std::printf("%s accuracy %.2f%% vs fp32 %.2f%%\n", file, 100 * acc8, 100 * acc32);
+    EXPECT_NEAR(acc8, acc32, 0.003) << file;
+  }
 }
 
 TEST_F(Parity, Fp16OnCpuRunsWithArgmaxAgreementOrSaysClearlyItCannot) {

@@ -68,6 +68,7 @@ std::vector<Variant> variants(const Args& a) {
     onnx("cpu", "fp32", "moe", "model.fp32-moe.onnx");
     if (a.cpu_fp16) onnx("cpu", "fp16", "dense", "model.fp16.onnx");
     onnx("cpu", "int8", "dense", "model.int8.onnx");
+    onnx("cpu", "int8", "static-in", "model.int8-static.onnx");
   }
   for (const char* gpu : {"cuda", "tensorrt"})
     if (want(gpu)) {
@@ -262,7 +263,7 @@ void add_bench_command(CLI::App& app) {
       "Every available backend x precision x batch size x threads, side by side on the same images.\n"
       "Per configuration: engine creation and the first call timed separately, one untimed warm-up\n"
       "pass, then --repeats timed runs of --passes passes; median images/s, min-max, batch latency p50/p90/p99.");
-  cmd->add_option("--model-dir", a->model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp16,int8}.onnx")->capture_default_str();
+  cmd->add_option("--model-dir", a->model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp16,int8,int8-static}.onnx")->capture_default_str();
   cmd->add_option("--batches", a->batches, "Batch sizes")->delimiter(',')->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU thread counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--modes", a->modes,

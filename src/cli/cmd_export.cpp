@@ -30,6 +30,10 @@ void add_export_command(CLI::App& app) {
                   "weights; moe: ONNX Runtime's com.microsoft.MoE operator")
       ->check(CLI::IsMember({"dense", "gather", "moe"}))
       ->capture_default_str();
+  cmd->add_option("--int8-input", a->options.int8_input,
+                  "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)")
+      ->check(CLI::IsMember({"dynamic", "static"}))
+      ->capture_default_str();
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
   cmd->callback([a] {
     const Checkpoint ck = load_checkpoint(a->checkpoint);

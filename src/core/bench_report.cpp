@@ -127,8 +127,10 @@ std::string to_table(const BenchReport& r) {
   for (const auto& row : r.rows) rows.push_back(cells(row));
   std::vector<size_t> width(kColumns.size());
   for (size_t i = 0; i < kColumns.size(); ++i) width[i] = kColumns[i].title.size();
-  for (const auto& row : rows)
-    for (size_t i = 0; i < row.size() && i + 1 < kColumns.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  for (const auto& row : rows) {
+    const bool short_row = row.size() < kColumns.size();  // "not available: ..." runs to the line's end
+    for (size_t i = 0; i < row.size() && !(short_row && i + 1 == row.size()); ++i) width[i] = std::max(width[i], row[i].size());
+  }
   std::ostringstream s;
   s << context_lines(r.context, "");
   auto put = [&](const std::vector<std::string>& row) {

@@ -129,6 +129,20 @@ void embed_and_gate(GraphBuilder& b, const Folded& f, const ExportOptions& o, in
   b.int8s("embedding+moe.gate.weight_zero_point", {}, {0});
   b.floats("embedding+moe.gate.weight_scale", {cols}, scale);
   b.floats("embedding+moe.gate.bias", {cols}, f.embed_gate_b);
+  if (o.int8_input == "static") {
+    // The input contract is [0, 1], so scale 1/255 and zero point 0 are known at export: exact for
+    // 8-bit images, and no per-batch min/max pass. Values outside [0, 1] saturate. ORT does not fuse
+    // this form itself, so the fused contrib op is written directly (an ORT-only graph, like the
+    // int8 model is a CPU variant anyway).
+    b.floats("input_scale", {}, {1.0f / 255.0f});
+    b.uint8s("input_zero_point", {}, {0});
+    b.node("QuantizeLinear", {x, "input_scale", "input_zero_point"}, {"input_quantized"});
+    b.node("MatMulIntegerToFloat",
+           {"input_quantized", "embedding+moe.gate.weight_quantized", "input_scale", "embedding+moe.gate.weight_scale",
+            "input_zero_point", "embedding+moe.gate.weight_zero_point", "embedding+moe.gate.bias"},
+           {y}, "embedding+moe.gate", "com.microsoft");
+    return;
+  }
   b.node("DynamicQuantizeLinear", {x}, {"input_quantized", "input_scale", "input_zero_point"});
   b.node("MatMulInteger", {"input_quantized", "embedding+moe.gate.weight_quantized", "input_zero_point",
                            "embedding+moe.gate.weight_zero_point"},
@@ -157,6 +171,8 @@ void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions
 }  // namespace
 
 onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) {
+  if (o.int8_input != "dynamic" && o.int8_input != "static")
+    throw InputError("--int8-input: expected dynamic or static, got '" + o.int8_input + "'");
   if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "int8")
     throw InputError("--precision: expected fp32, fp16 or int8, got '" + o.precision + "'");
   if (o.routing != "dense" && o.routing != "gather" && o.routing != "moe")
@@ -225,9 +241,6 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     set_attr(moe, "k", c.top);
     set_attr(moe, "activation_type", std::string("relu"));
     set_attr(moe, "normalize_routing_weights", int64_t(1));
-    auto* ms = m.add_opset_import();
-    ms->set_domain("com.microsoft");
-    ms->set_version(1);
     b.floats("classifier.weight", {C, D}, ck.weights.at("classifier.weight").data);
     b.floats("classifier.bias", {C}, ck.weights.at("classifier.bias").data);
     set_attr(b.node("Gemm", {"moe.out", "classifier.weight", "classifier.bias"}, {logits}, "classifier"), "transB",
@@ -297,6 +310,12 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
   if (ftype != F32) {  // keep_io_types: float32 at the edges
     set_attr(b.node("Cast", {logits}, {"logits"}, "logits.cast"), "to", int64_t(F32));
     set_attr(b.node("Cast", {probs}, {"gate_probs"}, "gate_probs.cast"), "to", int64_t(F32));
+  }
+  const bool uses_contrib = o.routing == "moe" || (o.precision == "int8" && o.int8_input == "static");
+  if (uses_contrib) {
+    auto* ms = m.add_opset_import();
+    ms->set_domain("com.microsoft");
+    ms->set_version(1);
   }
   add_metadata(m, ck, o);
   return m;

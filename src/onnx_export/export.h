@@ -16,6 +16,9 @@ struct ExportOptions {
   // moe:   ONNX Runtime's com.microsoft.MoE contrib operator (ORT CPU/CUDA only)
   std::string routing = "dense";
   bool per_channel = true;         // int8: one weight scale per output column (else one per tensor)
+  // int8 activations: dynamic (DynamicQuantizeLinear: scale from each batch's min/max) or static
+  // (QuantizeLinear with scale 1/255, exact for inputs in [0, 1], the model's input contract)
+  std::string int8_input = "dynamic";
 };
 
 struct ExportSummary {

@@ -78,6 +78,10 @@ void GraphBuilder::int8s(const std::string& name, const std::vector<int64_t>& sh
   new_initializer(g_, name, shape, onnx::TensorProto::INT8)->set_raw_data(data.data(), data.size());
 }
 
+void GraphBuilder::uint8s(const std::string& name, const std::vector<int64_t>& shape, const std::vector<uint8_t>& data) {
+  new_initializer(g_, name, shape, onnx::TensorProto::UINT8)->set_raw_data(data.data(), data.size());
+}
+
 void GraphBuilder::int64s(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int64_t>& data) {
   new_initializer(g_, name, shape, onnx::TensorProto::INT64)->set_raw_data(data.data(), data.size() * 8);
 }

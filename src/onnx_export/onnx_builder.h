@@ -24,6 +24,7 @@ class GraphBuilder {
   void floats(const std::string& name, const std::vector<int64_t>& shape, const std::vector<float>& data,
               int dtype = onnx::TensorProto::FLOAT);  // FLOAT or FLOAT16
   void int8s(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int8_t>& data);
+  void uint8s(const std::string& name, const std::vector<int64_t>& shape, const std::vector<uint8_t>& data);
   void int64s(const std::string& name, const std::vector<int64_t>& shape, const std::vector<int64_t>& data);
 
   // Graph inputs / outputs with element type and shape; a negative dim becomes the symbolic "N".
