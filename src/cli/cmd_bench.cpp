@@ -83,7 +83,7 @@ std::vector<Variant> variants(const Args& a) {
 
 std::unique_ptr<Classifier> open_variant(const Variant& v, int threads) {
   if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
-  if (v.backend != "torch" && v.backend != "reference" && !std::filesystem::exists(v.model))
+  if (v.backend != "torch" && !std::filesystem::exists(v.model))
     throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
                            std::filesystem::path(v.model).parent_path().string() + " ...)");
   BackendOptions o = v.options;

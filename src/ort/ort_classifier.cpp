@@ -9,7 +9,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "core/errors.h"
+#include "core/model_config.h"
 
 namespace moe {
 
@@ -124,7 +127,6 @@ class OrtClassifier final : public Classifier {
       session_ = Ort::Session(env(), path.c_str(), so);
     } catch (const Ort::Exception& e) {
       const std::string why = e.what();
-      precision_ = "unknown";
       if (why.find("NOT_IMPLEMENTED") != std::string::npos || why.find("Could not find an implementation") != std::string::npos)
         throw UnavailableError(path + ": ONNX Runtime's " + o.backend + " execution provider has no kernel for part of this model (" +
                                why + ")" + (o.backend == "cpu" ? "; fp16 models need --backend cuda or tensorrt" : ""));
@@ -145,9 +147,9 @@ class OrtClassifier final : public Classifier {
     n_classes_ = dim1(0);
     n_experts_ = dim1(1);
     if (auto p = meta.LookupCustomMetadataMapAllocated("model_config", alloc)) {
-      const std::string cfg = p.get();
-      const auto at = cfg.find("\"top\":");
-      if (at != std::string::npos) top_k_ = std::stoll(cfg.substr(at + 6));
+      const auto j = nlohmann::json::parse(p.get(), nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded()) throw InputError(path + ": metadata 'model_config' is not valid JSON");
+      top_k_ = model_config_from_json(j, path + " metadata 'model_config'").top;
     }
   }
 
