@@ -8,6 +8,7 @@
 #include <fstream>
 #include <regex>
 
+#include "core/dataset.h"
 #include "test_util.h"
 
 namespace moe {
@@ -121,6 +122,19 @@ TEST(Cli, PredictShowsDigitClassAndRouting) {
   EXPECT_TRUE(contains(r.out, "prediction: 7")) << r.out;
   EXPECT_TRUE(contains(r.out, "label: 7 (correct)")) << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(experts chosen \(gate probability -> weight\): #\d \d\.\d{3} -> \d\.\d{3} #\d)"))) << r.out;
+}
+
+TEST(Cli, PredictReadsADarkOnLightImageFileOfAnotherSize) {
+  // The first MNIST test digit (a 7), scaled 3x to 84x84 and inverted, as a binary PGM.
+  const Dataset d = load_dataset("mnist", test::mnist_dir(), "test");
+  std::string pgm = "P5\n84 84\n255\n";
+  for (int y = 0; y < 84; ++y)
+    for (int x = 0; x < 84; ++x) pgm += char(255 - d.pixels[size_t((y / 3) * 28 + x / 3)]);
+  const std::string path = test::temp_dir("pgm") + "/seven.pgm";
+  test::write_bytes(path, pgm);
+  const Result r = run("predict --invert --image " + path + " --model " + kRun + "/model.fp32.onnx");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "prediction: 7")) << r.out;
 }
 
 TEST(Cli, GraphWritesAnSvg) {
