@@ -278,7 +278,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--repeats", a->repeats, "Timed runs per configuration")->capture_default_str();
   cmd->add_option("--passes", a->passes, "Passes over the split per timed run (the original: 10 over the training set)")->capture_default_str();
-  cmd->add_option("--split", a->split, "train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+  add_split_option(cmd, a->split);
   cmd->add_option("--limit", a->limit, "Use only the first N images of the split (0 = all)")->capture_default_str();
   add_data_options(cmd, a->dataset, a->data_dir);
   auto* md = cmd->add_flag("--markdown", a->markdown, "Print a Markdown table (for the README)");

@@ -29,7 +29,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--model", a->model, "An exported .onnx file, or for --backend torch the checkpoint directory")->capture_default_str();
   add_backend_options(cmd, a->backend);
   add_data_options(cmd, a->dataset, a->data_dir);
-  cmd->add_option("--split", a->split, "train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+  add_split_option(cmd, a->split);
   cmd->add_option("--passes", a->passes, "Passes over the split (the original timed 10 over the 60 000 training images)")->capture_default_str();
   cmd->add_option("--batch", a->batch, "Batch size; the last partial batch runs at its own size")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout (logs stay on stderr)");

@@ -29,7 +29,7 @@ void add_predict_command(CLI::App& app) {
   auto* index = cmd->add_option("--index", a->index, "Index into the dataset split instead of a file");
   image->excludes(index);
   cmd->add_flag("--invert", a->invert, "The image is a dark digit on a light background");
-  cmd->add_option("--split", a->split, "Split for --index: train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+  add_split_option(cmd, a->split, "Split for --index: train or test");
   add_data_options(cmd, a->dataset, a->data_dir);
   add_backend_options(cmd, a->backend);
   cmd->callback([a, image, index] {

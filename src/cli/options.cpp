@@ -16,4 +16,8 @@ void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir
   cmd->add_option("--data", data_dir, "Folder with the IDX files (default: data/<dataset>)")->envname("MOE_MNIST_DATA");
 }
 
+void add_split_option(CLI::App* cmd, std::string& split, const std::string& help) {
+  cmd->add_option("--split", split, help)->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+}
+
 }  // namespace moe

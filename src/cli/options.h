@@ -12,4 +12,7 @@ void add_model_options(CLI::App* cmd, ModelConfig& c);
 // --dataset mnist|fashion-mnist, --data DIR (env MOE_MNIST_DATA)
 void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir);
 
+// --split train|test; the default is whatever `split` holds.
+void add_split_option(CLI::App* cmd, std::string& split, const std::string& help = "train or test");
+
 }  // namespace moe

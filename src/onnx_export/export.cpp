@@ -13,6 +13,7 @@
 #include <onnx/common/version.h>
 #include <onnx/shape_inference/implementation.h>
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -154,6 +155,14 @@ void embed_and_gate(GraphBuilder& b, const Folded& f, const ExportOptions& o, in
   b.node("Add", {"embedding+moe.gate.matmul", "embedding+moe.gate.bias"}, {y});
 }
 
+// probs [N, E] -> "moe.topk.indices" [N, k] and "moe.topk.weights" [N, k], the softmax over the k
+// selected probabilities: the routing rule every non-contrib graph shares.
+void add_topk(GraphBuilder& b, const std::string& probs, int64_t k) {
+  b.int64s("moe.top_k", {1}, {k});
+  b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");
+  set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
+}
+
 void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions& o) {
   auto put = [&](const std::string& k, const std::string& v) {
     auto* p = m.add_metadata_props();
@@ -247,10 +256,7 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
              int64_t(1));
   } else if (o.routing == "gather") {
     // Each row gathers its k experts' weights and runs only those: [N,k,D,D] and [N,k,D,C] per batch.
-    const int64_t k = c.top;
-    b.int64s("moe.top_k", {1}, {k});
-    b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]
-    set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
+    add_topk(b, probs, c.top);
     std::vector<float> w1(static_cast<size_t>(E * D * D)), b1(static_cast<size_t>(E * D));
     for (int64_t e = 0; e < E; ++e) {
       const auto& W = ck.weights.at(expert_param(e, "fc1", "weight")).data;  // [out, in]
@@ -282,9 +288,7 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     set_attr(b.node("ReduceSum", {"moe.experts.weighted", "axes_1_2"}, {"moe.out"}), "keepdims", int64_t(0));  // [N, C]
     b.node("Add", {"moe.out", "classifier.bias"}, {logits}, "classifier.bias.add");
   } else {
-    b.int64s("moe.top_k", {1}, {c.top});
-    b.node("TopK", {probs, "moe.top_k"}, {"moe.topk.values", "moe.topk.indices"}, "moe.topk");  // [N, k]
-    set_attr(b.node("Softmax", {"moe.topk.values"}, {"moe.topk.weights"}, "moe.topk.softmax"), "axis", int64_t(1));
+    add_topk(b, probs, c.top);
     // Exact zeros of shape [N, E]; unlike Shape + ConstantOfShape this keeps every shape inferable.
     b.node("Sub", {probs, probs}, {"moe.zeros"});
     set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
@@ -311,8 +315,8 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     set_attr(b.node("Cast", {logits}, {"logits"}, "logits.cast"), "to", int64_t(F32));
     set_attr(b.node("Cast", {probs}, {"gate_probs"}, "gate_probs.cast"), "to", int64_t(F32));
   }
-  const bool uses_contrib = o.routing == "moe" || (o.precision == "int8" && o.int8_input == "static");
-  if (uses_contrib) {
+  const auto& nodes = g->node();
+  if (std::any_of(nodes.begin(), nodes.end(), [](const onnx::NodeProto& n) { return n.domain() == "com.microsoft"; })) {
     auto* ms = m.add_opset_import();
     ms->set_domain("com.microsoft");
     ms->set_version(1);
