@@ -4,54 +4,32 @@
 #include <benchmark/benchmark.h>
 
 #include <filesystem>
-#include <random>
 
 #include "core/reference.h"
 #include "onnx_export/export.h"
 #include "ort/ort_classifier.h"
+#include "random_model.h"  // tests/
 
 namespace moe {
 namespace {
 
-Checkpoint random_checkpoint() {
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-0.3f, 0.3f);
-  Checkpoint ck;
-  for (const auto& [name, shape] : expected_params(ck.meta.model)) {
-    Tensor t;
-    t.shape = shape;
-    t.data.resize(static_cast<size_t>(t.numel()));
-    for (auto& v : t.data) v = u(rng);
-    ck.weights[name] = std::move(t);
-  }
-  return ck;
-}
-
-std::vector<float> images(int64_t n) {
-  std::mt19937 rng(2);
-  std::uniform_real_distribution<float> u(0.f, 1.f);
-  std::vector<float> x(static_cast<size_t>(n * 784));
-  for (auto& v : x) v = u(rng) < 0.8f ? 0.f : u(rng);
-  return x;
-}
-
 // Exports the random checkpoint once per variant into the temp folder.
-std::string model_file(const std::string& precision, const std::string& routing, const std::string& int8_input) {
-  const std::string path = (std::filesystem::temp_directory_path() /
-                            ("moe-micro-" + precision + "-" + routing + "-" + int8_input + ".onnx")).string();
+std::string model_file(Precision precision, Routing routing, Int8Input int8_input) {
+  const std::string path =
+      (std::filesystem::temp_directory_path() / ("moe-micro-" + model_file_name(precision, routing, int8_input))).string();
   if (!std::filesystem::exists(path)) {
     ExportOptions o;
     o.precision = precision;
     o.routing = routing;
     o.int8_input = int8_input;
-    export_onnx(random_checkpoint(), o, path);
+    export_onnx(test::random_checkpoint(ModelConfig{}, 1), o, path);
   }
   return path;
 }
 
 void run(benchmark::State& state, Classifier& m) {
   const int64_t n = state.range(0);
-  const auto x = images(n);
+  const auto x = test::random_images(n, 2);
   std::vector<float> logits(static_cast<size_t>(n * 10));
   for (auto _ : state) {
     m.classify(x.data(), n, logits.data(), nullptr);
@@ -61,23 +39,23 @@ void run(benchmark::State& state, Classifier& m) {
 }
 
 void Reference(benchmark::State& state) {
-  ReferenceClassifier m(random_checkpoint());
+  ReferenceClassifier m(test::random_checkpoint(ModelConfig{}, 1));
   run(state, m);
 }
 
-void Ort(benchmark::State& state, const std::string& precision, const std::string& routing, const std::string& int8_input) {
-  OrtOptions o;
+void Ort(benchmark::State& state, Precision precision, Routing routing, Int8Input int8_input) {
+  BackendOptions o;
   o.threads = 1;
   auto m = make_ort_classifier(model_file(precision, routing, int8_input), o);
   run(state, *m);
 }
 
 BENCHMARK(Reference)->Arg(1)->Arg(64)->Arg(1024);
-BENCHMARK_CAPTURE(Ort, fp32_dense, "fp32", "dense", "dynamic")->Arg(1)->Arg(64)->Arg(1024);
-BENCHMARK_CAPTURE(Ort, fp32_gather, "fp32", "gather", "dynamic")->Arg(1)->Arg(64)->Arg(1024);
-BENCHMARK_CAPTURE(Ort, fp32_moe, "fp32", "moe", "dynamic")->Arg(1)->Arg(64)->Arg(1024);
-BENCHMARK_CAPTURE(Ort, int8_dynamic, "int8", "dense", "dynamic")->Arg(1)->Arg(64)->Arg(1024);
-BENCHMARK_CAPTURE(Ort, int8_static, "int8", "dense", "static")->Arg(1)->Arg(64)->Arg(1024);
+BENCHMARK_CAPTURE(Ort, fp32_dense, Precision::fp32, Routing::dense, Int8Input::dynamic)->Arg(1)->Arg(64)->Arg(1024);
+BENCHMARK_CAPTURE(Ort, fp32_gather, Precision::fp32, Routing::gather, Int8Input::dynamic)->Arg(1)->Arg(64)->Arg(1024);
+BENCHMARK_CAPTURE(Ort, fp32_moe, Precision::fp32, Routing::moe, Int8Input::dynamic)->Arg(1)->Arg(64)->Arg(1024);
+BENCHMARK_CAPTURE(Ort, int8_dynamic, Precision::int8, Routing::dense, Int8Input::dynamic)->Arg(1)->Arg(64)->Arg(1024);
+BENCHMARK_CAPTURE(Ort, int8_static, Precision::int8, Routing::dense, Int8Input::static_scale)->Arg(1)->Arg(64)->Arg(1024);
 
 }  // namespace
 }  // namespace moe

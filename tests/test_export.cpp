@@ -28,14 +28,14 @@ const Case kCases[] = {{8, 2, 16}, {4, 1, 16}, {16, 4, 16}, {8, 2, 32}};
 TEST(Export, CheckerPassesAndGraphIsStaticForEveryConfigAndPrecision) {
   const std::set<std::string> forbidden = {"Loop", "If", "NonZero", "Scan", "Where"};
   for (const Case& c : kCases)
-    for (const std::string precision : {"fp32", "fp16", "int8"})
-      for (const std::string routing : {"dense", "gather", "moe"}) {
-        if (routing == "moe" && precision == "fp16") continue;
+    for (const Precision precision : {Precision::fp32, Precision::fp16, Precision::int8})
+      for (const Routing routing : {Routing::dense, Routing::gather, Routing::moe}) {
+        if (routing == Routing::moe && precision == Precision::fp16) continue;
         ExportOptions o;
         o.precision = precision;
         o.routing = routing;
         const onnx::ModelProto m = build_onnx_model(test::random_checkpoint(config_of(c), 7), o);
-        EXPECT_NO_THROW(check_onnx_model(m)) << precision << " " << routing << " E=" << c.experts;
+        EXPECT_NO_THROW(check_onnx_model(m)) << to_string(precision) << " " << to_string(routing) << " E=" << c.experts;
         for (const auto& n : m.graph().node()) EXPECT_EQ(forbidden.count(n.op_type()), 0u) << n.op_type();
         EXPECT_EQ(m.graph().input(0).type().tensor_type().shape().dim(0).dim_param(), "N");
       }
@@ -43,8 +43,8 @@ TEST(Export, CheckerPassesAndGraphIsStaticForEveryConfigAndPrecision) {
 
 TEST(Export, StaticInt8InputIsTwoFusedNodesAndPassesTheChecker) {
   ExportOptions o;
-  o.precision = "int8";
-  o.int8_input = "static";
+  o.precision = Precision::int8;
+  o.int8_input = Int8Input::static_scale;
   const onnx::ModelProto m = build_onnx_model(test::random_checkpoint(ModelConfig{}, 5), o);
   EXPECT_NO_THROW(check_onnx_model(m));
   std::multiset<std::string> ops;
@@ -56,23 +56,40 @@ TEST(Export, StaticInt8InputIsTwoFusedNodesAndPassesTheChecker) {
 
 TEST(Export, RejectsUnsupportedCombinations) {
   ExportOptions o;
-  o.precision = "fp16";
-  o.routing = "moe";
+  o.precision = Precision::fp16;
+  o.routing = Routing::moe;
   EXPECT_THROW(build_onnx_model(test::random_checkpoint(ModelConfig{}, 1), o), InputError);
-  o.precision = "bf16";
-  EXPECT_THROW(build_onnx_model(test::random_checkpoint(ModelConfig{}, 1), o), InputError);
+  // Unknown spellings stop at the edge, with the flag named.
+  EXPECT_THROW(parse_choice<Precision>("bf16", "--precision"), InputError);
+  try {
+    parse_choice<Routing>("sparse", "--routing");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "--routing")) << e.what();
+    EXPECT_TRUE(test::contains(e.what(), "dense, gather, moe")) << e.what();
+  }
+}
+
+// One function names the exported files; bench and export agree through it.
+TEST(Export, ModelFileNames) {
+  EXPECT_EQ(model_file_name(Precision::fp32), "model.fp32.onnx");
+  EXPECT_EQ(model_file_name(Precision::fp16), "model.fp16.onnx");
+  EXPECT_EQ(model_file_name(Precision::int8), "model.int8.onnx");
+  EXPECT_EQ(model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale), "model.int8-static.onnx");
+  EXPECT_EQ(model_file_name(Precision::fp32, Routing::gather), "model.fp32-gather.onnx");
+  EXPECT_EQ(model_file_name(Precision::fp32, Routing::moe), "model.fp32-moe.onnx");
 }
 
 TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {
   const auto dir = test::temp_dir("ort");
   for (const Case& c : kCases)
-    for (const std::string routing : {"dense", "gather", "moe"}) {
+    for (const Routing routing : {Routing::dense, Routing::gather, Routing::moe}) {
       const Checkpoint ck = test::random_checkpoint(config_of(c), 11);
       ExportOptions o;
       o.routing = routing;
       const std::string path = dir + "/m.onnx";
       export_onnx(ck, o, path);
-      OrtOptions oo;
+      BackendOptions oo;
       oo.threads = 1;
       auto ort = make_ort_classifier(path, oo);
       ReferenceClassifier ref(ck);
@@ -85,27 +102,67 @@ TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {
         float diff = 0, pdiff = 0;
         for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
         for (size_t i = 0; i < pa.size(); ++i) pdiff = std::max(pdiff, std::fabs(pa[i] - pb[i]));
-        EXPECT_LT(diff, 1e-4f) << routing << " E=" << c.experts << " top=" << c.top << " emb=" << c.emb << " n=" << n;
+        EXPECT_LT(diff, 1e-4f) << to_string(routing) << " E=" << c.experts << " top=" << c.top << " emb=" << c.emb << " n=" << n;
         EXPECT_LT(pdiff, 1e-5f);
       }
     }
 }
 
-TEST(Export, ForbidsInt8OnGpuBackendsAndNamesTheMissingProvider) {
-  const auto dir = test::temp_dir("gpu");
+// The int8 guard itself, then through make_ort_classifier: an int8 model is refused on cuda and
+// tensorrt before any provider library is loaded, so the reason is the same with or without a GPU.
+TEST(Export, ForbidsInt8OnGpuBackends) {
+  EXPECT_THROW(check_backend_runs_precision(Backend::cuda, Precision::int8, "m.onnx"), UnavailableError);
+  EXPECT_THROW(check_backend_runs_precision(Backend::tensorrt, Precision::int8, "m.onnx"), UnavailableError);
+  EXPECT_NO_THROW(check_backend_runs_precision(Backend::cpu, Precision::int8, "m.onnx"));
+  EXPECT_NO_THROW(check_backend_runs_precision(Backend::cuda, Precision::fp32, "m.onnx"));
+  EXPECT_NO_THROW(check_backend_runs_precision(Backend::tensorrt, Precision::fp16, "m.onnx"));
+
+  const auto dir = test::temp_dir("int8");
   ExportOptions o;
+  o.precision = Precision::int8;
   export_onnx(test::random_checkpoint(ModelConfig{}, 2), o, dir + "/m.onnx");
-  OrtOptions oo;
-  oo.backend = "cuda";
-  try {
-    make_ort_classifier(dir + "/m.onnx", oo);
-    SUCCEED() << "this machine runs CUDA";
-  } catch (const UnavailableError& e) {
-    EXPECT_NE(std::string(e.what()).find("cuda"), std::string::npos) << e.what();
+  for (const std::string backend : {"cuda", "tensorrt"}) {
+    BackendOptions oo;
+    oo.backend = parse_choice<Backend>(backend, "backend");
+    try {
+      make_ort_classifier(dir + "/m.onnx", oo);
+      ADD_FAILURE() << backend << " accepted an int8 model";
+    } catch (const UnavailableError& e) {
+      EXPECT_NE(std::string(e.what()).find("CPU variant"), std::string::npos) << e.what();
+    }
   }
-  EXPECT_THROW(make_ort_classifier(dir + "/missing.onnx", OrtOptions{}), InputError);
+}
+
+// Without the provider the message names it; with it, the model runs and matches the reference.
+TEST(Export, GpuBackendsNameTheMissingProviderOrRun) {
+  const auto dir = test::temp_dir("gpu");
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 2);
+  export_onnx(ck, ExportOptions{}, dir + "/m.onnx");
+  ReferenceClassifier ref(ck);
+  const auto x = test::random_images(64, 5);
+  std::vector<float> want(64 * 10);
+  ref.classify(x.data(), 64, want.data(), nullptr);
+  for (const std::string backend : {"cuda", "tensorrt"}) {
+    BackendOptions oo;
+    oo.backend = parse_choice<Backend>(backend, "backend");
+    std::unique_ptr<Classifier> gpu;
+    try {
+      gpu = make_ort_classifier(dir + "/m.onnx", oo);
+    } catch (const UnavailableError& e) {
+      EXPECT_TRUE(test::contains_nocase(e.what(), backend)) << e.what();
+      continue;
+    }
+    std::vector<float> got(64 * 10);
+    gpu->classify(x.data(), 64, got.data(), nullptr);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-3f) << backend << " logit " << i;
+  }
+}
+
+TEST(Export, MissingOrGarbageModelIsAnInputError) {
+  const auto dir = test::temp_dir("bad");
+  EXPECT_THROW(make_ort_classifier(dir + "/missing.onnx", BackendOptions{}), InputError);
   test::write_bytes(dir + "/garbage.onnx", "not a model");
-  EXPECT_THROW(make_ort_classifier(dir + "/garbage.onnx", OrtOptions{}), InputError);
+  EXPECT_THROW(make_ort_classifier(dir + "/garbage.onnx", BackendOptions{}), InputError);
 }
 
 }  // namespace

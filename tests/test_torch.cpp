@@ -28,7 +28,7 @@ TEST(Model, OutputShapes) {
   Net net = small_net();
   net->eval();
   for (int64_t b : {1, 7, 64}) {
-    NetOutput o = net->forward(torch::rand({b, 784}), "sparse");
+    NetOutput o = net->forward(torch::rand({b, 784}), TorchStyle::sparse);
     EXPECT_EQ(o.logits.sizes(), (std::vector<int64_t>{b, 10}));
     EXPECT_EQ(o.moe.gate_probs.sizes(), (std::vector<int64_t>{b, 8}));
     EXPECT_EQ(o.moe.top_idx.sizes(), (std::vector<int64_t>{b, 2}));
@@ -40,7 +40,7 @@ TEST(Model, EachRowUsesExactlyTopDistinctExpertsWithWeightsSummingToOne) {
   for (int64_t top : {1, 2, 3}) {
     Net net = small_net(8, top);
     net->train();  // with gate noise
-    NetOutput o = net->forward(torch::rand({64, 784}), "sparse");
+    NetOutput o = net->forward(torch::rand({64, 784}), TorchStyle::sparse);
     torch::Tensor combine = torch::zeros({64, 8}).scatter(1, o.moe.top_idx, o.moe.top_w);  // [B, E]
     EXPECT_TRUE((combine.gt(0).sum(1) == top).all().item<bool>()) << "top=" << top;
     EXPECT_TRUE(torch::allclose(combine.sum(1), torch::ones({64}), 1e-5, 1e-6));
@@ -57,7 +57,7 @@ TEST(Model, ForcedGateRoutesEverythingToThatExpert) {
   // Expert 5 outputs a large constant; everything else is small, so it must dominate y.
   auto* e5 = net->moe->experts[5]->as<Expert>();
   e5->fc2->bias.fill_(100.f);
-  NetOutput o = net->forward(torch::rand({32, 784}), "sparse");
+  NetOutput o = net->forward(torch::rand({32, 784}), TorchStyle::sparse);
   EXPECT_TRUE((o.moe.top_idx.select(1, 0) == 5).all().item<bool>());
   EXPECT_TRUE((o.moe.top_w.select(1, 0) > 0.7).all().item<bool>());
   EXPECT_TRUE((o.moe.y.mean(1) > 50.f).all().item<bool>());
@@ -66,7 +66,7 @@ TEST(Model, ForcedGateRoutesEverythingToThatExpert) {
 TEST(Model, GradientsReachGateNoiseAndEverySelectedExpertOnly) {
   Net net = small_net();
   net->train();
-  NetOutput o = net->forward(torch::rand({16, 784}), "sparse");
+  NetOutput o = net->forward(torch::rand({16, 784}), TorchStyle::sparse);
   (torch::cross_entropy_loss(o.logits, torch::randint(0, 10, {16})) + o.moe.importance_loss).backward();
   EXPECT_GT(net->moe->gate->weight.grad().abs().sum().item<float>(), 0.f);
   EXPECT_GT(net->moe->noise->weight.grad().abs().sum().item<float>(), 0.f);
@@ -83,9 +83,9 @@ TEST(Model, EvalIsDeterministicTrainIsNoisy) {
   Net net = small_net();
   torch::Tensor x = torch::rand({64, 784});
   net->eval();
-  EXPECT_TRUE(torch::equal(net->forward(x, "sparse").logits, net->forward(x, "sparse").logits));
+  EXPECT_TRUE(torch::equal(net->forward(x, TorchStyle::sparse).logits, net->forward(x, TorchStyle::sparse).logits));
   net->train();
-  EXPECT_FALSE(torch::equal(net->forward(x, "sparse").moe.top_idx, net->forward(x, "sparse").moe.top_idx));
+  EXPECT_FALSE(torch::equal(net->forward(x, TorchStyle::sparse).moe.top_idx, net->forward(x, TorchStyle::sparse).moe.top_idx));
 }
 
 TEST(Model, LoopAndSparseDispatchAndReferenceAgree) {
@@ -93,7 +93,7 @@ TEST(Model, LoopAndSparseDispatchAndReferenceAgree) {
   net->eval();
   torch::NoGradGuard no_grad;
   torch::Tensor x = torch::rand({100, 784});
-  torch::Tensor sparse = net->forward(x, "sparse").logits, loop = net->forward(x, "loop").logits;
+  torch::Tensor sparse = net->forward(x, TorchStyle::sparse).logits, loop = net->forward(x, TorchStyle::loop).logits;
   EXPECT_LT((sparse - loop).abs().max().item<float>(), 1e-5f);
   Checkpoint ck;
   ck.meta.model = net->config;
@@ -147,7 +147,7 @@ class Parity : public ::testing::Test {
     return correct / 10000.0;
   }
   static void expect_fp32_parity(const std::string& file) {
-    OrtOptions oo;
+    BackendOptions oo;
     oo.threads = 1;
     auto m = make_ort_classifier(model(file), oo);
     const Outputs o = run_all(*m, *x_, 10000);
@@ -184,7 +184,7 @@ TEST_F(Parity, OrtCpuGatherRoutingMatchesTorchOnAllTestImages) { expect_fp32_par
 
 TEST_F(Parity, Int8AccuracyWithinPointThreeOfFp32) {
   for (const char* file : {"model.int8.onnx", "model.int8-static.onnx"}) {
-    OrtOptions oo;
+    BackendOptions oo;
     auto m = make_ort_classifier(model(file), oo);
     const double acc8 = accuracy(run_all(*m, *x_, 10000)), acc32 = accuracy(*torch_);
     std::printf("%s accuracy %.2f%% vs fp32 %.2f%%\n", file, 100 * acc8, 100 * acc32);
@@ -193,7 +193,7 @@ TEST_F(Parity, Int8AccuracyWithinPointThreeOfFp32) {
 }
 
 TEST_F(Parity, Fp16OnCpuRunsWithArgmaxAgreementOrSaysClearlyItCannot) {
-  OrtOptions oo;
+  BackendOptions oo;
   std::unique_ptr<Classifier> m;
   try {
     m = make_ort_classifier(model("model.fp16.onnx"), oo);
@@ -213,8 +213,8 @@ TEST_F(Parity, Fp16OnCpuRunsWithArgmaxAgreementOrSaysClearlyItCannot) {
 
 // GPU (label "gpu"): skips itself where ONNX Runtime's CUDA EP cannot run.
 TEST_F(Parity, GpuCudaFp32ArgmaxMatchesCpuOnAllTestImages) {
-  OrtOptions oo;
-  oo.backend = "cuda";
+  BackendOptions oo;
+  oo.backend = Backend::cuda;
   std::unique_ptr<Classifier> m;
   try {
     m = make_ort_classifier(model("model.fp32.onnx"), oo);

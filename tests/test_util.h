@@ -2,12 +2,12 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 
-#include "core/checkpoint.h"
+#include "random_model.h"
 
 namespace moe::test {
 
@@ -27,29 +27,18 @@ inline void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }
 
-// A checkpoint with random weights (uniform in +-scale) for a given config.
-inline Checkpoint random_checkpoint(const ModelConfig& c, unsigned seed, float scale = 0.3f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  Checkpoint ck;
-  ck.meta.model = c;
-  for (const auto& [name, shape] : expected_params(c)) {
-    Tensor t;
-    t.shape = shape;
-    t.data.resize(size_t(t.numel()));
-    for (auto& v : t.data) v = u(rng);
-    ck.weights[name] = std::move(t);
-  }
-  return ck;
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
 }
 
-// `n` random MNIST-like images in [0, 1], about 80% zeros like real digits.
-inline std::vector<float> random_images(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(0.f, 1.f);
-  std::vector<float> x(size_t(n * 784));
-  for (auto& v : x) v = u(rng) < 0.8f ? 0.f : u(rng);
-  return x;
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Whether `s` contains `part`, ignoring ASCII case ("CUDA EP" names the cuda backend).
+inline bool contains_nocase(std::string s, std::string part) {
+  for (auto* str : {&s, &part})
+    for (char& ch : *str) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return contains(s, part);
 }
 
 // Data set folder prepared by scripts/setup.sh, relative to the source tree.

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "cli/options.h"
 #include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
@@ -14,13 +15,9 @@
 namespace moe {
 
 void add_backend_options(CLI::App* cmd, BackendOptions& o) {
-  cmd->add_option("--backend", o.backend, "torch (checkpoint dir), cpu, cuda or tensorrt (.onnx file)")
-      ->check(CLI::IsMember({"torch", "cpu", "cuda", "tensorrt"}))
-      ->capture_default_str();
+  add_choice_option(cmd, "--backend", o.backend, "torch (checkpoint dir), cpu, cuda or tensorrt (.onnx file)");
   cmd->add_option("--threads", o.threads, "Intra-op threads (0 = one per core)")->capture_default_str();
-  cmd->add_option("--opt-level", o.opt_level, "ONNX Runtime graph optimisation: disable, basic, extended, all")
-      ->check(CLI::IsMember({"disable", "basic", "extended", "all"}))
-      ->capture_default_str();
+  add_choice_option(cmd, "--opt-level", o.opt_level, "ONNX Runtime graph optimisation: disable, basic, extended, all");
   cmd->add_option("--device-id", o.device_id, "GPU index for cuda / tensorrt")->capture_default_str();
   cmd->add_flag("--cuda-graph", o.cuda_graph, "cuda: capture a CUDA graph (fixed batch size only)");
   cmd->add_flag("--trt-fp16", o.trt_fp16, "tensorrt: allow fp16 kernels");
@@ -31,7 +28,7 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o) {
 }
 
 std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
-  if (o.backend == "torch") {
+  if (o.backend == Backend::torch) {
 #ifdef MOE_MNIST_HAVE_TORCH
     if (!std::filesystem::is_directory(model))
       throw InputError(model + ": the torch backend reads a checkpoint directory (what 'train --out' wrote), not a file");
@@ -43,19 +40,10 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
   }
 #ifdef MOE_MNIST_HAVE_ORT
   if (std::filesystem::is_directory(model))
-    throw InputError(model + ": the " + o.backend + " backend needs an exported .onnx file (see 'moe-mnist export')");
-  OrtOptions oo;
-  oo.backend = o.backend;
-  oo.threads = o.threads;
-  oo.opt_level = o.opt_level;
-  oo.device_id = o.device_id;
-  oo.cuda_graph = o.cuda_graph;
-  oo.trt_fp16 = o.trt_fp16;
-  oo.trt_cache = o.trt_cache;
-  oo.save_optimized = o.save_optimized;
-  return make_ort_classifier(model, oo);
+    throw InputError(model + ": the " + to_string(o.backend) + " backend needs an exported .onnx file (see 'moe-mnist export')");
+  return make_ort_classifier(model, o);
 #else
-  throw UnavailableError(o.backend + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");
+  throw UnavailableError(to_string(o.backend) + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");
 #endif
 }
 
@@ -65,7 +53,7 @@ std::vector<std::string> built_backends() {
   b.push_back("torch");
 #endif
 #ifdef MOE_MNIST_HAVE_ORT
-  for (const char* name : {"cpu", "cuda", "tensorrt"}) b.push_back(name);
+  for (Backend ort : {Backend::cpu, Backend::cuda, Backend::tensorrt}) b.push_back(to_string(ort));
 #endif
   return b;
 }

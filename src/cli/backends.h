@@ -5,24 +5,12 @@
 #include <string>
 #include <vector>
 
+#include "core/backend_options.h"
 #include "core/classifier.h"
 
 namespace moe {
 
-struct BackendOptions {
-  std::string backend = "cpu";  // torch | cpu | cuda | tensorrt
-  int threads = 0;              // 0 = the engine's default
-  std::string opt_level = "all";
-  int device_id = 0;
-  bool cuda_graph = false;
-  bool trt_fp16 = false;
-  std::string trt_cache;
-  std::string torch_style = "sparse";
-  std::string torch_device = "cpu";
-  std::string save_optimized;  // torch: cpu or cuda[:N] (needs a CUDA LibTorch)
-};
-
-// --backend --threads --opt-level --device-id --cuda-graph --trt-fp16 --trt-cache --torch-device
+// --backend --threads --opt-level --device-id --cuda-graph --trt-fp16 --trt-cache --save-optimized --torch-device
 void add_backend_options(CLI::App* cmd, BackendOptions& o);
 
 // `model` is a checkpoint directory for torch, an .onnx file for the ONNX Runtime backends.

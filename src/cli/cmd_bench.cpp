@@ -47,37 +47,38 @@ struct Variant {
 std::vector<Variant> variants(const Args& a) {
   std::vector<Variant> v;
   auto want = [&](const std::string& b) { return std::find(a.backends.begin(), a.backends.end(), b) != a.backends.end(); };
-  auto onnx = [&](const std::string& backend, const std::string& precision, const std::string& variant,
-                  const std::string& file, bool trt_fp16 = false) {
-    Variant x{backend, precision, variant, a.model_dir + "/" + file, {}};
+  auto onnx = [&](Backend backend, Precision precision, const std::string& variant, const std::string& file,
+                  bool trt_fp16 = false) {
+    Variant x{to_string(backend), to_string(precision), variant, a.model_dir + "/" + file, {}};
     x.options.backend = backend;
     x.options.trt_fp16 = trt_fp16;
     v.push_back(x);
   };
   if (want("reference")) v.push_back({"reference", "fp32", "plain", a.model_dir, {}});
   if (want("torch"))
-    for (const char* style : {"sparse", "loop"}) {
-      Variant x{"torch", "fp32", style, a.model_dir, {}};
-      x.options.backend = "torch";
+    for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop}) {
+      Variant x{"torch", "fp32", to_string(style), a.model_dir, {}};
+      x.options.backend = Backend::torch;
       x.options.torch_style = style;
       v.push_back(x);
     }
+  const std::string fp32 = model_file_name(Precision::fp32), fp16 = model_file_name(Precision::fp16);
   if (want("cpu")) {
-    onnx("cpu", "fp32", "dense", "model.fp32.onnx");
-    onnx("cpu", "fp32", "gather", "model.fp32-gather.onnx");
-    onnx("cpu", "fp32", "moe", "model.fp32-moe.onnx");
-    if (a.cpu_fp16) onnx("cpu", "fp16", "dense", "model.fp16.onnx");
-    onnx("cpu", "int8", "dense", "model.int8.onnx");
-    onnx("cpu", "int8", "static-in", "model.int8-static.onnx");
+    onnx(Backend::cpu, Precision::fp32, "dense", fp32);
+    onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
+    onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
+    if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
+    onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
+    onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
   }
-  for (const char* gpu : {"cuda", "tensorrt"})
-    if (want(gpu)) {
-      onnx(gpu, "fp32", "dense", "model.fp32.onnx");
-      if (std::string(gpu) == "cuda")
-        onnx(gpu, "fp16", "dense", "model.fp16.onnx");
-      else
-        onnx(gpu, "fp16", "dense", "model.fp32.onnx", true);  // TensorRT picks fp16 kernels itself
-    }
+  if (want("cuda")) {
+    onnx(Backend::cuda, Precision::fp32, "dense", fp32);
+    onnx(Backend::cuda, Precision::fp16, "dense", fp16);
+  }
+  if (want("tensorrt")) {
+    onnx(Backend::tensorrt, Precision::fp32, "dense", fp32);
+    onnx(Backend::tensorrt, Precision::fp16, "dense", fp32, true);  // TensorRT picks fp16 kernels itself
+  }
   return v;
 }
 
@@ -140,7 +141,7 @@ void check_reference(const Args& a, const std::vector<float>& x, int64_t n) {
   std::unique_ptr<Classifier> torch;
   try {
     BackendOptions o;
-    o.backend = "torch";
+    o.backend = Backend::torch;
     torch = open_backend(a.model_dir, o);
   } catch (const UnavailableError&) {
     std::fprintf(stderr, "bench: no LibTorch in this build, the reference row is not cross-checked\n");

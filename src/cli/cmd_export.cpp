@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "cli/options.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
 
@@ -21,28 +22,24 @@ void add_export_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("export", "Export a checkpoint to a static ONNX graph (opset 17, dynamic batch), checked by the ONNX checker");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory written by 'train'")->capture_default_str();
-  cmd->add_option("--out", a->out, "Output .onnx file (default: <checkpoint>/model.<precision>.onnx)");
-  cmd->add_option("--precision", a->options.precision, "fp32, fp16 (float32 inputs/outputs) or int8 (dynamic quantisation)")
-      ->check(CLI::IsMember({"fp32", "fp16", "int8"}))
-      ->capture_default_str();
-  cmd->add_option("--routing", a->options.routing,
-                  "dense: TopK + combine matrix, all experts in one MatMul; gather: each row gathers its k experts' "
-                  "weights; moe: ONNX Runtime's com.microsoft.MoE operator")
-      ->check(CLI::IsMember({"dense", "gather", "moe"}))
-      ->capture_default_str();
-  cmd->add_option("--int8-input", a->options.int8_input,
-                  "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)")
-      ->check(CLI::IsMember({"dynamic", "static"}))
-      ->capture_default_str();
+  cmd->add_option("--out", a->out,
+                  "Output .onnx file (default: <checkpoint>/model.<precision>[-<routing>][-static].onnx, the names bench reads)");
+  add_choice_option(cmd, "--precision", a->options.precision, "fp32, fp16 (float32 inputs/outputs) or int8 (dynamic quantisation)");
+  add_choice_option(cmd, "--routing", a->options.routing,
+                    "dense: TopK + combine matrix, all experts in one MatMul; gather: each row gathers its k experts' "
+                    "weights; moe: ONNX Runtime's com.microsoft.MoE operator");
+  add_choice_option(cmd, "--int8-input", a->options.int8_input,
+                    "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)");
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
   cmd->callback([a] {
     const Checkpoint ck = load_checkpoint(a->checkpoint);
-    const std::string out = a->out.empty() ? a->checkpoint + "/model." + a->options.precision + ".onnx" : a->out;
+    const ExportOptions& o = a->options;
+    const std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input) : a->out;
     const ExportSummary s = export_onnx(ck, a->options, out);
     std::string ops;
     for (const auto& [op, n] : s.op_counts) ops += (ops.empty() ? "" : ", ") + op + (n > 1 ? " x" + std::to_string(n) : "");
     std::fprintf(stderr, "wrote %s (%s, %s routing): %lld nodes [%s], %lld parameters, %.1f KiB; ONNX checker passed\n",
-                 out.c_str(), a->options.precision.c_str(), a->options.routing.c_str(), (long long)s.n_nodes, ops.c_str(),
+                 out.c_str(), to_string(o.precision).c_str(), to_string(o.routing).c_str(), (long long)s.n_nodes, ops.c_str(),
                  (long long)s.n_parameters, s.bytes / 1024.0);
   });
 #else

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "core/choices.h"
 #include "core/model_config.h"
 
 namespace moe {
@@ -14,5 +15,14 @@ void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir
 
 // --split train|test; the default is whatever `split` holds.
 void add_split_option(CLI::App* cmd, std::string& split, const std::string& help = "train or test");
+
+// An option whose value is one of an enum's spellings, parsed once here into `value`; --help shows
+// the current value as the default.
+template <typename E>
+CLI::Option* add_choice_option(CLI::App* cmd, const std::string& flag, E& value, const std::string& help) {
+  return cmd->add_option_function<std::string>(flag, [&value, flag](const std::string& s) { value = parse_choice<E>(s, flag); }, help)
+      ->check(CLI::IsMember(spellings<E>()))
+      ->default_str(to_string(value));
+}
 
 }  // namespace moe

@@ -20,7 +20,7 @@ MoEImpl::MoEImpl(const ModelConfig& c) : config(c) {
   for (int64_t e = 0; e < c.experts; ++e) experts->push_back(Expert(c.emb_size));
 }
 
-MoEOutput MoEImpl::forward(const torch::Tensor& x, const std::string& style) {
+MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
   const int64_t B = x.size(0), k = config.top, E = config.experts;
   MoEOutput o;
   o.gate_probs = torch::softmax(gate(x), 1);  // [B, E]
@@ -32,7 +32,7 @@ MoEOutput MoEImpl::forward(const torch::Tensor& x, const std::string& style) {
   o.top_w = torch::softmax(top_v, 1);       // [B, k]
 
   torch::Tensor y = torch::zeros_like(x);   // [B, emb]
-  if (style == "loop") {
+  if (style == TorchStyle::loop) {
     for (int64_t e = 0; e < E; ++e)
       for (int64_t j = 0; j < k; ++j) {
         torch::Tensor rows = (top_i.select(1, j) == e).nonzero().squeeze(1);
@@ -77,7 +77,7 @@ NetImpl::NetImpl(const ModelConfig& c) : config(c) {
   classifier = register_module("classifier", torch::nn::Linear(c.emb_size, c.n_classes));
 }
 
-NetOutput NetImpl::forward(const torch::Tensor& images, const std::string& style) {
+NetOutput NetImpl::forward(const torch::Tensor& images, TorchStyle style) {
   NetOutput o;
   o.moe = moe(embedding(images), style);
   o.logits = classifier(o.moe.y);

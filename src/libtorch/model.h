@@ -3,6 +3,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include "core/choices.h"
 #include "core/model_config.h"
 #include "core/weights.h"
 
@@ -25,9 +26,9 @@ struct MoEOutput {
 
 struct MoEImpl : torch::nn::Module {
   explicit MoEImpl(const ModelConfig& c);
-  // style: "sparse" (sort rows by expert, run each expert once on its rows) or "loop" (the original's
+  // style: sparse (sort rows by expert, run each expert once on its rows) or loop (the original's
   // per-expert, per-slot NonZero masks). Both compute the same function.
-  MoEOutput forward(const torch::Tensor& x, const std::string& style = "sparse");
+  MoEOutput forward(const torch::Tensor& x, TorchStyle style = TorchStyle::sparse);
   ModelConfig config;
   torch::nn::Linear gate{nullptr}, noise{nullptr};
   torch::nn::ModuleList experts;
@@ -41,7 +42,7 @@ struct NetOutput {
 
 struct NetImpl : torch::nn::Module {
   explicit NetImpl(const ModelConfig& c);
-  NetOutput forward(const torch::Tensor& images, const std::string& style = "sparse");  // images [B, 784]
+  NetOutput forward(const torch::Tensor& images, TorchStyle style = TorchStyle::sparse);  // images [B, 784]
   ModelConfig config;
   torch::nn::Linear embedding{nullptr};
   MoE moe{nullptr};

@@ -1,11 +1,12 @@
 // What the LibTorch part offers the rest of the project, without exposing LibTorch headers
-// (so only src/torch/*.cpp pay for compiling them).
+// (so only src/libtorch/*.cpp pay for compiling them).
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/choices.h"
 #include "core/classifier.h"
 #include "core/model_config.h"
 
@@ -47,10 +48,10 @@ struct TrainSummary {
 TrainSummary train(const TrainOptions& opts);
 
 // LibTorch eager inference from a checkpoint directory. device: "cpu" or "cuda[:N]".
-// style "sparse" dispatches each image to its chosen experts (as in training); "loop" is the
+// TorchStyle::sparse dispatches each image to its chosen experts (as in training); loop is the
 // original Python project's per-expert loop with NonZero masks, kept as a baseline for bench.
 std::unique_ptr<Classifier> make_torch_classifier(const std::string& checkpoint_dir, const std::string& device = "cpu",
-                                                  const std::string& style = "sparse");
+                                                  TorchStyle style = TorchStyle::sparse);
 
 // Sets LibTorch's intra-op threads and OpenBLAS's (OpenMP build) together; 0 leaves the defaults.
 void set_torch_threads(int n);

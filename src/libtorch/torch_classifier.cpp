@@ -16,9 +16,8 @@ namespace {
 
 class TorchClassifier final : public Classifier {
  public:
-  TorchClassifier(const std::string& dir, const std::string& device, std::string style)
-      : device_(parse_device(device, "--torch-device")), style_(std::move(style)) {
-    if (style_ != "sparse" && style_ != "loop") throw InputError("torch style must be sparse or loop, got '" + style_ + "'");
+  TorchClassifier(const std::string& dir, const std::string& device, TorchStyle style)
+      : device_(parse_device(device, "--torch-device")), style_(style) {
     const Checkpoint c = load_checkpoint(dir);
     net_ = Net(c.meta.model);
     load_into(net_, c.weights, weights_path(dir));
@@ -48,14 +47,13 @@ class TorchClassifier final : public Classifier {
 
  private:
   torch::Device device_;
-  std::string style_;
+  TorchStyle style_;
   Net net_{nullptr};
 };
 
 }  // namespace
 
-std::unique_ptr<Classifier> make_torch_classifier(const std::string& dir, const std::string& device,
-                                                  const std::string& style) {
+std::unique_ptr<Classifier> make_torch_classifier(const std::string& dir, const std::string& device, TorchStyle style) {
   return std::make_unique<TorchClassifier>(dir, device, style);
 }
 

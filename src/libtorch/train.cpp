@@ -49,7 +49,7 @@ Quality measure(Net& net, const Split& s) {
   torch::Tensor slots = torch::zeros({E}, torch::kLong);
   for (int64_t i = 0; i < n; i += 1000) {
     const int64_t b = std::min<int64_t>(1000, n - i);
-    NetOutput o = net->forward(s.x.narrow(0, i, b), "sparse");
+    NetOutput o = net->forward(s.x.narrow(0, i, b), TorchStyle::sparse);
     correct += o.logits.argmax(1).eq(s.y.narrow(0, i, b)).sum().item<int64_t>();
     slots += torch::bincount(o.moe.top_idx.reshape({-1}), {}, E).cpu();
   }
@@ -176,7 +176,7 @@ TrainSummary train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
-      NetOutput out = net->forward(train_set.x.index_select(0, idx), "sparse");
+      NetOutput out = net->forward(train_set.x.index_select(0, idx), TorchStyle::sparse);
       torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
       flat.grads.zero_();
       loss.backward();

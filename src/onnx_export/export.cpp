@@ -101,7 +101,7 @@ Folded fold(const Checkpoint& ck) {
 void embed_and_gate(GraphBuilder& b, const Folded& f, const ExportOptions& o, int ftype, const std::string& x,
                     const std::string& y) {
   const int64_t cols = f.D + f.E;
-  if (o.precision != "int8") {
+  if (o.precision != Precision::int8) {
     b.floats("embedding+moe.gate.weight", {f.I, cols}, f.embed_gate_w, ftype);
     b.floats("embedding+moe.gate.bias", {cols}, f.embed_gate_b, ftype);
     b.node("Gemm", {x, "embedding+moe.gate.weight", "embedding+moe.gate.bias"}, {y}, "embedding+moe.gate");
@@ -130,7 +130,7 @@ void embed_and_gate(GraphBuilder& b, const Folded& f, const ExportOptions& o, in
   b.int8s("embedding+moe.gate.weight_zero_point", {}, {0});
   b.floats("embedding+moe.gate.weight_scale", {cols}, scale);
   b.floats("embedding+moe.gate.bias", {cols}, f.embed_gate_b);
-  if (o.int8_input == "static") {
+  if (o.int8_input == Int8Input::static_scale) {
     // The input contract is [0, 1], so scale 1/255 and zero point 0 are known at export: exact for
     // 8-bit images, and no per-batch min/max pass. Values outside [0, 1] saturate. ORT does not fuse
     // this form itself, so the fused contrib op is written directly (an ORT-only graph, like the
@@ -172,36 +172,140 @@ void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions
   put("model_config", to_json(ck.meta.model).dump());
   put("dataset", ck.meta.dataset);
   if (ck.meta.training.contains("test_accuracy")) put("test_accuracy", ck.meta.training["test_accuracy"].dump());
-  put("precision", o.precision);
-  put("routing", o.routing);
+  put("precision", to_string(o.precision));
+  put("routing", to_string(o.routing));
   put("producer", std::string("moe-mnist ") + MOE_MNIST_VERSION);
+}
+
+// What every routing shares: the builder, the folded weights, the graph's float type, and the
+// tensors a routing starts from ("embedding.out" [N, D], the gate probabilities [N, E]) and the
+// logits [N, C] it must write (in the graph's float type).
+struct Frame {
+  GraphBuilder& b;
+  const Checkpoint& ck;
+  const Folded& f;
+  int64_t top;
+  int ftype;
+  std::string probs, logits;
+};
+
+// ONNX Runtime's com.microsoft.MoE kernel applies its own softmax to the router input, takes the
+// top-k and (normalize_routing_weights=1) divides by their sum. Fed the gate *probabilities* p, that
+// equals our softmax over the selected p; fed logits it would not. Expert weights are [E, out, in].
+void build_moe_routing(Frame& fr) {
+  GraphBuilder& b = fr.b;
+  const int64_t D = fr.f.D, E = fr.f.E, C = fr.f.C;
+  std::vector<float> w1, b1, w2, b2;
+  for (int64_t e = 0; e < E; ++e) {
+    for (const char* layer : {"fc1", "fc2"}) {
+      const auto& W = fr.ck.weights.at(expert_param(e, layer, "weight")).data;  // [out, in]
+      const auto& B = fr.ck.weights.at(expert_param(e, layer, "bias")).data;
+      auto& dw = layer[2] == '1' ? w1 : w2;
+      auto& db = layer[2] == '1' ? b1 : b2;
+      dw.insert(dw.end(), W.begin(), W.end());
+      db.insert(db.end(), B.begin(), B.end());
+    }
+  }
+  b.floats("moe.experts.fc1.weight", {E, D, D}, w1);
+  b.floats("moe.experts.fc1.bias", {E, D}, b1);
+  b.floats("moe.experts.fc2.weight", {E, D, D}, w2);
+  b.floats("moe.experts.fc2.bias", {E, D}, b2);
+  auto* moe = b.node("MoE", {"embedding.out", fr.probs, "moe.experts.fc1.weight", "moe.experts.fc1.bias",
+                             "moe.experts.fc2.weight", "moe.experts.fc2.bias"},
+                     {"moe.out"}, "moe", "com.microsoft");
+  set_attr(moe, "k", fr.top);
+  set_attr(moe, "activation_type", std::string("relu"));
+  set_attr(moe, "normalize_routing_weights", int64_t(1));
+  b.floats("classifier.weight", {C, D}, fr.ck.weights.at("classifier.weight").data);
+  b.floats("classifier.bias", {C}, fr.ck.weights.at("classifier.bias").data);
+  set_attr(b.node("Gemm", {"moe.out", "classifier.weight", "classifier.bias"}, {fr.logits}, "classifier"), "transB",
+           int64_t(1));
+}
+
+// Each row gathers its k experts' weights and runs only those: [N,k,D,D] and [N,k,D,C] per batch.
+void build_gather_routing(Frame& fr) {
+  GraphBuilder& b = fr.b;
+  const Folded& f = fr.f;
+  const int64_t D = f.D, E = f.E, C = f.C;
+  add_topk(b, fr.probs, fr.top);
+  std::vector<float> w1(static_cast<size_t>(E * D * D)), b1(static_cast<size_t>(E * D));
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& W = fr.ck.weights.at(expert_param(e, "fc1", "weight")).data;  // [out, in]
+    const auto& B = fr.ck.weights.at(expert_param(e, "fc1", "bias")).data;
+    for (int64_t i = 0; i < D; ++i)
+      for (int64_t j = 0; j < D; ++j) w1[size_t(e * D * D + i * D + j)] = W[size_t(j * D + i)];
+    std::copy(B.begin(), B.end(), b1.begin() + e * D);
+  }
+  const std::vector<float> w2(f.out_w.begin(), f.out_w.begin() + E * D * C);  // [E, D, C]: Wc @ fc2_e, as [in, out]
+  const std::vector<float> b2(f.out_w.begin() + E * D * C, f.out_w.end());     // [E, C]:    Wc @ fc2_e.bias
+  b.floats("moe.experts.fc1.weight", {E, D, D}, w1, fr.ftype);
+  b.floats("moe.experts.fc1.bias", {E, 1, D}, b1, fr.ftype);
+  b.floats("moe.experts.fc2+classifier.weight", {E, D, C}, w2, fr.ftype);
+  b.floats("moe.experts.fc2+classifier.bias", {E, 1, C}, b2, fr.ftype);
+  b.floats("classifier.bias", {C}, f.out_b, fr.ftype);
+  b.int64s("axes_1_2", {2}, {1, 2});
+  b.int64s("axes_2_3", {2}, {2, 3});
+  b.node("Unsqueeze", {"embedding.out", "axes_1_2"}, {"embedding.out.4d"});  // [N, 1, 1, D]
+  for (const char* t : {"moe.experts.fc1.weight", "moe.experts.fc1.bias", "moe.experts.fc2+classifier.weight",
+                        "moe.experts.fc2+classifier.bias"})
+    set_attr(b.node("Gather", {t, "moe.topk.indices"}, {std::string(t) + ".chosen"}), "axis", int64_t(0));
+  b.node("MatMul", {"embedding.out.4d", "moe.experts.fc1.weight.chosen"}, {"moe.experts.fc1.matmul"});  // [N,k,1,D]
+  b.node("Add", {"moe.experts.fc1.matmul", "moe.experts.fc1.bias.chosen"}, {"moe.experts.fc1.out"});
+  b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
+  b.node("MatMul", {"moe.experts.relu", "moe.experts.fc2+classifier.weight.chosen"}, {"moe.experts.out.matmul"});
+  b.node("Add", {"moe.experts.out.matmul", "moe.experts.fc2+classifier.bias.chosen"}, {"moe.experts.out"});  // [N,k,1,C]
+  b.node("Unsqueeze", {"moe.topk.weights", "axes_2_3"}, {"moe.topk.weights.4d"});  // [N, k, 1, 1]
+  b.node("Mul", {"moe.experts.out", "moe.topk.weights.4d"}, {"moe.experts.weighted"});
+  set_attr(b.node("ReduceSum", {"moe.experts.weighted", "axes_1_2"}, {"moe.out"}), "keepdims", int64_t(0));  // [N, C]
+  b.node("Add", {"moe.out", "classifier.bias"}, {fr.logits}, "classifier.bias.add");
+}
+
+// Every expert runs on every row; unselected experts get combine weight 0 (see the file comment).
+void build_dense_routing(Frame& fr) {
+  GraphBuilder& b = fr.b;
+  const Folded& f = fr.f;
+  const int64_t D = f.D, E = f.E, C = f.C;
+  add_topk(b, fr.probs, fr.top);
+  // Exact zeros of shape [N, E]; unlike Shape + ConstantOfShape this keeps every shape inferable.
+  b.node("Sub", {fr.probs, fr.probs}, {"moe.zeros"});
+  set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
+                  "moe.combine"),
+           "axis", int64_t(1));  // [N, E]: the renormalised top-k weights, zeros elsewhere
+
+  b.floats("moe.experts.fc1.weight", {D, E * D}, f.fc1_w, fr.ftype);
+  b.floats("moe.experts.fc1.bias", {E * D}, f.fc1_b, fr.ftype);
+  b.node("Gemm", {"embedding.out", "moe.experts.fc1.weight", "moe.experts.fc1.bias"}, {"moe.experts.fc1.out"},
+         "moe.experts.fc1");  // [N, E*D]
+  b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
+  b.floats("moe.combine.expand", {E, E * D}, f.expand, fr.ftype);
+  b.node("MatMul", {"moe.combine", "moe.combine.expand"}, {"moe.combine.per_unit"});  // [N, E*D]
+  b.node("Mul", {"moe.experts.relu", "moe.combine.per_unit"}, {"moe.experts.weighted"});
+  set_attr(b.node("Concat", {"moe.experts.weighted", "moe.combine"}, {"moe.experts.weighted+combine"}), "axis",
+           int64_t(1));  // [N, E*D+E]
+  b.floats("moe.experts.fc2+classifier.weight", {E * D + E, C}, f.out_w, fr.ftype);
+  b.floats("moe.experts.fc2+classifier.bias", {C}, f.out_b, fr.ftype);
+  b.node("Gemm", {"moe.experts.weighted+combine", "moe.experts.fc2+classifier.weight", "moe.experts.fc2+classifier.bias"},
+         {fr.logits}, "moe.experts.fc2+classifier");
 }
 
 }  // namespace
 
 onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) {
-  if (o.int8_input != "dynamic" && o.int8_input != "static")
-    throw InputError("--int8-input: expected dynamic or static, got '" + o.int8_input + "'");
-  if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "int8")
-    throw InputError("--precision: expected fp32, fp16 or int8, got '" + o.precision + "'");
-  if (o.routing != "dense" && o.routing != "gather" && o.routing != "moe")
-    throw InputError("--routing: expected dense, gather or moe, got '" + o.routing + "'");
-  if (o.routing == "moe" && o.precision == "fp16")
+  if (o.routing == Routing::moe && o.precision == Precision::fp16)
     throw InputError("--routing moe supports fp32 and int8 (the contrib MoE kernel's fp16 path is CUDA-only); use --routing dense for fp16");
   const ModelConfig& c = ck.meta.model;
   c.validate();
   if (c.input_size != 784) throw InputError("export: input_size must be 784 (28x28 images), got " + std::to_string(c.input_size));
   const Folded f = fold(ck);
-  const int64_t D = f.D, E = f.E, C = f.C;
   const int F32 = onnx::TensorProto::FLOAT;
-  const int ftype = o.precision == "fp16" ? int(onnx::TensorProto::FLOAT16) : F32;
+  const int ftype = o.precision == Precision::fp16 ? int(onnx::TensorProto::FLOAT16) : F32;
 
   onnx::ModelProto m;
   m.set_ir_version(8);
   m.set_producer_name("moe-mnist");
   m.set_producer_version(MOE_MNIST_VERSION);
   m.set_doc_string("Mixture-of-Experts MNIST classifier: embedding -> top-" + std::to_string(c.top) + " of " +
-                   std::to_string(E) + " experts -> classifier");
+                   std::to_string(f.E) + " experts -> classifier");
   auto* opset = m.add_opset_import();
   opset->set_domain("");
   opset->set_version(kOpset);
@@ -209,8 +313,8 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
   g->set_name("moe_mnist");
   GraphBuilder b(g);
   b.input("input", F32, {-1, 1, 28, 28});
-  b.output("logits", F32, {-1, C});
-  b.output("gate_probs", F32, {-1, E});
+  b.output("logits", F32, {-1, f.C});
+  b.output("gate_probs", F32, {-1, f.E});
 
   set_attr(b.node("Flatten", {"input"}, {"input.flat"}), "axis", int64_t(1));  // [N, 784]
   std::string x = "input.flat";
@@ -219,101 +323,20 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     x = "input.fp16";
   }
   embed_and_gate(b, f, o, ftype, x, "embedding+moe.gate.out");  // [N, D+E]
-  b.int64s("split_sizes", {2}, {D, E});
+  b.int64s("split_sizes", {2}, {f.D, f.E});
   set_attr(b.node("Split", {"embedding+moe.gate.out", "split_sizes"}, {"embedding.out", "moe.gate.logits"}, "split"),
            "axis", int64_t(1));
-  const std::string probs = ftype == F32 ? "gate_probs" : "moe.gate.probs";
-  set_attr(b.node("Softmax", {"moe.gate.logits"}, {probs}, "moe.gate.softmax"), "axis", int64_t(1));  // [N, E]
+  Frame fr{b, ck, f, c.top, ftype, ftype == F32 ? "gate_probs" : "moe.gate.probs", ftype == F32 ? "logits" : "logits.fp16"};
+  set_attr(b.node("Softmax", {"moe.gate.logits"}, {fr.probs}, "moe.gate.softmax"), "axis", int64_t(1));  // [N, E]
 
-  std::string logits = ftype == F32 ? "logits" : "logits.fp16";
-  if (o.routing == "moe") {
-    // Fed the probabilities, the kernel's own softmax + top-k + renormalisation equals softmax over
-    // the selected probabilities, i.e. our routing (see shared/notes/onnxruntime-cpu-facts.md).
-    std::vector<float> w1, b1, w2, b2;
-    for (int64_t e = 0; e < E; ++e) {
-      for (const char* layer : {"fc1", "fc2"}) {
-        const auto& W = ck.weights.at(expert_param(e, layer, "weight")).data;  // [out, in]
-        const auto& B = ck.weights.at(expert_param(e, layer, "bias")).data;
-        auto& dw = layer[2] == '1' ? w1 : w2;
-        auto& db = layer[2] == '1' ? b1 : b2;
-        dw.insert(dw.end(), W.begin(), W.end());
-        db.insert(db.end(), B.begin(), B.end());
-      }
-    }
-    b.floats("moe.experts.fc1.weight", {E, D, D}, w1);
-    b.floats("moe.experts.fc1.bias", {E, D}, b1);
-    b.floats("moe.experts.fc2.weight", {E, D, D}, w2);
-    b.floats("moe.experts.fc2.bias", {E, D}, b2);
-    auto* moe = b.node("MoE", {"embedding.out", probs, "moe.experts.fc1.weight", "moe.experts.fc1.bias",
-                               "moe.experts.fc2.weight", "moe.experts.fc2.bias"},
-                       {"moe.out"}, "moe", "com.microsoft");
-    set_attr(moe, "k", c.top);
-    set_attr(moe, "activation_type", std::string("relu"));
-    set_attr(moe, "normalize_routing_weights", int64_t(1));
-    b.floats("classifier.weight", {C, D}, ck.weights.at("classifier.weight").data);
-    b.floats("classifier.bias", {C}, ck.weights.at("classifier.bias").data);
-    set_attr(b.node("Gemm", {"moe.out", "classifier.weight", "classifier.bias"}, {logits}, "classifier"), "transB",
-             int64_t(1));
-  } else if (o.routing == "gather") {
-    // Each row gathers its k experts' weights and runs only those: [N,k,D,D] and [N,k,D,C] per batch.
-    add_topk(b, probs, c.top);
-    std::vector<float> w1(static_cast<size_t>(E * D * D)), b1(static_cast<size_t>(E * D));
-    for (int64_t e = 0; e < E; ++e) {
-      const auto& W = ck.weights.at(expert_param(e, "fc1", "weight")).data;  // [out, in]
-      const auto& B = ck.weights.at(expert_param(e, "fc1", "bias")).data;
-      for (int64_t i = 0; i < D; ++i)
-        for (int64_t j = 0; j < D; ++j) w1[size_t(e * D * D + i * D + j)] = W[size_t(j * D + i)];
-      std::copy(B.begin(), B.end(), b1.begin() + e * D);
-    }
-    const std::vector<float> w2(f.out_w.begin(), f.out_w.begin() + E * D * C);  // [E, D, C]: Wc @ fc2_e, as [in, out]
-    const std::vector<float> b2(f.out_w.begin() + E * D * C, f.out_w.end());     // [E, C]:    Wc @ fc2_e.bias
-    b.floats("moe.experts.fc1.weight", {E, D, D}, w1, ftype);
-    b.floats("moe.experts.fc1.bias", {E, 1, D}, b1, ftype);
-    b.floats("moe.experts.fc2+classifier.weight", {E, D, C}, w2, ftype);
-    b.floats("moe.experts.fc2+classifier.bias", {E, 1, C}, b2, ftype);
-    b.floats("classifier.bias", {C}, f.out_b, ftype);
-    b.int64s("axes_1_2", {2}, {1, 2});
-    b.int64s("axes_2_3", {2}, {2, 3});
-    b.node("Unsqueeze", {"embedding.out", "axes_1_2"}, {"embedding.out.4d"});  // [N, 1, 1, D]
-    for (const char* t : {"moe.experts.fc1.weight", "moe.experts.fc1.bias", "moe.experts.fc2+classifier.weight",
-                          "moe.experts.fc2+classifier.bias"})
-      set_attr(b.node("Gather", {t, "moe.topk.indices"}, {std::string(t) + ".chosen"}), "axis", int64_t(0));
-    b.node("MatMul", {"embedding.out.4d", "moe.experts.fc1.weight.chosen"}, {"moe.experts.fc1.matmul"});  // [N,k,1,D]
-    b.node("Add", {"moe.experts.fc1.matmul", "moe.experts.fc1.bias.chosen"}, {"moe.experts.fc1.out"});
-    b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
-    b.node("MatMul", {"moe.experts.relu", "moe.experts.fc2+classifier.weight.chosen"}, {"moe.experts.out.matmul"});
-    b.node("Add", {"moe.experts.out.matmul", "moe.experts.fc2+classifier.bias.chosen"}, {"moe.experts.out"});  // [N,k,1,C]
-    b.node("Unsqueeze", {"moe.topk.weights", "axes_2_3"}, {"moe.topk.weights.4d"});  // [N, k, 1, 1]
-    b.node("Mul", {"moe.experts.out", "moe.topk.weights.4d"}, {"moe.experts.weighted"});
-    set_attr(b.node("ReduceSum", {"moe.experts.weighted", "axes_1_2"}, {"moe.out"}), "keepdims", int64_t(0));  // [N, C]
-    b.node("Add", {"moe.out", "classifier.bias"}, {logits}, "classifier.bias.add");
-  } else {
-    add_topk(b, probs, c.top);
-    // Exact zeros of shape [N, E]; unlike Shape + ConstantOfShape this keeps every shape inferable.
-    b.node("Sub", {probs, probs}, {"moe.zeros"});
-    set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
-                    "moe.combine"),
-             "axis", int64_t(1));  // [N, E]: the renormalised top-k weights, zeros elsewhere
-
-    b.floats("moe.experts.fc1.weight", {D, E * D}, f.fc1_w, ftype);
-    b.floats("moe.experts.fc1.bias", {E * D}, f.fc1_b, ftype);
-    b.node("Gemm", {"embedding.out", "moe.experts.fc1.weight", "moe.experts.fc1.bias"}, {"moe.experts.fc1.out"},
-           "moe.experts.fc1");  // [N, E*D]
-    b.node("Relu", {"moe.experts.fc1.out"}, {"moe.experts.relu"});
-    b.floats("moe.combine.expand", {E, E * D}, f.expand, ftype);
-    b.node("MatMul", {"moe.combine", "moe.combine.expand"}, {"moe.combine.per_unit"});  // [N, E*D]
-    b.node("Mul", {"moe.experts.relu", "moe.combine.per_unit"}, {"moe.experts.weighted"});
-    set_attr(b.node("Concat", {"moe.experts.weighted", "moe.combine"}, {"moe.experts.weighted+combine"}), "axis",
-             int64_t(1));  // [N, E*D+E]
-    b.floats("moe.experts.fc2+classifier.weight", {E * D + E, C}, f.out_w, ftype);
-    b.floats("moe.experts.fc2+classifier.bias", {C}, f.out_b, ftype);
-    b.node("Gemm", {"moe.experts.weighted+combine", "moe.experts.fc2+classifier.weight",
-                    "moe.experts.fc2+classifier.bias"},
-           {logits}, "moe.experts.fc2+classifier");
+  switch (o.routing) {
+    case Routing::dense: build_dense_routing(fr); break;
+    case Routing::gather: build_gather_routing(fr); break;
+    case Routing::moe: build_moe_routing(fr); break;
   }
   if (ftype != F32) {  // keep_io_types: float32 at the edges
-    set_attr(b.node("Cast", {logits}, {"logits"}, "logits.cast"), "to", int64_t(F32));
-    set_attr(b.node("Cast", {probs}, {"gate_probs"}, "gate_probs.cast"), "to", int64_t(F32));
+    set_attr(b.node("Cast", {fr.logits}, {"logits"}, "logits.cast"), "to", int64_t(F32));
+    set_attr(b.node("Cast", {fr.probs}, {"gate_probs"}, "gate_probs.cast"), "to", int64_t(F32));
   }
   const auto& nodes = g->node();
   if (std::any_of(nodes.begin(), nodes.end(), [](const onnx::NodeProto& n) { return n.domain() == "com.microsoft"; })) {

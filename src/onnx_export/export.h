@@ -6,19 +6,20 @@
 #include <string>
 
 #include "core/checkpoint.h"
+#include "core/choices.h"
 
 namespace moe {
 
 struct ExportOptions {
-  std::string precision = "fp32";  // fp32 | fp16 (fp16 inside, fp32 at the edges) | int8 (dynamic quantisation)
+  Precision precision = Precision::fp32;  // fp16: fp16 inside, fp32 at the edges; int8: quantised weights
   // dense: TopK + combine matrix (ScatterElements), every expert in one MatMul (static, runs anywhere)
   // gather: TopK indices gather each row's k experts' weights ([N,k,emb,emb]); batched MatMuls
   // moe:   ONNX Runtime's com.microsoft.MoE contrib operator (ORT CPU/CUDA only)
-  std::string routing = "dense";
-  bool per_channel = true;         // int8: one weight scale per output column (else one per tensor)
+  Routing routing = Routing::dense;
+  bool per_channel = true;  // int8: one weight scale per output column (else one per tensor)
   // int8 activations: dynamic (DynamicQuantizeLinear: scale from each batch's min/max) or static
   // (QuantizeLinear with scale 1/255, exact for inputs in [0, 1], the model's input contract)
-  std::string int8_input = "dynamic";
+  Int8Input int8_input = Int8Input::dynamic;
 };
 
 struct ExportSummary {

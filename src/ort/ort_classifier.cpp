@@ -23,12 +23,14 @@ Ort::Env& env() {
   return e;
 }
 
-GraphOptimizationLevel parse_level(const std::string& s) {
-  if (s == "disable") return ORT_DISABLE_ALL;
-  if (s == "basic") return ORT_ENABLE_BASIC;
-  if (s == "extended") return ORT_ENABLE_EXTENDED;
-  if (s == "all") return ORT_ENABLE_ALL;
-  throw InputError("--opt-level: expected disable, basic, extended or all, got '" + s + "'");
+GraphOptimizationLevel ort_level(OptLevel level) {
+  switch (level) {
+    case OptLevel::disable: return ORT_DISABLE_ALL;
+    case OptLevel::basic: return ORT_ENABLE_BASIC;
+    case OptLevel::extended: return ORT_ENABLE_EXTENDED;
+    case OptLevel::all: break;
+  }
+  return ORT_ENABLE_ALL;
 }
 
 // Provider options go through ONNX Runtime's string key/value API, the same for CUDA and TensorRT.
@@ -53,7 +55,7 @@ std::string ort_library_dir() {
 // The npm package's ONNX Runtime core is a CPU build without the built-in CUDA bridge, so the CUDA
 // provider library is loaded as a plugin execution provider (it exports CreateEpFactories) and its
 // devices are taken from the environment.
-void append_cuda(Ort::SessionOptions& so, const OrtOptions& o) {
+void append_cuda(Ort::SessionOptions& so, const BackendOptions& o) {
   const std::string lib = ort_library_dir() + "/libonnxruntime_providers_cuda.so";
   if (!std::filesystem::exists(lib))
     throw UnavailableError(lib + " not found: CUDA EP unavailable (run scripts/setup.sh --gpu)");
@@ -79,7 +81,7 @@ void append_cuda(Ort::SessionOptions& so, const OrtOptions& o) {
                                     {"enable_cuda_graph", o.cuda_graph ? "1" : "0"}});
 }
 
-void append_tensorrt(Ort::SessionOptions& so, const OrtOptions& o) {
+void append_tensorrt(Ort::SessionOptions& so, const BackendOptions& o) {
   if (void* h = ::dlopen("libnvinfer.so.10", RTLD_NOW | RTLD_LOCAL))
     ::dlclose(h);
   else
@@ -103,43 +105,61 @@ void append_tensorrt(Ort::SessionOptions& so, const OrtOptions& o) {
   }
   update_options(trt, kv, api.UpdateTensorRTProviderOptions);
   so.AppendExecutionProvider_TensorRT_V2(*trt);
-  append_cuda(so, o);  // what TensorRT rejects falls back to CUDA, not the CPU
+  try {
+    append_cuda(so, o);  // what TensorRT rejects falls back to CUDA, not the CPU
+  } catch (const UnavailableError& e) {
+    throw UnavailableError(std::string("TensorRT EP needs the CUDA EP: ") + e.what());
+  }
+}
+
+// The "precision" metadata of a model, read through a plain CPU session without optimisations, so a
+// GPU backend can refuse a CPU-only model before it loads (or fails to load) any provider library.
+Precision precision_metadata(const std::string& path) {
+  Ort::SessionOptions so;
+  so.SetGraphOptimizationLevel(ORT_DISABLE_ALL);
+  so.SetIntraOpNumThreads(1);
+  try {
+    Ort::Session session(env(), path.c_str(), so);
+    Ort::AllocatorWithDefaultOptions alloc;
+    if (auto p = session.GetModelMetadata().LookupCustomMetadataMapAllocated("precision", alloc))
+      return parse_choice<Precision>(p.get(), path + " metadata 'precision'");
+  } catch (const Ort::Exception& e) {
+    throw InputError(path + ": ONNX Runtime cannot load it (" + std::string(e.what()) + ")");
+  }
+  return Precision::fp32;
 }
 
 class OrtClassifier final : public Classifier {
  public:
-  OrtClassifier(const std::string& path, const OrtOptions& o) : backend_(o.backend) {
+  OrtClassifier(const std::string& path, const BackendOptions& o) : backend_(to_string(o.backend)) {
+    if (o.backend == Backend::torch) throw InputError("--backend torch is not an ONNX Runtime backend");
     if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such ONNX model file");
+    if (is_gpu(o.backend)) check_backend_runs_precision(o.backend, precision_metadata(path), path);
     Ort::SessionOptions so;
     so.SetIntraOpNumThreads(o.threads);
     so.SetInterOpNumThreads(1);
-    so.SetGraphOptimizationLevel(parse_level(o.opt_level));
+    so.SetGraphOptimizationLevel(ort_level(o.opt_level));
     if (!o.save_optimized.empty()) so.SetOptimizedModelFilePath(o.save_optimized.c_str());
-    if (o.backend != "cpu" && o.backend != "cuda" && o.backend != "tensorrt")
-      throw InputError("--backend: expected cpu, cuda or tensorrt, got '" + o.backend + "'");
     try {
-      if (o.backend == "cuda") append_cuda(so, o);
-      if (o.backend == "tensorrt") append_tensorrt(so, o);
+      if (o.backend == Backend::cuda) append_cuda(so, o);
+      if (o.backend == Backend::tensorrt) append_tensorrt(so, o);
     } catch (const Ort::Exception& e) {
-      throw UnavailableError(o.backend + " execution provider: " + e.what());
+      throw UnavailableError(backend_ + " execution provider: " + e.what());
     }
     try {
       session_ = Ort::Session(env(), path.c_str(), so);
     } catch (const Ort::Exception& e) {
       const std::string why = e.what();
       if (why.find("NOT_IMPLEMENTED") != std::string::npos || why.find("Could not find an implementation") != std::string::npos)
-        throw UnavailableError(path + ": ONNX Runtime's " + o.backend + " execution provider has no kernel for part of this model (" +
-                               why + ")" + (o.backend == "cpu" ? "; fp16 models need --backend cuda or tensorrt" : ""));
-      if (o.backend != "cpu" && (why.find("CUDA") != std::string::npos || why.find(".so") != std::string::npos))
-        throw UnavailableError(o.backend + " execution provider: " + why);
+        throw UnavailableError(path + ": ONNX Runtime's " + backend_ + " execution provider has no kernel for part of this model (" +
+                               why + ")" + (o.backend == Backend::cpu ? "; fp16 models need --backend cuda or tensorrt" : ""));
+      if (is_gpu(o.backend) && (why.find("CUDA") != std::string::npos || why.find(".so") != std::string::npos))
+        throw UnavailableError(backend_ + " execution provider: " + why);
       throw InputError(path + ": ONNX Runtime cannot load it (" + why + ")");
     }
     Ort::AllocatorWithDefaultOptions alloc;
     Ort::ModelMetadata meta = session_.GetModelMetadata();
     if (auto p = meta.LookupCustomMetadataMapAllocated("precision", alloc)) precision_ = p.get();
-    if (precision_ == "int8" && o.backend != "cpu")
-      throw UnavailableError(path + ": the int8 model (DynamicQuantizeLinear + MatMulInteger) is a CPU variant; "
-                             "use --backend cpu, or the fp32/fp16 model on " + o.backend);
     if (session_.GetInputCount() != 1 || session_.GetOutputCount() != 2)
       throw InputError(path + ": expected 1 input and 2 outputs (logits, gate_probs), found " +
                        std::to_string(session_.GetInputCount()) + " and " + std::to_string(session_.GetOutputCount()));
@@ -190,7 +210,13 @@ class OrtClassifier final : public Classifier {
 
 }  // namespace
 
-std::unique_ptr<Classifier> make_ort_classifier(const std::string& model_path, const OrtOptions& options) {
+void check_backend_runs_precision(Backend backend, Precision precision, const std::string& path) {
+  if (precision == Precision::int8 && backend != Backend::cpu)
+    throw UnavailableError(path + ": the int8 model (DynamicQuantizeLinear + MatMulInteger) is a CPU variant; "
+                           "use --backend cpu, or the fp32/fp16 model on " + to_string(backend));
+}
+
+std::unique_ptr<Classifier> make_ort_classifier(const std::string& model_path, const BackendOptions& options) {
   return std::make_unique<OrtClassifier>(model_path, options);
 }
 

@@ -3,26 +3,20 @@
 #include <memory>
 #include <string>
 
+#include "core/backend_options.h"
 #include "core/classifier.h"
 
 namespace moe {
 
-struct OrtOptions {
-  std::string backend = "cpu";   // cpu | cuda | tensorrt
-  int threads = 0;               // intra-op threads; 0 = ONNX Runtime's default (one per core)
-  std::string opt_level = "all"; // graph optimisation: disable | basic | extended | all
-  int device_id = 0;             // cuda / tensorrt: which GPU
-  bool cuda_graph = false;       // cuda: capture a CUDA graph (needs a fixed batch size)
-  bool trt_fp16 = false;         // tensorrt: let TensorRT pick fp16 kernels
-  std::string trt_cache;         // tensorrt: engine cache folder ("" = no cache)
-  int64_t max_batch = 1024;      // tensorrt: optimisation profile covers batch 1..max_batch
-  std::string save_optimized;    // write the graph ONNX Runtime runs after its optimisations ("" = no)
-};
-
-// Opens `model_path` (.onnx). Throws InputError for a missing/invalid model or bad options, and
+// Opens `model_path` (.onnx) on options.backend (cpu, cuda or tensorrt; the torch_* fields are not
+// read). Throws InputError for a missing/invalid model or bad options, and
 // UnavailableError when the provider cannot run here, with the reason ONNX Runtime gave (e.g. a
 // missing libcudart / libnvinfer), or when the CPU EP lacks kernels for an fp16 model.
-std::unique_ptr<Classifier> make_ort_classifier(const std::string& model_path, const OrtOptions& options);
+std::unique_ptr<Classifier> make_ort_classifier(const std::string& model_path, const BackendOptions& options);
+
+// Throws UnavailableError when `backend` cannot run a model of `precision` (int8 is a CPU variant);
+// make_ort_classifier applies it before loading any GPU provider. `path` names the model in the message.
+void check_backend_runs_precision(Backend backend, Precision precision, const std::string& path);
 
 std::string ort_version();
 
