@@ -69,9 +69,6 @@ TEST(Checkpoint, MissingPiecesAreNamed) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
   }
-  CheckpointMeta m;
-  m.model.top = 3;
-  m.model.experts = 2;
   test::write_bytes(dir + "/config.json", R"({"model":{"experts":2,"top":3}})");
   try {
     load_checkpoint(dir);

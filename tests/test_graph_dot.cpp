@@ -1,7 +1,6 @@
 #include "onnx_export/graph_dot.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cctype>
 #include <cstdlib>
@@ -13,12 +12,13 @@
 #include <onnx/onnx_pb.h>
 
 #include "core/errors.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-bool contains(const std::string& haystack, const std::string& needle) { return haystack.find(needle) != std::string::npos; }
+using moe::test::contains;
 
 // The line of the DOT text that starts (after indentation) with `prefix`, or "" when none does.
 std::string line_starting(const std::string& dot, const std::string& prefix) {
@@ -29,13 +29,6 @@ std::string line_starting(const std::string& dot, const std::string& prefix) {
     if (start != std::string::npos && line.compare(start, prefix.size(), prefix) == 0) return line;
   }
   return "";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 void add_tensor_value_info(onnx::ValueInfoProto* vi, const std::string& name, bool with_shape,
@@ -101,12 +94,7 @@ onnx::ModelProto tiny_model() {
 
 class GraphDotTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("moe_graph_dot_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = moe::test::temp_dir("files"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
@@ -186,24 +174,24 @@ TEST_F(GraphDotTest, EscapesLabels) {
   if (!have_dot()) GTEST_SKIP() << "graphviz 'dot' not installed";
   // Graphviz itself must accept what we wrote.
   ASSERT_NO_THROW(moe::render_dot(dot, "svg", path("weird.svg")));
-  EXPECT_TRUE(contains(slurp(path("weird.svg")), "<svg"));
+  EXPECT_TRUE(contains(moe::test::read_bytes(path("weird.svg")), "<svg"));
 }
 
 TEST_F(GraphDotTest, RendersSvgPngAndDot) {
   const std::string dot = moe::onnx_to_dot(save(tiny_model()));
 
   moe::render_dot(dot, "dot", path("g.dot"));
-  EXPECT_EQ(slurp(path("g.dot")), dot);
+  EXPECT_EQ(moe::test::read_bytes(path("g.dot")), dot);
 
   if (!have_dot()) GTEST_SKIP() << "graphviz 'dot' not installed";
   moe::render_dot(dot, "svg", path("g.svg"));
-  const std::string svg = slurp(path("g.svg"));
+  const std::string svg = moe::test::read_bytes(path("g.svg"));
   EXPECT_TRUE(svg.rfind("<?xml", 0) == 0 || contains(svg, "<svg")) << svg.substr(0, 200);
   EXPECT_TRUE(contains(svg, "Gemm"));
   EXPECT_TRUE(contains(svg, "float [N,3]"));
 
   moe::render_dot(dot, "png", path("g.png"));
-  EXPECT_EQ(slurp(path("g.png")).rfind("\x89PNG", 0), 0u);
+  EXPECT_EQ(moe::test::read_bytes(path("g.png")).rfind("\x89PNG", 0), 0u);
 
   // Atomic writes leave nothing else behind.
   int files = 0;

@@ -1,7 +1,6 @@
 #include "core/image.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -9,6 +8,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "test_util.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
@@ -69,20 +69,14 @@ struct Canvas {
 
 class ImageTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("moe_test_image_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = moe::test::temp_dir("files"); }
   void TearDown() override { fs::remove_all(dir_); }
 
   std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
   std::string write_bytes(const std::string& name, const std::string& bytes) const {
-    const std::string p = path(name);
-    std::ofstream(p, std::ios::binary) << bytes;
-    return p;
+    moe::test::write_bytes(path(name), bytes);
+    return path(name);
   }
 
   std::string write_pgm(const std::string& name, const Canvas& c) const {
@@ -267,8 +261,7 @@ TEST_F(ImageTest, TruncatedPngIsRejected) {
   c.rect(10, 10, 20, 40, 0);
   const std::string full = path("full.png");
   ASSERT_TRUE(stbi_write_png(full.c_str(), c.w, c.h, 1, c.px.data(), c.w));
-  std::ifstream in(full, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  const std::string bytes = moe::test::read_bytes(full);
   const std::string p = write_bytes("cut.png", bytes.substr(0, bytes.size() / 2));
   EXPECT_THROW(moe::load_grey_image(p), moe::InputError);
 }
