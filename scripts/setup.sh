@@ -5,6 +5,8 @@
 #   scripts/setup.sh --gpu      also the ONNX Runtime CUDA 13 / TensorRT 10 provider libraries
 #   scripts/setup.sh --fashion  also Fashion-MNIST (Debian dataset-fashion-mnist) as data/fashion-mnist
 #
+# The data sets are also linked from ${XDG_DATA_HOME:-~/.local/share}/moe-mnist/, where the CLI looks
+# when it runs outside the source tree.
 # Archives are cached in ${XDG_CACHE_HOME:-~/.cache}/moe-mnist so fresh clones do not fetch again.
 set -euo pipefail
 
@@ -45,7 +47,11 @@ verify() {  # verify FILE [NAME]: FILE's SHA-256 must equal the pin for NAME (de
 debs=(build-essential cmake ninja-build pkg-config git xz-utils
       libtorch-dev libopenblas0-openmp libonnx-dev libprotobuf-dev protobuf-compiler
       libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libfmt-dev libstb-dev zlib1g-dev
-      libgtest-dev libbenchmark-dev graphviz librsvg2-bin)
+      libgtest-dev libbenchmark-dev graphviz librsvg2-bin
+      libmicrohttpd-dev)
+# The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
+# libFuzzer with the sanitizers, and the HTTP load generator.
+debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
 # npm is only a client here; use the one on PATH, else Debian's.
 command -v npm >/dev/null 2>&1 || debs+=(npm)
 [ "$want_fashion" = 1 ] && debs+=(dataset-fashion-mnist)
@@ -108,6 +114,14 @@ if [ ! -f "$mnist_dir/.complete" ]; then
 fi
 for f in "${files[@]}"; do verify "$mnist_dir/$f"; done
 
+# The per-user data folder the CLI also looks in, so it finds the data from any working directory.
+user_data="${XDG_DATA_HOME:-$HOME/.local/share}/moe-mnist"
+link_user_data() {  # name target: keeps a real folder the user put there, replaces a stale link
+  mkdir -p "$user_data"
+  [ -d "$user_data/$1" ] && [ ! -L "$user_data/$1" ] || ln -sfn "$2" "$user_data/$1"
+}
+link_user_data mnist "$mnist_dir"
+
 # --- optional parts --------------------------------------------------------------------------
 if [ "$want_gpu" = 1 ] && [ ! -f "$ort_dir/.gpu-complete" ]; then
   # ONNX Runtime loads provider libraries from the folder that holds libonnxruntime.so.
@@ -125,6 +139,7 @@ if [ "$want_fashion" = 1 ]; then
   [ -f "$src/train-images-idx3-ubyte.gz" ] || die "$src/train-images-idx3-ubyte.gz missing after installing dataset-fashion-mnist"
   mkdir -p "$root/data"
   ln -sfn "$src" "$root/data/fashion-mnist"
+  link_user_data fashion-mnist "$src"
 fi
 
-say "ready: ONNX Runtime in third_party/onnxruntime, MNIST in data/mnist (SHA-256 verified)"
+say "ready: ONNX Runtime in third_party/onnxruntime, MNIST in data/mnist (SHA-256 verified), linked from $user_data"

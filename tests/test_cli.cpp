@@ -19,10 +19,11 @@ struct Result {
   std::string out, err;
 };
 
-// Runs the CLI with `args` (shell words), capturing stdout and stderr separately.
-Result run(const std::string& args) {
+// Runs the CLI with `args` (shell words), capturing stdout and stderr separately. `prefix` (shell
+// words) runs before it, e.g. "cd DIR &&" or "env VAR=value".
+Result run(const std::string& args, const std::string& prefix = "") {
   const std::string err_file = std::filesystem::temp_directory_path() / ("moe-cli-" + std::to_string(::getpid()) + ".err");
-  const std::string cmd = std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
+  const std::string cmd = prefix + " " + std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
   Result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   char buf[4096];
@@ -114,6 +115,22 @@ TEST(Cli, EvalPrintsTheOriginalLineAndJson) {
   EXPECT_EQ(j["backend"], "torch");
   EXPECT_EQ(j["images"], 10000);
   EXPECT_GE(j["accuracy"].get<double>(), 0.90);
+}
+
+// From another folder, without --data or $MOE_MNIST_DATA, the per-user data folder is found; with
+// nothing there, the error names every place tried.
+TEST(Cli, FindsTheDataFromAnotherFolder) {
+  const std::string dir = test::temp_dir("elsewhere");
+  std::filesystem::create_directories(dir + "/xdg/moe-mnist");
+  std::filesystem::create_symlink(test::mnist_dir(), dir + "/xdg/moe-mnist/mnist");
+  const std::string model = " --model " + kRun + "/model.fp32.onnx";
+  Result r = run("eval --json" + model, "cd " + dir + " && env -u MOE_MNIST_DATA XDG_DATA_HOME=" + dir + "/xdg");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["images"], 10000);
+  r = run("eval" + model, "cd " + dir + " && env -u MOE_MNIST_DATA XDG_DATA_HOME=" + dir + "/empty");
+  EXPECT_EQ(r.code, 1) << r.err;
+  for (const std::string& tried : {std::string("MOE_MNIST_DATA"), std::string("./data/mnist"), dir + "/empty/moe-mnist/mnist"})
+    EXPECT_TRUE(contains(r.err, tried)) << tried << "\n" << r.err;
 }
 
 TEST(Cli, PredictShowsDigitClassAndRouting) {

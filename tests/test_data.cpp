@@ -1,6 +1,9 @@
 // IDX reading and the data set layout: real MNIST loads, and every kind of bad file is a clear error.
 #include <zlib.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/idx.h"
@@ -96,6 +99,33 @@ TEST(Dataset, MissingFolderSaysHowToFix) {
   expect_error([] { load_dataset("mnist", "/nonexistent/data", "test"); }, {"/nonexistent/data/t10k-images-idx3-ubyte", "setup.sh"});
   expect_error([] { load_dataset("mnist", "/tmp", "validation"); }, {"validation", "train or test"});
   expect_error([] { resolve_data_dir("cifar", ""); }, {"cifar", "mnist or fashion-mnist"});
+}
+
+// --data, then $MOE_MNIST_DATA, then ./data/<dataset>, then the per-user folder; the error names all.
+TEST(Dataset, DataFolderIsResolvedInOrderAndTheErrorNamesEveryPlace) {
+  const auto dir = test::temp_dir("resolve");
+  const auto old_cwd = std::filesystem::current_path();
+  const char* old_env = std::getenv("MOE_MNIST_DATA");
+  const char* old_xdg = std::getenv("XDG_DATA_HOME");
+  const std::string saved_env = old_env ? old_env : "", saved_xdg = old_xdg ? old_xdg : "";
+  std::filesystem::create_directories(dir + "/cwd");
+  std::filesystem::current_path(dir + "/cwd");
+  ::unsetenv("MOE_MNIST_DATA");
+  ::setenv("XDG_DATA_HOME", (dir + "/xdg").c_str(), 1);
+
+  expect_error([] { resolve_data_dir("mnist", ""); },
+               {"--data", "MOE_MNIST_DATA", "./data/mnist", dir + "/xdg/moe-mnist/mnist", "setup.sh"});
+  std::filesystem::create_directories(dir + "/xdg/moe-mnist/mnist");
+  EXPECT_EQ(resolve_data_dir("mnist", ""), dir + "/xdg/moe-mnist/mnist");
+  std::filesystem::create_directories("data/mnist");
+  EXPECT_EQ(resolve_data_dir("mnist", ""), "data/mnist");
+  ::setenv("MOE_MNIST_DATA", "/from/env", 1);
+  EXPECT_EQ(resolve_data_dir("mnist", ""), "/from/env");
+  EXPECT_EQ(resolve_data_dir("mnist", "/from/flag"), "/from/flag");
+
+  std::filesystem::current_path(old_cwd);
+  if (old_env) ::setenv("MOE_MNIST_DATA", saved_env.c_str(), 1); else ::unsetenv("MOE_MNIST_DATA");
+  if (old_xdg) ::setenv("XDG_DATA_HOME", saved_xdg.c_str(), 1); else ::unsetenv("XDG_DATA_HOME");
 }
 
 TEST(Dataset, RealMnistLoads) {

@@ -13,7 +13,8 @@ void add_data_options(CLI::App* cmd, std::string& dataset, std::string& data_dir
   cmd->add_option("--dataset", dataset, "mnist or fashion-mnist")
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}))
       ->capture_default_str();
-  cmd->add_option("--data", data_dir, "Folder with the IDX files (default: data/<dataset>)")->envname("MOE_MNIST_DATA");
+  cmd->add_option("--data", data_dir, "Folder with the IDX files (default: $MOE_MNIST_DATA, else ./data/<dataset>, else "
+                  "${XDG_DATA_HOME:-~/.local/share}/moe-mnist/<dataset>)")->envname("MOE_MNIST_DATA");
 }
 
 void add_split_option(CLI::App* cmd, std::string& split, const std::string& help) {

@@ -14,12 +14,24 @@ std::vector<float> Dataset::to_float() const {
   return out;
 }
 
+std::string user_data_dir() {
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) return std::string(xdg) + "/moe-mnist";
+  if (const char* home = std::getenv("HOME"); home && *home) return std::string(home) + "/.local/share/moe-mnist";
+  return "";
+}
+
 std::string resolve_data_dir(const std::string& dataset, const std::string& data_dir) {
   if (dataset != "mnist" && dataset != "fashion-mnist")
     throw InputError("--dataset: unknown dataset '" + dataset + "', expected mnist or fashion-mnist");
-  if (!data_dir.empty()) return data_dir;
+  if (!data_dir.empty()) return data_dir;  // an explicit choice is used as given, and named if it is wrong
   if (const char* env = std::getenv("MOE_MNIST_DATA"); env && *env) return env;
-  return "data/" + dataset;
+  const std::string local = "data/" + dataset;
+  if (std::filesystem::is_directory(local)) return local;
+  const std::string user = user_data_dir().empty() ? "" : user_data_dir() + "/" + dataset;
+  if (!user.empty() && std::filesystem::is_directory(user)) return user;
+  throw InputError("no " + dataset + " data: --data not given, $MOE_MNIST_DATA not set, no ./" + local +
+                   (user.empty() ? std::string(" (and no $HOME for the per-user folder)") : ", no " + user) +
+                   "; run scripts/setup.sh or pass --data DIR");
 }
 
 namespace {

@@ -17,8 +17,13 @@ struct Dataset {
   std::vector<float> to_float() const;
 };
 
-// The folder to read: `data_dir` if given, else $MOE_MNIST_DATA, else "data/<dataset>" (set-up's layout).
+// The folder to read, the first of: `data_dir` (--data) if given, $MOE_MNIST_DATA if set,
+// ./data/<dataset> (the source tree's layout), user_data_dir()/<dataset> (which scripts/setup.sh
+// also fills), when it exists. Throws InputError naming every place tried when none does.
 std::string resolve_data_dir(const std::string& dataset, const std::string& data_dir);
+
+// The per-user data folder: ${XDG_DATA_HOME:-~/.local/share}/moe-mnist ("" without $HOME).
+std::string user_data_dir();
 
 // Loads one split ("train" or "test") from `dir`, accepting plain or ".gz" IDX files.
 // Throws InputError on unknown names, missing files, bad files or an image/label count mismatch.
