@@ -10,5 +10,6 @@ void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_graph_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_serve_command(CLI::App& app);  // only in builds with MOE_MNIST_HAVE_SERVE
 
 }  // namespace moe

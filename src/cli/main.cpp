@@ -16,6 +16,9 @@ int main(int argc, char** argv) {
   moe::add_predict_command(app);
   moe::add_graph_command(app);
   moe::add_bench_command(app);
+#ifdef MOE_MNIST_HAVE_SERVE
+  moe::add_serve_command(app);
+#endif
   try {
     app.parse(argc, argv);  // subcommand actions run inside parse()
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 #include "core/image.h"
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cmath>
 #include <memory>
@@ -92,23 +93,68 @@ std::vector<float> resample(const std::vector<float>& src, int w, int h, int nw,
   return out;
 }
 
+// stb_image grows its PNG data buffer to whatever size a chunk header claims before reading the chunk,
+// so a 79-byte file claiming a 1.6 GB IDAT chunk allocates 1.6 GB (found by fuzz_predict_image). Every
+// chunk must fit in the bytes we actually have.
+void check_png_chunks(const std::string& bytes, const std::string& path) {
+  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return;
+  size_t at = 8;
+  bool seen_data = false;
+  while (at + 8 <= bytes.size()) {
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + at);
+    const uint64_t length = uint64_t(p[0]) << 24 | uint64_t(p[1]) << 16 | uint64_t(p[2]) << 8 | p[3];
+    const std::string type = bytes.substr(at + 4, 4);
+    if (length + 4 > bytes.size() - at - 8)  // data and CRC
+      throw InputError(path + ": corrupt PNG: a '" + type + "' chunk claims " + std::to_string(length) + " bytes, but only " +
+                       std::to_string(bytes.size() - at - 8) + " follow");
+    // stb_image would copy a first, empty IDAT chunk through a null pointer.
+    if (type == "IDAT" && length == 0 && !seen_data) throw InputError(path + ": corrupt PNG: empty first IDAT chunk");
+    seen_data = seen_data || type == "IDAT";
+    if (type == "IEND") return;
+    at += 8 + size_t(length) + 4;  // length, type, data, CRC
+  }
+}
+
+// stb_image reads a PGM/PPM header's numbers into an int without an overflow check (undefined
+// behaviour, found by fuzz_predict_image): refuse header numbers over 6 digits first.
+void check_pnm_header(const std::string& bytes, const std::string& path) {
+  if (bytes.size() < 2 || bytes[0] != 'P' || bytes[1] < '1' || bytes[1] > '7') return;
+  size_t at = 2;
+  for (int field = 0; field < 3 && at < bytes.size(); ++field) {
+    while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
+      if (bytes[at] == '#')
+        while (at < bytes.size() && bytes[at] != '\n' && bytes[at] != '\r') ++at;
+      else
+        ++at;
+    }
+    size_t digits = 0;
+    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at]))) ++at, ++digits;
+    if (digits > 6) throw InputError(path + ": PGM/PPM header has a number with " + std::to_string(digits) + " digits (at most 6)");
+    if (digits == 0) return;  // not a header stb accepts; it says so itself
+  }
+}
+
 }  // namespace
 
-GreyImage load_grey_image(const std::string& path) {
-  const std::string bytes = read_file(path);
+GreyImage load_grey_image(const std::string& path) { return decode_grey_image(read_file(path), path); }
+
+GreyImage decode_grey_image(const std::string& bytes, const std::string& path, int64_t max_pixels) {
   if (bytes.empty()) throw InputError(path + ": empty file (PNG, JPEG or PGM expected)");
   if (bytes.size() > size_t(INT_MAX)) throw InputError(path + ": file too large for an image (over 2 GiB)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = int(bytes.size());
 
+  check_png_chunks(bytes, path);
+  check_pnm_header(bytes, path);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw InputError(path + ": not an image (PNG, JPEG or PGM expected): " + stbi_failure_reason());
   if (w <= 0 || h <= 0)
     throw InputError(path + ": image has zero size (" + std::to_string(w) + "x" + std::to_string(h) + ")");
-  if (int64_t(w) * h > kMaxPixels)
-    throw InputError(path + ": image is " + std::to_string(w) + "x" + std::to_string(h) +
-                     ", larger than the 64 Mpixel limit");
+  if (int64_t(w) * h > std::min(max_pixels, kMaxPixels))
+    throw InputError(path + ": image is " + std::to_string(w) + "x" + std::to_string(h) + ", larger than the " +
+                     std::to_string(std::min(max_pixels, kMaxPixels)) + " pixel limit");
 
   // Keep alpha when there is one: drawing programs often export black strokes whose only trace is the
   // alpha channel, over transparent pixels that are also black.

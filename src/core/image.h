@@ -15,6 +15,9 @@ struct GreyImage {
 // alpha is dropped). Throws InputError naming the file when it is missing or unreadable, empty, not an
 // image in one of those formats, or implausibly large (over 64 Mpixel).
 GreyImage load_grey_image(const std::string& path);
+// The same from bytes already in memory (an HTTP body); `what` names the source in errors, and images
+// over `max_pixels` (at most the 64 Mpixel limit) are refused before decoding.
+GreyImage decode_grey_image(const std::string& bytes, const std::string& what, int64_t max_pixels = int64_t(64) << 20);
 
 // Converts to a 28x28 MNIST-style input, white digit on black, prepared the way MNIST was:
 //  - if `invert`, the source is dark ink on light paper and is inverted first;

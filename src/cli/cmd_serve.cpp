@@ -1,0 +1,86 @@
+// `moe-mnist serve`: the KServe v2 inference service (see src/serve/).
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include "cli/backends.h"
+#include "cli/commands.h"
+#include "core/errors.h"
+#include "serve/service.h"
+
+namespace moe {
+
+void add_serve_command(CLI::App& app) {
+  struct Args {
+    std::string model = "runs/mnist/model.fp32.onnx";
+    serve::ServiceOptions service;
+    BackendOptions backend;
+    int workers = 1;
+    double grace_s = 10;
+  };
+  auto a = std::make_shared<Args>();
+  a->backend.threads = 1;
+  auto* cmd = app.add_subcommand(
+      "serve",
+      "Serve an exported model over HTTP: the KServe v2 protocol (JSON and Triton's binary tensor extension) at /v2,\n"
+      "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
+      "Requests are batched dynamically: a worker runs the requests that arrive within --max-delay-us of the oldest\n"
+      "as one batch of up to --max-batch images. Defaults were measured on a 2-core machine (README, 'serve'):\n"
+      "one worker with one intra-op thread and one HTTP thread leave a core to the clients and the kernel.\n"
+      "SIGINT/SIGTERM stop it gracefully: no new connections, queued requests answered, exit 0.");
+  cmd->add_option("--model", a->model, "Exported .onnx file (fp32, int8; fp16 needs --backend cuda/tensorrt)")->capture_default_str();
+  cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
+  cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
+  cmd->add_option("--port", a->service.http.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
+  add_backend_options(cmd, a->backend);
+  cmd->add_option("--workers", a->workers, "Inference engines (one batching worker thread each)")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--http-threads", a->service.http.threads, "HTTP event-loop threads")->capture_default_str()->check(CLI::Range(1, 64));
+  cmd->add_option("--max-batch", a->service.batching.max_batch, "Images per model run when batching")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
+                  "How long the oldest queued request waits for others to join its batch (0 = no batching)")
+      ->capture_default_str()->check(CLI::Range(0, 1'000'000));
+  cmd->add_option("--max-queue", a->service.batching.max_queue_images, "Images that may wait in the queue; beyond, 503")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-batch-request", a->service.model.max_batch_request, "Images one request may carry; beyond, 400")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--max-body", a->service.http.max_body, "Request body limit in bytes; beyond, 413")
+      ->capture_default_str()->check(CLI::Range(int64_t(1024), int64_t(1) << 30));
+  cmd->add_option("--max-connections", a->service.http.max_connections, "Open connections; more are refused")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
+  auto* timeout = cmd->add_option("--request-timeout-ms", "A request still queued after this gets 503 (default 10000)")
+                      ->check(CLI::Range(1, 3'600'000));
+  cmd->add_option("--idle-timeout-s", a->service.http.idle_timeout_s, "Close keep-alive connections idle this long")
+      ->capture_default_str()->check(CLI::Range(1, 3600));
+  cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")->capture_default_str();
+  cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
+  cmd->callback([a, timeout] {
+    if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;
+    if (a->backend.cuda_graph && a->backend.backend != Backend::cuda)
+      throw InputError("--cuda-graph: only with --backend cuda");
+    // Block the stop signals in every thread we start, and wait for them here.
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, nullptr);
+
+    std::vector<std::unique_ptr<Classifier>> engines;
+    for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend));
+    const std::string what = engines[0]->backend() + " " + engines[0]->precision();
+    serve::Service service(a->service, std::move(engines));
+    const auto& m = service.model();
+    std::fprintf(stderr,
+                 "moe-mnist serve: model '%s' (%s, %lld experts, top-%lld) from %s\n"
+                 "listening on http://%s:%d  (KServe v2 at /v2, page at /, metrics at /metrics; Ctrl-C stops)\n",
+                 m.name.c_str(), what.c_str(), (long long)m.n_experts, (long long)m.top_k, a->model.c_str(),
+                 a->service.http.host.c_str(), service.port());
+    int sig = 0;
+    sigwait(&stop, &sig);
+    std::fprintf(stderr, "moe-mnist serve: %s received, finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    service.shutdown(a->grace_s);
+    std::fprintf(stderr, "moe-mnist serve: stopped\n");
+  });
+}
+
+}  // namespace moe

@@ -1,0 +1,147 @@
+#include "serve/batcher.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+
+#include "core/routing.h"
+#include "serve/kserve.h"
+
+namespace moe::serve {
+
+Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics)
+    : options_(options),
+      engines_(std::move(engines)),
+      metrics_(metrics),
+      n_classes_(engines_.at(0)->n_classes()),
+      n_experts_(engines_.at(0)->n_experts()),
+      top_k_(engines_.at(0)->top_k()) {
+  for (auto& e : engines_) workers_.emplace_back([this, engine = e.get()] { work(*engine); });
+}
+
+Batcher::~Batcher() { stop(); }
+
+Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Submitted::stopping;
+    if (queued_images_ + n > options_.max_queue_images && !queue_.empty()) return Submitted::queue_full;
+    queue_.push_back({std::move(images), n, std::move(done), clock::now()});
+    queued_images_ += n;
+  }
+  cv_.notify_all();
+  return Submitted::ok;
+}
+
+void Batcher::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && workers_.empty()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_)
+    if (t.joinable()) t.join();
+  workers_.clear();
+}
+
+int64_t Batcher::queued_requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return int64_t(queue_.size());
+}
+
+int64_t Batcher::queued_images() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_images_;
+}
+
+void Batcher::work(Classifier& engine) {
+  const auto delay = std::chrono::microseconds(options_.max_delay_us);
+  const auto timeout = std::chrono::microseconds(options_.timeout_us);
+  std::vector<Job> jobs;
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued has run
+    // Wait for the batch to fill, but never past the oldest request's deadline.
+    if (options_.max_delay_us > 0) {
+      const auto deadline = queue_.front().enqueued + delay;
+      while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && clock::now() < deadline)
+        cv_.wait_until(lock, deadline);
+      if (queue_.empty()) continue;  // another worker took them
+    }
+    jobs.clear();
+    int64_t n = 0;
+    const auto now = clock::now();
+    while (!queue_.empty()) {
+      Job& j = queue_.front();
+      if (!jobs.empty() && (options_.max_delay_us == 0 || n + j.n > options_.max_batch)) break;
+      queued_images_ -= j.n;
+      if (now - j.enqueued > timeout) {
+        BatchResult r;
+        r.timed_out = true;
+        r.error = "timed out after " + std::to_string(options_.timeout_us / 1000) + " ms in the queue";
+        Done done = std::move(j.done);
+        queue_.pop_front();
+        lock.unlock();
+        done(std::move(r));
+        lock.lock();
+        continue;
+      }
+      n += j.n;
+      jobs.push_back(std::move(j));
+      queue_.pop_front();
+    }
+    if (jobs.empty()) continue;
+    lock.unlock();
+    for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
+    run(engine, jobs, n);
+    lock.lock();
+  }
+}
+
+void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) {
+  const int64_t C = n_classes_, E = n_experts_;
+  std::vector<float> logits(size_t(n_images * C)), probs(size_t(n_images * E));
+  std::string error;
+  const auto t0 = clock::now();
+  try {
+    if (jobs.size() == 1) {
+      engine.classify(jobs[0].images.data(), n_images, logits.data(), probs.data());
+    } else {
+      std::vector<float> x(size_t(n_images * kPixels));
+      int64_t row = 0;
+      for (const Job& j : jobs) {
+        std::memcpy(x.data() + row * kPixels, j.images.data(), size_t(j.n * kPixels) * sizeof(float));
+        row += j.n;
+      }
+      engine.classify(x.data(), n_images, logits.data(), probs.data());
+    }
+  } catch (const std::exception& e) {
+    error = std::string("inference failed: ") + e.what();
+  }
+  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  if (error.empty()) {
+    std::vector<uint64_t> slots(size_t(E), 0);
+    std::vector<int64_t> chosen(static_cast<size_t>(top_k_));
+    std::vector<float> weights(static_cast<size_t>(top_k_));
+    for (int64_t i = 0; i < n_images; ++i) {
+      route(probs.data() + i * E, E, top_k_, chosen.data(), weights.data());
+      for (int64_t e : chosen) ++slots[size_t(e)];
+    }
+    metrics_.model_run(seconds, n_images, slots);
+  }
+  int64_t row = 0;
+  for (Job& j : jobs) {
+    BatchResult r;
+    r.error = error;
+    if (error.empty()) {
+      r.logits.assign(logits.begin() + row * C, logits.begin() + (row + j.n) * C);
+      r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + j.n) * E);
+    }
+    row += j.n;
+    j.done(std::move(r));
+  }
+}
+
+}  // namespace moe::serve

@@ -1,0 +1,76 @@
+// Dynamic batching: requests join one bounded queue; each worker owns one inference engine and runs
+// the requests that arrive within `max_delay_us` of the oldest waiting one as a single batch of up to
+// `max_batch` images, then hands every request its own rows back.
+#pragma once
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/classifier.h"
+#include "serve/metrics.h"
+
+namespace moe::serve {
+
+struct BatcherOptions {
+  int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
+  int64_t max_delay_us = 200;        // how long the oldest request may wait for others; 0 = no batching
+  int64_t max_queue_images = 16384;  // submissions beyond this are refused (the caller answers 503)
+  int64_t timeout_us = 10'000'000;   // a request still queued after this is answered with an error
+};
+
+struct BatchResult {
+  std::vector<float> logits;      // [n, n_classes]
+  std::vector<float> gate_probs;  // [n, n_experts]
+  std::string error;              // not empty: the request failed (timeout, engine error)
+  bool timed_out = false;
+};
+
+class Batcher {
+ public:
+  using Done = std::function<void(BatchResult&&)>;  // called exactly once, from a worker thread
+  enum class Submitted { ok, queue_full, stopping };
+
+  // One worker thread per engine; engines must all serve the same model.
+  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics);
+  ~Batcher();
+
+  // images: [n, 784]. Refuses (without calling `done`) when the queue is full or the batcher stops.
+  Submitted submit(std::vector<float> images, int64_t n, Done done);
+
+  // Runs what is queued, then stops the workers. Idempotent.
+  void stop();
+
+  int64_t queued_requests() const;
+  int64_t queued_images() const;
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct Job {
+    std::vector<float> images;
+    int64_t n;
+    Done done;
+    clock::time_point enqueued;
+  };
+  void work(Classifier& engine);
+  void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images);
+
+  const BatcherOptions options_;
+  std::vector<std::unique_ptr<Classifier>> engines_;
+  Metrics& metrics_;
+  const int64_t n_classes_, n_experts_, top_k_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;
+  int64_t queued_images_ = 0;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace moe::serve

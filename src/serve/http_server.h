@@ -1,0 +1,74 @@
+// A small HTTP/1.1 server on libmicrohttpd's event loop (epoll, a fixed pool of threads), with
+// asynchronous replies: a handler may answer later from another thread (the connection is suspended
+// meanwhile), so thousands of keep-alive connections wait on the batcher without a thread each.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct MHD_Daemon;
+
+namespace moe::serve {
+
+struct HttpRequest {
+  std::string method;  // GET, POST, ... (HEAD is passed as GET; the server drops the body)
+  std::string path;    // without the query string
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::vector<std::pair<std::string, std::string>> query;
+  const std::string* header(const std::string& lower_name) const;
+  const std::string* query_value(const std::string& name) const;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Call exactly once, from any thread.
+using Reply = std::function<void(HttpResponse)>;
+using Handler = std::function<void(HttpRequest&, Reply)>;
+
+struct HttpOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                    // 0 = any free port (see HttpServer::port)
+  int threads = 1;                    // event-loop threads
+  int64_t max_body = 16 << 20;        // bytes; larger bodies get 413 without being read
+  unsigned max_connections = 1024;    // further connections are refused
+  unsigned idle_timeout_s = 60;       // idle keep-alive connections are closed after this
+};
+
+class HttpServer {
+ public:
+  // Starts listening; throws InputError when the address cannot be bound.
+  HttpServer(HttpOptions options, Handler handler);
+  ~HttpServer();
+  int port() const { return port_; }
+  int64_t in_flight() const { return pending_; }
+
+  // Graceful stop: no new connections, requests already received are answered (new requests on open
+  // connections get 503 via `draining()`), waiting at most `grace_s` for replies, then closes.
+  void shutdown(double grace_s);
+  bool draining() const { return draining_; }
+
+  // Internal: the libmicrohttpd callbacks.
+  struct Connection;
+  Handler handler_;
+  HttpOptions options_;
+  std::atomic<int64_t> pending_{0};
+  std::atomic<bool> draining_{false};
+
+ private:
+  MHD_Daemon* daemon_ = nullptr;
+  int port_ = 0;
+};
+
+// "a/b/c" -> {"a","b","c"}, empty segments dropped.
+std::vector<std::string> split_path(const std::string& path);
+
+}  // namespace moe::serve

@@ -1,0 +1,74 @@
+// The KServe v2 / Open Inference Protocol over HTTP, as Triton speaks it: request parsing (JSON and
+// the binary tensor data extension), response writing, and the metadata / config documents.
+// Pure functions of bytes, so they are unit-tested and fuzzed without a socket.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moe::serve {
+
+// Answered as HTTP `status` with the body {"error": message}.
+struct HttpError : std::runtime_error {
+  int status;
+  HttpError(int status_, const std::string& message) : std::runtime_error(message), status(status_) {}
+};
+
+// The served model as clients see it.
+struct ModelInfo {
+  std::string name = "moe-mnist";
+  std::string version = "1";
+  int64_t n_classes = 10, n_experts = 8, top_k = 2;
+  int64_t max_batch_request = 1024;  // images per request
+  int64_t max_queue_delay_us = 200;  // the dynamic batcher's delay, reported in the config
+  int64_t preferred_batch = 64;      // the dynamic batcher's target batch, reported in the config
+  std::string precision = "fp32", backend = "cpu";
+};
+
+constexpr int64_t kPixels = 784;  // one image: [1, 28, 28]
+
+enum class Output { logits, gate_probs };
+struct RequestedOutput {
+  Output which;
+  bool binary;  // raw little-endian bytes after the JSON header instead of a JSON "data" array
+};
+
+struct InferRequest {
+  std::string id;                        // echoed when not empty
+  int64_t n = 0;                         // images
+  std::vector<float> images;             // [n, 784] in [0, 1] (UINT8 input is scaled by 1/255)
+  std::vector<RequestedOutput> outputs;  // in response order
+};
+
+// body: the whole request body. header_length: the Inference-Header-Content-Length header's value, or
+// -1 when the header is absent (then the whole body is JSON). 0 means a raw binary request: the body
+// is one FP32 image and every output comes back binary. Throws HttpError(400) naming the field.
+InferRequest parse_infer_request(std::string_view body, int64_t header_length, const ModelInfo& m);
+
+struct HttpBody {
+  std::string bytes;
+  std::string content_type = "application/json";
+  int64_t header_length = -1;  // Inference-Header-Content-Length to send, -1 for none
+};
+
+// logits: [n, n_classes], gate_probs: [n, n_experts].
+HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* logits, const float* gate_probs);
+
+// GET /v2, GET /v2/models/{name}, GET /v2/models/{name}/config.
+std::string server_metadata_json();
+std::string model_metadata_json(const ModelInfo& m);
+std::string model_config_json(const ModelInfo& m);
+// The same configuration as Triton's config.pbtxt (inference.ModelConfig in protobuf text format), for
+// a model repository that Triton serves with its ONNX Runtime backend.
+std::string triton_config_pbtxt(const ModelInfo& m, int64_t instances);
+
+// {"error": message}
+std::string error_json(const std::string& message);
+
+// The deepest array/object nesting in a JSON text (strings skipped); used to refuse absurd nesting
+// before the parser builds it.
+int json_depth(std::string_view text);
+
+}  // namespace moe::serve

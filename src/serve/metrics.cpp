@@ -1,0 +1,105 @@
+#include "serve/metrics.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace moe::serve {
+
+namespace {
+
+// Latency buckets from 25 us to 10 s: a single-image request on CPU takes tens of microseconds.
+std::vector<double> latency_buckets() {
+  return {25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1, 2.5, 10};
+}
+
+std::vector<double> batch_buckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024}; }
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+  fmt::format_to(std::back_inserter(out), "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double v) {
+  const size_t i = size_t(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
+  ++counts_[i];
+  sum_ += v;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
+  const std::string sep = labels.empty() ? "" : ",";
+  uint64_t cumulative = 0;
+  auto it = std::back_inserter(out);
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    fmt::format_to(it, "{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, bounds_[i], cumulative);
+  }
+  cumulative += counts_.back();
+  fmt::format_to(it, "{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, cumulative);
+  const std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  fmt::format_to(it, "{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
+}
+
+Metrics::Metrics(int64_t n_experts)
+    : queue_seconds_(latency_buckets()),
+      model_seconds_(latency_buckets()),
+      batch_images_(batch_buckets()),
+      expert_slots_(size_t(n_experts), 0) {}
+
+void Metrics::request(const std::string& route, int status, double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{route, status}];
+  request_seconds_.try_emplace(route, latency_buckets()).first->second.observe(seconds);
+}
+
+void Metrics::queue_wait(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_seconds_.observe(seconds);
+}
+
+void Metrics::model_run(double seconds, int64_t images, const std::vector<uint64_t>& expert_slots) {
+  std::lock_guard<std::mutex> lock(mu_);
+  model_seconds_.observe(seconds);
+  batch_images_.observe(double(images));
+  images_ += uint64_t(images);
+  ++model_runs_;
+  for (size_t e = 0; e < expert_slots_.size() && e < expert_slots.size(); ++e) expert_slots_[e] += expert_slots[e];
+}
+
+std::string Metrics::render(const Gauges& g) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  auto it = std::back_inserter(out);
+  header(out, "moe_mnist_http_requests_total", "counter", "HTTP requests answered, by route and status code.");
+  for (const auto& [key, n] : requests_)
+    fmt::format_to(it, "moe_mnist_http_requests_total{{route=\"{}\",code=\"{}\"}} {}\n", key.first, key.second, n);
+  header(out, "moe_mnist_http_request_duration_seconds", "histogram",
+         "Time from the full request body to the response being queued, by route.");
+  for (const auto& [route, h] : request_seconds_) h.render(out, "moe_mnist_http_request_duration_seconds", "route=\"" + route + "\"");
+  header(out, "moe_mnist_queue_wait_seconds", "histogram", "Time a request's images waited in the batching queue.");
+  queue_seconds_.render(out, "moe_mnist_queue_wait_seconds", "");
+  header(out, "moe_mnist_model_run_seconds", "histogram", "Time of one ONNX Runtime call over a formed batch.");
+  model_seconds_.render(out, "moe_mnist_model_run_seconds", "");
+  header(out, "moe_mnist_batch_images", "histogram", "Images per model run (the dynamic batch size).");
+  batch_images_.render(out, "moe_mnist_batch_images", "");
+  header(out, "moe_mnist_images_total", "counter", "Images classified.");
+  fmt::format_to(it, "moe_mnist_images_total {}\n", images_);
+  header(out, "moe_mnist_model_runs_total", "counter", "Model runs (formed batches).");
+  fmt::format_to(it, "moe_mnist_model_runs_total {}\n", model_runs_);
+  header(out, "moe_mnist_expert_slots_total", "counter", "Top-k routing slots each expert received.");
+  for (size_t e = 0; e < expert_slots_.size(); ++e)
+    fmt::format_to(it, "moe_mnist_expert_slots_total{{expert=\"{}\"}} {}\n", e, expert_slots_[e]);
+  header(out, "moe_mnist_queue_requests", "gauge", "Requests waiting in the batching queue.");
+  fmt::format_to(it, "moe_mnist_queue_requests {}\n", g.queued_requests);
+  header(out, "moe_mnist_queue_images", "gauge", "Images waiting in the batching queue.");
+  fmt::format_to(it, "moe_mnist_queue_images {}\n", g.queued_images);
+  header(out, "moe_mnist_in_flight_requests", "gauge", "Requests received and not yet answered.");
+  fmt::format_to(it, "moe_mnist_in_flight_requests {}\n", g.in_flight_requests);
+  return out;
+}
+
+}  // namespace moe::serve

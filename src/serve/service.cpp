@@ -1,0 +1,224 @@
+#include "serve/service.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "core/errors.h"
+#include "core/image.h"
+#include "core/routing.h"
+
+namespace moe::serve {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+HttpResponse json_response(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse error(int status, const std::string& message) { return json_response(status, error_json(message)); }
+
+HttpResponse method_not_allowed(const std::string& allow) {
+  HttpResponse r = error(405, "method not allowed here; allowed: " + allow);
+  r.headers.push_back({"Allow", allow});
+  return r;
+}
+
+// The label of a request path in the metrics, from a fixed set so a scanner cannot grow it.
+std::string route_label(const std::vector<std::string>& p) {
+  if (p.empty()) return "page";
+  if (p[0] == "metrics") return "metrics";
+  if (p[0] == "v1" && p.size() == 2 && p[1] == "predict") return "predict";
+  if (p[0] != "v2") return p.size() == 1 ? "page" : "other";
+  if (p.size() >= 2 && p[1] == "health") return "health";
+  if (p.size() >= 3 && p[1] == "models") {
+    if (p.back() == "infer") return "infer";
+    if (p.back() == "ready") return "health";
+    return "metadata";
+  }
+  return "metadata";
+}
+
+}  // namespace
+
+Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines)
+    : options_(std::move(options)), metrics_(engines.at(0)->n_experts()) {
+  const Classifier& e = *engines.at(0);
+  options_.model.n_classes = e.n_classes();
+  options_.model.n_experts = e.n_experts();
+  options_.model.top_k = e.top_k();
+  options_.model.precision = e.precision();
+  options_.model.backend = e.backend();
+  options_.model.max_queue_delay_us = options_.batching.max_delay_us;
+  options_.model.preferred_batch = options_.batching.max_batch;
+  if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
+    throw InputError("model: needs >= 2 classes and 1 <= top-k <= experts, found " + std::to_string(e.n_classes()) + " classes, " +
+                     std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
+  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_);
+  http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
+}
+
+Service::~Service() { shutdown(0); }
+
+void Service::shutdown(double grace_s) {
+  if (stopped_) return;
+  stopped_ = true;
+  http_->draining_ = true;  // new requests get 503 from here on
+  batcher_->stop();         // runs what is queued, so every waiting request gets its answer
+  http_->shutdown(grace_s);
+}
+
+void Service::handle(HttpRequest& req, Reply reply) {
+  const auto t0 = clock::now();
+  const std::vector<std::string> p = split_path(req.path);
+  const std::string route = route_label(p);
+  Reply measured = [this, route, t0, reply = std::move(reply), method = req.method, path = req.path](HttpResponse r) {
+    const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    metrics_.request(route, r.status, seconds);
+    if (options_.log_requests)
+      std::fprintf(stderr, "%s %s %d %zu %.0fus\n", method.c_str(), path.c_str(), r.status, r.body.size(), seconds * 1e6);
+    reply(std::move(r));
+  };
+  const bool get = req.method == "GET", post = req.method == "POST";
+  if (http_->draining_ && !(get && route == "health"))
+    return measured(error(503, "the server is shutting down"));
+
+  if (p.empty() || (p.size() == 1 && builtin_page().count("/" + p[0]))) {
+    if (!get) return measured(method_not_allowed("GET, HEAD"));
+    const StaticFile& f = builtin_page().at(p.empty() ? "/" : "/" + p[0]);
+    HttpResponse r;
+    r.body = f.bytes;
+    r.content_type = f.content_type;
+    return measured(std::move(r));
+  }
+  if (route == "metrics" && p.size() == 1) {
+    if (!get) return measured(method_not_allowed("GET, HEAD"));
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight()});
+    return measured(std::move(r));
+  }
+  if (route == "predict") {
+    if (!post) return measured(method_not_allowed("POST"));
+    return predict(req, std::move(measured));
+  }
+  if (p.size() >= 1 && p[0] == "v2") {
+    const ModelInfo& m = options_.model;
+    if (p.size() == 1) return get ? measured(json_response(200, server_metadata_json())) : measured(method_not_allowed("GET, HEAD"));
+    if (p[1] == "health" && p.size() == 3 && (p[2] == "live" || p[2] == "ready")) {
+      if (!get) return measured(method_not_allowed("GET, HEAD"));
+      if (p[2] == "live") return measured(json_response(200, R"({"live":true})"));
+      return http_->draining_ ? measured(json_response(503, R"({"ready":false})")) : measured(json_response(200, R"({"ready":true})"));
+    }
+    if (p[1] == "models" && p.size() >= 3) {
+      // /v2/models/{name}[/versions/{v}][/ready|/config|/infer]
+      if (p[2] != m.name) return measured(error(404, "unknown model '" + p[2] + "' (this server serves '" + m.name + "')"));
+      size_t i = 3;
+      if (p.size() >= 5 && p[3] == "versions") {
+        if (p[4] != m.version)
+          return measured(error(404, "model '" + m.name + "' has no version '" + p[4] + "' (it has version " + m.version + ")"));
+        i = 5;
+      }
+      const std::string tail = i < p.size() ? p[i] : "";
+      if (i + 1 < p.size() || (p.size() == 4 && p[3] == "versions")) return measured(error(404, "no such route: " + req.path));
+      if (tail.empty()) return get ? measured(json_response(200, model_metadata_json(m))) : measured(method_not_allowed("GET, HEAD"));
+      if (tail == "ready")
+        return get ? measured(json_response(200, nlohmann::json{{"name", m.name}, {"ready", true}}.dump()))
+                   : measured(method_not_allowed("GET, HEAD"));
+      if (tail == "config") return get ? measured(json_response(200, model_config_json(m))) : measured(method_not_allowed("GET, HEAD"));
+      if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));
+    }
+  }
+  measured(error(404, "no such route: " + req.method + " " + req.path));
+}
+
+void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond) {
+  auto shared_reply = std::make_shared<Reply>(reply);
+  const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
+    if (r.timed_out) return (*shared_reply)(error(503, r.error));
+    if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
+    for (float v : r.logits)
+      if (!std::isfinite(v)) return (*shared_reply)(error(500, "the model produced non-finite logits (NaN or Inf weights?)"));
+    (*shared_reply)(respond(r));
+  });
+  if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
+  if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
+}
+
+void Service::infer(HttpRequest& req, Reply reply) {
+  int64_t header_length = -1;
+  if (const std::string* h = req.header("inference-header-content-length")) {
+    char* end = nullptr;
+    errno = 0;
+    const long long v = std::strtoll(h->c_str(), &end, 10);
+    if (h->empty() || *end != '\0' || errno || v < 0)
+      return reply(error(400, "Inference-Header-Content-Length: expected a byte count, got '" + *h + "'"));
+    header_length = v;
+  }
+  InferRequest r;
+  try {
+    r = parse_infer_request(req.body, header_length, options_.model);
+  } catch (const HttpError& e) {
+    return reply(error(e.status, e.what()));
+  }
+  const int64_t n = r.n;
+  std::vector<float> images = std::move(r.images);
+  auto parsed = std::make_shared<InferRequest>(std::move(r));
+  submit(std::move(images), n, std::move(reply), [this, parsed](BatchResult& b) {
+    HttpBody body = infer_response(*parsed, options_.model, b.logits.data(), b.gate_probs.data());
+    HttpResponse resp;
+    resp.body = std::move(body.bytes);
+    resp.content_type = body.content_type;
+    if (body.header_length >= 0) resp.headers.push_back({"Inference-Header-Content-Length", std::to_string(body.header_length)});
+    return resp;
+  });
+}
+
+void Service::predict(HttpRequest& req, Reply reply) {
+  bool invert = false;
+  if (const std::string* v = req.query_value("invert")) {
+    if (*v == "1" || *v == "true") invert = true;
+    else if (!(*v == "0" || *v == "false")) return reply(error(400, "invert: expected 0 or 1, got '" + *v + "'"));
+  }
+  std::vector<float> x;
+  bool ink = true;
+  try {
+    x = to_mnist_input(decode_grey_image(req.body, "request body", options_.max_image_pixels), invert);
+  } catch (const InputError& e) {
+    return reply(error(400, e.what()));
+  }
+  ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });
+  submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
+    const int64_t C = options_.model.n_classes, E = options_.model.n_experts, k = options_.model.top_k;
+    const float mx = *std::max_element(b.logits.begin(), b.logits.end());
+    std::vector<double> prob(static_cast<size_t>(C));
+    double sum = 0;
+    for (int64_t c = 0; c < C; ++c) sum += prob[size_t(c)] = std::exp(double(b.logits[size_t(c)] - mx));
+    for (double& v : prob) v /= sum;
+    std::vector<int64_t> chosen(static_cast<size_t>(k));
+    std::vector<float> weights(static_cast<size_t>(k));
+    route(b.gate_probs.data(), E, k, chosen.data(), weights.data());
+    nlohmann::json experts = nlohmann::json::array();
+    for (int64_t j = 0; j < k; ++j)
+      experts.push_back({{"id", chosen[size_t(j)]}, {"gate_probability", b.gate_probs[size_t(chosen[size_t(j)])]}, {"weight", weights[size_t(j)]}});
+    std::vector<float> rounded(x.size());
+    for (size_t i = 0; i < x.size(); ++i) rounded[i] = std::round(x[i] * 1000.f) / 1000.f;
+    nlohmann::json j = {{"digit", std::max_element(prob.begin(), prob.end()) - prob.begin()},
+                        {"probabilities", prob},
+                        {"experts", experts},
+                        {"gate_probs", b.gate_probs},
+                        {"ink", ink},
+                        {"input", rounded}};
+    return json_response(200, j.dump());
+  });
+}
+
+}  // namespace moe::serve

@@ -1,0 +1,58 @@
+// The inference service: KServe v2 routes, our /v1/predict, /metrics and the drawing page, wired to
+// the dynamic batcher. One object owns the engines, the batcher, the metrics and the HTTP server, so
+// a test can start a real server on a free port in a few lines.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/classifier.h"
+#include "serve/batcher.h"
+#include "serve/http_server.h"
+#include "serve/kserve.h"
+#include "serve/metrics.h"
+
+namespace moe::serve {
+
+struct ServiceOptions {
+  ModelInfo model;          // name, version, limits; sizes are filled from the engine
+  BatcherOptions batching;
+  HttpOptions http;
+  bool log_requests = false;  // one access-log line per request on stderr
+  int64_t max_image_pixels = 16 << 20;  // /v1/predict: larger images are refused before decoding
+};
+
+// A static file of the page: path ("/", "/app.js", ...) -> content type and bytes.
+struct StaticFile {
+  std::string content_type, bytes;
+};
+// The page built into the binary (web/ in the source tree).
+const std::map<std::string, StaticFile>& builtin_page();
+
+class Service {
+ public:
+  // `engines`: one per batcher worker, all of the same model. Starts listening.
+  Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines);
+  ~Service();
+  int port() const { return http_->port(); }
+  const ModelInfo& model() const { return options_.model; }
+  // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
+  void shutdown(double grace_s = 10);
+
+ private:
+  void handle(HttpRequest& req, Reply reply);
+  void infer(HttpRequest& req, Reply reply);
+  void predict(HttpRequest& req, Reply reply);
+  // Queues the images; `respond` turns the batch result into the response (on a worker thread).
+  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond);
+
+  ServiceOptions options_;
+  Metrics metrics_;
+  std::unique_ptr<Batcher> batcher_;
+  std::unique_ptr<HttpServer> http_;
+  bool stopped_ = false;
+};
+
+}  // namespace moe::serve

@@ -1,0 +1,210 @@
+// The KServe v2 request parser and response writer, on bytes: every field a client can get wrong is a
+// 400 naming that field, and the binary extension's layout is Triton's.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "serve/kserve.h"
+
+namespace moe::serve {
+namespace {
+
+using json = nlohmann::json;
+
+ModelInfo model() {
+  ModelInfo m;
+  m.max_batch_request = 8;
+  return m;
+}
+
+std::vector<float> pixels(int64_t n) {
+  std::vector<float> x(size_t(n * kPixels));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 256) / 255.0f;
+  return x;
+}
+
+json request_json(int64_t n, const json& data, const char* datatype = "FP32") {
+  return {{"inputs", {{{"name", "input"}, {"shape", {n, 1, 28, 28}}, {"datatype", datatype}, {"data", data}}}}};
+}
+
+// The HttpError status and message of parsing `body`; fails the test if it parses.
+std::pair<int, std::string> rejected(const std::string& body, int64_t header_length = -1) {
+  try {
+    parse_infer_request(body, header_length, model());
+  } catch (const HttpError& e) {
+    return {e.status, e.what()};
+  }
+  ADD_FAILURE() << "accepted: " << body.substr(0, 200);
+  return {0, ""};
+}
+
+TEST(KServe, FlatAndNestedJsonDataGiveTheSameImages) {
+  const auto x = pixels(2);
+  json nested = json::array();
+  for (int n = 0; n < 2; ++n) {
+    json rows = json::array();
+    for (int h = 0; h < 28; ++h) rows.push_back(std::vector<float>(x.begin() + n * 784 + h * 28, x.begin() + n * 784 + h * 28 + 28));
+    nested.push_back(json::array({rows}));
+  }
+  const InferRequest flat = parse_infer_request(request_json(2, x).dump(), -1, model());
+  const InferRequest deep = parse_infer_request(request_json(2, nested).dump(), -1, model());
+  EXPECT_EQ(flat.n, 2);
+  EXPECT_EQ(flat.images, x);
+  EXPECT_EQ(deep.images, x);
+  ASSERT_EQ(flat.outputs.size(), 2u);  // no "outputs": every output, as JSON
+  EXPECT_FALSE(flat.outputs[0].binary);
+}
+
+TEST(KServe, Uint8IsScaledBy1Over255) {
+  std::vector<int> raw(784, 0);
+  raw[0] = 255;
+  raw[1] = 51;
+  const InferRequest r = parse_infer_request(request_json(1, raw, "UINT8").dump(), -1, model());
+  EXPECT_FLOAT_EQ(r.images[0], 1.0f);
+  EXPECT_FLOAT_EQ(r.images[1], 0.2f);
+  EXPECT_EQ(rejected(request_json(1, std::vector<int>(784, 256), "UINT8").dump()).first, 400);
+  EXPECT_EQ(rejected(request_json(1, std::vector<double>(784, 0.5), "UINT8").dump()).first, 400);
+}
+
+TEST(KServe, BinaryInputAndOutputsFollowTritonsLayout) {
+  const auto x = pixels(3);
+  const json head = {{"id", "r-7"},
+                     {"inputs", {{{"name", "input"}, {"shape", {3, 1, 28, 28}}, {"datatype", "FP32"},
+                                  {"parameters", {{"binary_data_size", 3 * 3136}}}}}},
+                     {"outputs", {{{"name", "gate_probs"}, {"parameters", {{"binary_data", true}}}}, {{"name", "logits"}}}}};
+  const std::string h = head.dump();
+  const std::string body = h + std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4);
+  const InferRequest r = parse_infer_request(body, int64_t(h.size()), model());
+  EXPECT_EQ(r.images, x);
+  EXPECT_EQ(r.id, "r-7");
+  ASSERT_EQ(r.outputs.size(), 2u);
+  EXPECT_TRUE(r.outputs[0].which == Output::gate_probs && r.outputs[0].binary);
+  EXPECT_TRUE(r.outputs[1].which == Output::logits && !r.outputs[1].binary);  // listed without binary_data: JSON
+
+  ModelInfo m = model();
+  m.n_classes = 10;
+  m.n_experts = 8;
+  std::vector<float> logits(30), probs(24);
+  for (size_t i = 0; i < logits.size(); ++i) logits[i] = float(i) * 0.5f;
+  for (size_t i = 0; i < probs.size(); ++i) probs[i] = float(i) / 24.0f;
+  const HttpBody b = infer_response(r, m, logits.data(), probs.data());
+  EXPECT_EQ(b.content_type, "application/octet-stream");
+  ASSERT_GT(b.header_length, 0);
+  const json j = json::parse(b.bytes.substr(0, size_t(b.header_length)));
+  EXPECT_EQ(j["model_name"], "moe-mnist");
+  EXPECT_EQ(j["model_version"], "1");
+  EXPECT_EQ(j["id"], "r-7");
+  EXPECT_EQ(j["outputs"][0]["name"], "gate_probs");
+  EXPECT_EQ(j["outputs"][0]["shape"], json({3, 8}));
+  EXPECT_EQ(j["outputs"][0]["parameters"]["binary_data_size"], 96);
+  EXPECT_FALSE(j["outputs"][0].contains("data"));
+  EXPECT_EQ(j["outputs"][1]["data"].size(), 30u);
+  EXPECT_FLOAT_EQ(j["outputs"][1]["data"][3].get<float>(), 1.5f);
+  ASSERT_EQ(b.bytes.size(), size_t(b.header_length) + 96);
+  std::vector<float> blob(24);
+  std::memcpy(blob.data(), b.bytes.data() + b.header_length, 96);
+  EXPECT_EQ(blob, probs);
+}
+
+TEST(KServe, RequestLevelBinaryDataOutputAppliesWhenOutputsAreOmitted) {
+  json j = request_json(1, pixels(1));
+  j["parameters"] = {{"binary_data_output", true}};
+  const InferRequest r = parse_infer_request(j.dump(), -1, model());
+  ASSERT_EQ(r.outputs.size(), 2u);
+  EXPECT_TRUE(r.outputs[0].binary && r.outputs[1].binary);
+  std::vector<float> logits(10, 1.f), probs(8, 0.125f);
+  const HttpBody b = infer_response(r, model(), logits.data(), probs.data());
+  EXPECT_EQ(b.bytes.size(), size_t(b.header_length) + 40 + 32);
+}
+
+TEST(KServe, RawBinaryRequestIsOneFp32Image) {
+  const auto x = pixels(1);
+  const InferRequest r = parse_infer_request(std::string(reinterpret_cast<const char*>(x.data()), 3136), 0, model());
+  EXPECT_EQ(r.n, 1);
+  EXPECT_EQ(r.images, x);
+  EXPECT_TRUE(r.outputs[0].binary);
+  EXPECT_EQ(rejected(std::string(3135, '\0'), 0).first, 400);
+}
+
+TEST(KServe, EveryBadFieldIs400NamingIt) {
+  const auto x = pixels(1);
+  auto msg = [](const std::string& body, int64_t hl = -1) { return rejected(body, hl).second; };
+  EXPECT_NE(msg("{not json").find("not valid JSON"), std::string::npos);
+  EXPECT_NE(msg("[1,2]").find("JSON object"), std::string::npos);
+  EXPECT_NE(msg("{}").find("inputs"), std::string::npos);
+  json j = request_json(1, x);
+  j["inputs"][0]["name"] = "image";
+  EXPECT_NE(msg(j.dump()).find("inputs[0].name"), std::string::npos);
+  j = request_json(1, x, "FP64");
+  EXPECT_NE(msg(j.dump()).find("inputs[0].datatype"), std::string::npos);
+  j = request_json(1, x);
+  j["inputs"][0]["shape"] = {1, 784};
+  EXPECT_NE(msg(j.dump()).find("inputs[0].shape"), std::string::npos);
+  j["inputs"][0]["shape"] = {0, 1, 28, 28};
+  EXPECT_NE(msg(j.dump()).find("inputs[0].shape"), std::string::npos);
+  j = request_json(9, pixels(9));
+  EXPECT_NE(msg(j.dump()).find("above the limit of 8"), std::string::npos);
+  j = request_json(2, x);
+  EXPECT_NE(msg(j.dump()).find("784 elements, expected 1568"), std::string::npos);
+  j = request_json(1, pixels(2));
+  EXPECT_NE(msg(j.dump()).find("more elements than the shape holds"), std::string::npos);
+  j = request_json(1, x);
+  j["inputs"][0]["data"][5] = "a";
+  EXPECT_NE(msg(j.dump()).find("inputs[0].data[5]"), std::string::npos);
+  j = request_json(1, x);
+  j["inputs"][0]["parameters"] = {{"binary_data_size", 3136}};
+  EXPECT_NE(msg(j.dump()).find("exactly one of"), std::string::npos);
+  j = request_json(1, x);
+  j["outputs"] = {{{"name", "probs"}}};
+  EXPECT_NE(msg(j.dump()).find("outputs[0].name"), std::string::npos);
+  j["outputs"] = {{{"name", "logits"}}, {{"name", "logits"}}};
+  EXPECT_NE(msg(j.dump()).find("requested twice"), std::string::npos);
+  j = request_json(1, x);
+  j["id"] = 5;
+  EXPECT_NE(msg(j.dump()).find("id"), std::string::npos);
+  EXPECT_NE(msg("{}", 10).find("larger than the body"), std::string::npos);
+  EXPECT_NE(msg(std::string(100, '[') + std::string(100, ']')).find("nested deeper"), std::string::npos);
+}
+
+TEST(KServe, BinaryDataMustMatchTheDeclaredSizesExactly) {
+  const auto x = pixels(1);
+  json head = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"},
+                            {"parameters", {{"binary_data_size", 3136}}}}}}};
+  const std::string h = head.dump();
+  const std::string blob(reinterpret_cast<const char*>(x.data()), 3136);
+  EXPECT_NE(rejected(h + blob.substr(0, 3000), int64_t(h.size())).second.find("binary data is 3000 bytes"), std::string::npos);
+  EXPECT_NE(rejected(h + blob + "xx", int64_t(h.size())).second.find("not claimed"), std::string::npos);
+  head["inputs"][0]["parameters"]["binary_data_size"] = 3135;
+  EXPECT_NE(rejected(head.dump() + blob, int64_t(head.dump().size())).second.find("binary_data_size"), std::string::npos);
+  std::vector<float> nan = x;
+  nan[7] = std::nanf("");
+  const std::string nan_blob(reinterpret_cast<const char*>(nan.data()), 3136);
+  EXPECT_NE(rejected(h + nan_blob, int64_t(h.size())).second.find("not a finite number"), std::string::npos);
+}
+
+TEST(KServe, MetadataAndConfigDescribeTheModel) {
+  ModelInfo m = model();
+  m.n_experts = 4;
+  const json meta = json::parse(model_metadata_json(m));
+  EXPECT_EQ(meta["inputs"][0]["shape"], json({-1, 1, 28, 28}));
+  EXPECT_EQ(meta["outputs"][1]["shape"], json({-1, 4}));
+  const json cfg = json::parse(model_config_json(m));
+  EXPECT_EQ(cfg["max_batch_size"], 8);
+  EXPECT_EQ(cfg["input"][0]["dims"], json({1, 28, 28}));
+  EXPECT_EQ(cfg["output"][1]["dims"], json({4}));
+  const json server = json::parse(server_metadata_json());
+  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration"}));
+  const std::string pbtxt = triton_config_pbtxt(m, 2);
+  EXPECT_NE(pbtxt.find("dims: [ 4 ]"), std::string::npos);
+  EXPECT_NE(pbtxt.find("count: 2"), std::string::npos);
+}
+
+TEST(KServe, JsonDepthSkipsStrings) {
+  EXPECT_EQ(json_depth(R"({"a":[[1]],"b":"[[[[[["})"), 3);
+  EXPECT_EQ(json_depth(R"("\"[")"), 0);
+}
+
+}  // namespace
+}  // namespace moe::serve

@@ -1,0 +1,333 @@
+// The service end to end on a real socket (a free port on 127.0.0.1), with the hand-written reference
+// forward pass as the engine: answers equal the model's, batching changes nothing, limits hold, and
+// /metrics counts what happened.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "core/reference.h"
+#include "random_model.h"
+#include "serve/service.h"
+
+namespace moe::serve {
+namespace {
+
+using json = nlohmann::json;
+
+const Checkpoint& checkpoint() {
+  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 11);
+  return ck;
+}
+
+std::vector<std::unique_ptr<Classifier>> engines(int n) {
+  std::vector<std::unique_ptr<Classifier>> v;
+  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<ReferenceClassifier>(checkpoint()));
+  return v;
+}
+
+ServiceOptions options() {
+  ServiceOptions o;
+  o.http.port = 0;
+  o.model.max_batch_request = 16;
+  return o;
+}
+
+// What the model says for these images, run alone.
+std::pair<std::vector<float>, std::vector<float>> expected(const std::vector<float>& x) {
+  ReferenceClassifier ref(checkpoint());
+  const int64_t n = int64_t(x.size()) / kPixels;
+  std::vector<float> logits(size_t(n * 10)), probs(size_t(n * 8));
+  ref.classify(x.data(), n, logits.data(), probs.data());
+  return {logits, probs};
+}
+
+std::string binary_request(const std::vector<float>& x, size_t* header_length, const char* datatype = "FP32") {
+  const int64_t n = int64_t(x.size()) / kPixels;
+  const bool u8 = std::strcmp(datatype, "UINT8") == 0;
+  std::string blob;
+  if (u8) {
+    for (float v : x) blob.push_back(char(uint8_t(std::lround(v * 255))));
+  } else {
+    blob.assign(reinterpret_cast<const char*>(x.data()), x.size() * 4);
+  }
+  const json head = {{"inputs", {{{"name", "input"}, {"shape", {n, 1, 28, 28}}, {"datatype", datatype},
+                                  {"parameters", {{"binary_data_size", blob.size()}}}}}},
+                     {"outputs", {{{"name", "logits"}, {"parameters", {{"binary_data", true}}}}}}};
+  const std::string h = head.dump();
+  *header_length = h.size();
+  return h + blob;
+}
+
+std::vector<float> binary_logits(const httplib::Result& res) {
+  EXPECT_TRUE(res) << "no response";
+  if (!res) return {};
+  EXPECT_EQ(res->status, 200) << res->body;
+  const size_t hl = std::stoul(res->get_header_value("Inference-Header-Content-Length"));
+  std::vector<float> v((res->body.size() - hl) / 4);
+  std::memcpy(v.data(), res->body.data() + hl, v.size() * 4);
+  return v;
+}
+
+TEST(Service, HealthMetadataAndRoutes) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  for (const char* path : {"/v2/health/live", "/v2/health/ready", "/v2/models/moe-mnist/ready", "/v2/models/moe-mnist/versions/1/ready"}) {
+    auto r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 200) << path;
+  }
+  EXPECT_EQ(json::parse(c.Get("/v2/health/live")->body)["live"], true);
+  EXPECT_EQ(json::parse(c.Get("/v2")->body)["name"], "moe-mnist");
+  const json meta = json::parse(c.Get("/v2/models/moe-mnist")->body);
+  EXPECT_EQ(meta["outputs"][1]["shape"], json({-1, 8}));
+  EXPECT_EQ(json::parse(c.Get("/v2/models/moe-mnist/versions/1/config")->body)["max_batch_size"], 16);
+  auto missing = c.Get("/v2/models/other");
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(json::parse(missing->body)["error"].get<std::string>().find("unknown model 'other'"), std::string::npos);
+  EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/2")->status, 404);
+  EXPECT_EQ(c.Get("/nope/at/all")->status, 404);
+  auto wrong = c.Get("/v2/models/moe-mnist/infer");
+  EXPECT_EQ(wrong->status, 405);
+  EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
+  EXPECT_EQ(c.Post("/v2/health/live", "", "text/plain")->status, 405);
+  auto page = c.Get("/");
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("<canvas id=\"pad\""), std::string::npos);
+  EXPECT_EQ(c.Get("/app.js")->get_header_value("Content-Type"), "text/javascript; charset=utf-8");
+}
+
+TEST(Service, JsonAndBinaryInferenceGiveTheModelsAnswer) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const auto x = test::random_images(3, 5);
+  const auto [logits, probs] = expected(x);
+
+  const json req = {{"id", "q1"}, {"inputs", {{{"name", "input"}, {"shape", {3, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}}};
+  auto r = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  const json j = json::parse(r->body);
+  EXPECT_EQ(j["id"], "q1");
+  EXPECT_EQ(j["outputs"][0]["name"], "logits");
+  EXPECT_EQ(j["outputs"][0]["shape"], json({3, 10}));
+  EXPECT_EQ(j["outputs"][0]["data"].get<std::vector<float>>(), logits);  // shortest round-trip text: exact
+  EXPECT_EQ(j["outputs"][1]["data"].get<std::vector<float>>(), probs);
+
+  size_t hl = 0;
+  const std::string body = binary_request(x, &hl);
+  httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(hl)}};
+  auto b = c.Post("/v2/models/moe-mnist/versions/1/infer", h, body, "application/octet-stream");
+  EXPECT_EQ(b->get_header_value("Content-Type"), "application/octet-stream");
+  EXPECT_EQ(binary_logits(b), logits);
+
+  // UINT8: the same pixels quantised, scaled by 1/255 on the server.
+  std::vector<float> q = x;
+  for (float& v : q) v = float(std::lround(v * 255)) / 255.0f;
+  const std::string body8 = binary_request(q, &hl, "UINT8");
+  h = {{"Inference-Header-Content-Length", std::to_string(hl)}};
+  EXPECT_EQ(binary_logits(c.Post("/v2/models/moe-mnist/infer", h, body8, "application/octet-stream")), expected(q).first);
+}
+
+TEST(Service, BadRequestsAre4xxJsonErrors) {
+  ServiceOptions o = options();
+  o.http.max_body = 64 * 1024;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  auto bad = c.Post("/v2/models/moe-mnist/infer", "{\"inputs\": 3}", "application/json");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->get_header_value("Content-Type"), "application/json");
+  EXPECT_NE(json::parse(bad->body)["error"].get<std::string>().find("inputs"), std::string::npos);
+  httplib::Headers h = {{"Inference-Header-Content-Length", "abc"}};
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", h, "{}", "application/json")->status, 400);
+  auto big = c.Post("/v2/models/moe-mnist/infer", std::string(100 * 1024, ' '), "application/json");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+  httplib::Client c2("127.0.0.1", s.port());  // the 413 closed that connection
+  const json many = {{"inputs", {{{"name", "input"}, {"shape", {17, 1, 28, 28}}, {"datatype", "UINT8"}, {"data", {0}}}}}};
+  auto over = c2.Post("/v2/models/moe-mnist/infer", many.dump(), "application/json");
+  EXPECT_EQ(over->status, 400);
+  EXPECT_NE(over->body.find("--max-batch-request"), std::string::npos);
+  auto img = c2.Post("/v1/predict", "not an image", "image/png");
+  EXPECT_EQ(img->status, 400);
+  EXPECT_NE(img->body.find("not an image"), std::string::npos);
+  EXPECT_EQ(c2.Post("/v1/predict?invert=maybe", "x", "image/png")->status, 400);
+  EXPECT_EQ(c2.Get("/v2/health/live")->status, 200);  // still serving
+}
+
+TEST(Service, PredictTakesAnImageAndShowsTheRouting) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  // A binary PGM (P5) of a bar: the same preparation as `moe-mnist predict`.
+  std::string pgm = "P5\n40 40\n255\n";
+  for (int y = 0; y < 40; ++y)
+    for (int x = 0; x < 40; ++x) pgm.push_back(char(x > 17 && x < 23 && y > 5 && y < 35 ? 255 : 0));
+  auto r = c.Post("/v1/predict", pgm, "image/x-portable-graymap");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json j = json::parse(r->body);
+  ASSERT_EQ(j["probabilities"].size(), 10u);
+  ASSERT_EQ(j["gate_probs"].size(), 8u);
+  ASSERT_EQ(j["experts"].size(), 2u);
+  EXPECT_TRUE(j["ink"].get<bool>());
+  const auto input = j["input"].get<std::vector<float>>();
+  const auto [logits, probs] = expected(input);
+  int64_t best = 0;
+  for (int64_t i = 1; i < 10; ++i)
+    if (logits[size_t(i)] > logits[size_t(best)]) best = i;
+  EXPECT_EQ(j["digit"], best);
+  EXPECT_NEAR(j["experts"][0]["weight"].get<double>() + j["experts"][1]["weight"].get<double>(), 1.0, 1e-6);
+  EXPECT_GE(j["experts"][0]["gate_probability"].get<double>(), j["experts"][1]["gate_probability"].get<double>());
+  std::string blank = "P5\n8 8\n255\n" + std::string(64, '\0');
+  EXPECT_FALSE(json::parse(c.Post("/v1/predict", blank, "image/x-portable-graymap")->body)["ink"].get<bool>());
+}
+
+// Many clients at once, batching on: every answer is what that request alone would get.
+void concurrent_requests_match(int64_t max_delay_us, int workers) {
+  ServiceOptions o = options();
+  o.batching.max_delay_us = max_delay_us;
+  o.batching.max_batch = 8;
+  Service s(o, engines(workers));
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 12; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", s.port());
+      for (int i = 0; i < 15; ++i) {
+        const auto x = test::random_images(1 + (t + i) % 3, unsigned(100 * t + i));
+        size_t hl = 0;
+        const std::string body = binary_request(x, &hl);
+        auto r = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                        "application/octet-stream");
+        if (!r || r->status != 200) {
+          ++failed;
+          continue;
+        }
+        if (binary_logits(r) != expected(x).first) ++wrong;
+      }
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(wrong, 0);
+  // The batcher did join requests when it was allowed to.
+  httplib::Client c("127.0.0.1", s.port());
+  const std::string m = c.Get("/metrics")->body;
+  std::smatch runs, images;
+  ASSERT_TRUE(std::regex_search(m, runs, std::regex("\nmoe_mnist_model_runs_total (\\d+)")));
+  ASSERT_TRUE(std::regex_search(m, images, std::regex("\nmoe_mnist_images_total (\\d+)")));
+  EXPECT_EQ(std::stoi(images[1]), 12 * 15 * 2);  // sizes 1,2,3 cycle evenly: mean 2
+  if (max_delay_us == 0) {
+    EXPECT_EQ(std::stoi(runs[1]), 12 * 15);
+  } else {
+    EXPECT_LT(std::stoi(runs[1]), 12 * 15);  // 12 clients at once within a 2 ms window: some joined
+  }
+}
+
+TEST(Service, BatchedAnswersEqualUnbatchedAnswers) { concurrent_requests_match(2000, 1); }
+TEST(Service, NoBatchingWithZeroDelayAndTwoWorkers) { concurrent_requests_match(0, 2); }
+
+TEST(Service, MetricsAreWellFormedPrometheusText) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  size_t hl = 0;
+  const std::string body = binary_request(test::random_images(2, 1), &hl);
+  for (int i = 0; i < 3; ++i)
+    c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body, "application/octet-stream");
+  c.Get("/v2/models/nope");
+  auto r = c.Get("/metrics");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+  // Every line is a comment (# HELP/# TYPE) or `name{labels} value`.
+  const std::regex sample(R"re(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"]*",?)*\})? [-+0-9.eE]+(Inf)?$)re");
+  const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  std::istringstream in(r->body);
+  std::string line;
+  int n_lines = 0;
+  while (std::getline(in, line)) {
+    ++n_lines;
+    EXPECT_TRUE(std::regex_match(line, sample) || std::regex_match(line, comment)) << line;
+  }
+  EXPECT_GT(n_lines, 50);
+  const std::string& m = r->body;
+  EXPECT_NE(m.find("moe_mnist_http_requests_total{route=\"infer\",code=\"200\"} 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("moe_mnist_http_requests_total{route=\"metadata\",code=\"404\"} 1"), std::string::npos);
+  EXPECT_NE(m.find("moe_mnist_images_total 6"), std::string::npos);
+  // Two images x top-2 x 3 requests = 12 routing slots over the experts.
+  std::regex slot("moe_mnist_expert_slots_total\\{expert=\"\\d\"\\} (\\d+)");
+  int slots = 0;
+  for (auto it = std::sregex_iterator(m.begin(), m.end(), slot); it != std::sregex_iterator(); ++it) slots += std::stoi((*it)[1]);
+  EXPECT_EQ(slots, 12);
+  EXPECT_NE(m.find("moe_mnist_batch_images_bucket{le=\"+Inf\"} 3"), std::string::npos);
+}
+
+TEST(Service, ShutdownAnswersWhatIsQueuedAndRefusesNewWork) {
+  ServiceOptions o = options();
+  o.batching.max_delay_us = 300'000;  // requests sit in the queue until shutdown flushes them
+  o.batching.max_batch = 1000;
+  auto s = std::make_unique<Service>(o, engines(1));
+  const int port = s->port();
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", port);
+      size_t hl = 0;
+      const std::string body = binary_request(test::random_images(1, unsigned(t)), &hl);
+      auto r = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                      "application/octet-stream");
+      if (r && r->status == 200) ++ok;
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  s->shutdown(5);
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 4);
+  httplib::Client c("127.0.0.1", port);
+  EXPECT_FALSE(c.Get("/v2/health/live"));  // no longer listening
+}
+
+TEST(Service, FullQueueIs503) {
+  ServiceOptions o = options();
+  o.batching.max_delay_us = 500'000;
+  o.batching.max_batch = 1000;
+  o.batching.max_queue_images = 2;
+  Service s(o, engines(1));
+  std::atomic<int> ok{0}, unavailable{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t)
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", s.port());
+      size_t hl = 0;
+      const std::string body = binary_request(test::random_images(1, unsigned(t)), &hl);
+      auto r = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                      "application/octet-stream");
+      if (r && r->status == 200) ++ok;
+      if (r && r->status == 503) ++unavailable;
+    });
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ok, 2);
+  EXPECT_EQ(unavailable, 2);
+}
+
+TEST(Service, QueuedTooLongIs503) {
+  ServiceOptions o = options();
+  o.batching.max_delay_us = 200'000;
+  o.batching.max_batch = 1000;
+  o.batching.timeout_us = 50'000;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  size_t hl = 0;
+  const std::string body = binary_request(test::random_images(1, 3), &hl);
+  auto r = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body, "application/octet-stream");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503);
+  EXPECT_NE(r->body.find("timed out"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moe::serve
