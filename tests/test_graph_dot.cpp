@@ -12,6 +12,7 @@
 #include <onnx/onnx_pb.h>
 
 #include "core/errors.h"
+#include "core/process.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -106,7 +107,7 @@ class GraphDotTest : public ::testing::Test {
     return p;
   }
 
-  static bool have_dot() { return std::system("command -v dot >/dev/null 2>&1") == 0; }
+  static bool have_dot() { return !moe::find_program("dot").empty(); }
 
   fs::path dir_;
 };

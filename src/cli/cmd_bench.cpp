@@ -17,6 +17,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/evaluate.h"
+#include "core/process.h"
 #include "core/reference.h"
 #include "core/stats.h"
 
@@ -168,16 +169,18 @@ void write_plot(const BenchReport& report, const std::string& path) {
   }
   if (path.size() < 4 || path.compare(path.size() - 4, 4, ".png") != 0)
     throw InputError("--plot " + path + ": expected a .svg or .png file name");
-  if (std::system("command -v rsvg-convert >/dev/null 2>&1") != 0)
-    throw UnavailableError("--plot " + path + ": PNG needs rsvg-convert (apt install librsvg2-bin), or use a .svg name");
   const std::string tmp_svg = path + ".svg.tmp";
   write_file_atomically(tmp_svg, svg);
-  write_atomically(path, [&](const std::string& tmp) {
-    const std::string cmd = "rsvg-convert -f png -o '" + tmp + "' '" + tmp_svg + "'";
-    const int rc = std::system(cmd.c_str());
+  try {
+    write_atomically(path, [&](const std::string& tmp) {
+      run_tool({"rsvg-convert", "-f", "png", "-o", tmp, tmp_svg},
+               "--plot " + path + ": PNG needs rsvg-convert (apt install librsvg2-bin), or use a .svg name", "--plot " + path);
+    });
+  } catch (...) {
     std::remove(tmp_svg.c_str());
-    if (rc != 0) throw InputError("--plot " + path + ": rsvg-convert failed");
-  });
+    throw;
+  }
+  std::remove(tmp_svg.c_str());
 }
 
 void run_bench(const Args& a) {

@@ -47,17 +47,6 @@ std::string grouped(double v) {
   return s;
 }
 
-std::string command_output(const char* cmd) {
-  std::string out;
-  if (FILE* p = ::popen(cmd, "r")) {
-    char buf[256];
-    while (std::fgets(buf, sizeof buf, p)) out += buf;
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
-
 struct Column {
   std::string title;
   bool left;
@@ -115,9 +104,7 @@ BenchContext machine_context() {
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   c.date = date;
-  c.commit = command_output("git rev-parse --short HEAD 2>/dev/null");
-  if (c.commit.empty()) c.commit = "unknown";
-  if (!command_output("git status --porcelain --untracked-files=no 2>/dev/null").empty()) c.commit += "+dirty";
+  c.commit = MOE_MNIST_COMMIT;  // recorded when CMake configured the build
   c.build_type = MOE_MNIST_BUILD_TYPE;
   return c;
 }

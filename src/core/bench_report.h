@@ -42,7 +42,7 @@ struct BenchReport {
   std::vector<std::string> summary;  // derived ratio lines, computed from rows
 };
 
-// The context of this machine and build (CPU model, cores, date, git commit of the working dir).
+// The context of this machine and build (CPU model, cores, date, the commit CMake configured from).
 BenchContext machine_context();
 
 std::string to_table(const BenchReport& r);

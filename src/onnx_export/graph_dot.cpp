@@ -1,8 +1,5 @@
 #include "onnx_export/graph_dot.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/errors.h"
+#include "core/process.h"
 
 namespace moe {
 namespace {
@@ -380,28 +378,6 @@ std::string onnx_to_dot(const std::string& onnx_path) {
 
 namespace {
 
-// The executable that execvp would run, or "" when there is none. Resolved up front so that "not installed"
-// is a clean UnavailableError rather than an exit status from the child.
-std::string find_program(const std::string& name) {
-  auto runnable = [](const std::string& p) {
-    struct stat st {};
-    return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(p.c_str(), X_OK) == 0;
-  };
-  if (name.find('/') != std::string::npos) return runnable(name) ? name : "";
-  const char* env = std::getenv("PATH");
-  const std::string path = env ? env : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find(':', start);
-    if (end == std::string::npos) end = path.size();
-    const std::string dir = end > start ? path.substr(start, end - start) : ".";
-    const std::string candidate = dir + "/" + name;
-    if (runnable(candidate)) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
-
 // A temporary file holding `text`, removed when this goes out of scope.
 class TempInput {
  public:
@@ -436,72 +412,6 @@ class TempInput {
   std::string path_;
 };
 
-std::string first_line(const std::string& s) {
-  size_t start = s.find_first_not_of(" \t\r\n");
-  if (start == std::string::npos) return "";
-  const size_t end = s.find_first_of("\r\n", start);
-  return s.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
-
-// Runs `dot -T<format> -o <out_tmp> <in_path>` with its stderr captured for the error message; the library
-// never lets a child write to our stdout or stderr.
-void run_dot(const std::string& dot, const std::string& format, const std::string& in_path,
-             const std::string& out_tmp, const std::string& out_path) {
-  const std::string type_flag = "-T" + format;
-  std::vector<std::string> args = {dot, type_flag, "-o", out_tmp, in_path};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0)
-    throw std::runtime_error(std::string("cannot create a pipe for graphviz (") + std::strerror(errno) + ")");
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    const std::string why = std::strerror(errno);
-    ::close(err_pipe[0]);
-    ::close(err_pipe[1]);
-    throw std::runtime_error("cannot start graphviz 'dot' (" + why + ")");
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls from here on (the parent may have other threads).
-    const int null_fd = ::open("/dev/null", O_RDWR);
-    if (null_fd >= 0) {
-      ::dup2(null_fd, 0);
-      ::dup2(null_fd, 1);
-    }
-    ::dup2(err_pipe[1], 2);
-    ::execv(argv[0], argv.data());
-    _exit(127);
-  }
-  ::close(err_pipe[1]);
-  std::string err;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(err_pipe[0], buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    if (err.size() < 65536) err.append(buf, static_cast<size_t>(n));
-  }
-  ::close(err_pipe[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) throw std::runtime_error("graphviz 'dot': waitpid failed (" + std::string(std::strerror(errno)) + ")");
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && err.empty())
-    throw UnavailableError("graphviz 'dot' (" + dot + ") could not be run: apt install graphviz (or use --format dot)");
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    const std::string how = WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
-                                              : "killed by signal " + std::to_string(WTERMSIG(status));
-    const std::string msg = first_line(err);
-    throw std::runtime_error(out_path + ": graphviz 'dot " + type_flag + "' failed (" + how +
-                             (msg.empty() ? "" : ": " + msg) + ")");
-  }
-  std::error_code ec;
-  if (std::filesystem::file_size(out_tmp, ec) == 0 || ec)
-    throw std::runtime_error(out_path + ": graphviz 'dot " + type_flag + "' wrote nothing");
-}
-
 }  // namespace
 
 void render_dot(const std::string& dot_text, const std::string& format, const std::string& out_path) {
@@ -511,10 +421,13 @@ void render_dot(const std::string& dot_text, const std::string& format, const st
   }
   if (format != "svg" && format != "png")
     throw InputError(out_path + ": unknown graph format '" + format + "' (expected svg, png or dot)");
-  const std::string dot = find_program("dot");
-  if (dot.empty()) throw UnavailableError("graphviz 'dot' not found: apt install graphviz (or use --format dot)");
   const TempInput input(dot_text);
-  write_atomically(out_path, [&](const std::string& tmp) { run_dot(dot, format, input.path(), tmp, out_path); });
+  write_atomically(out_path, [&](const std::string& tmp) {
+    run_tool({"dot", "-T" + format, "-o", tmp, input.path()}, "graphviz 'dot' not found: apt install graphviz (or use --format dot)",
+             out_path + ": graphviz");
+    std::error_code ec;
+    if (std::filesystem::file_size(tmp, ec) == 0 || ec) throw ToolError(out_path + ": graphviz 'dot -T" + format + "' wrote nothing");
+  });
 }
 
 }  // namespace moe
