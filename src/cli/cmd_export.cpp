@@ -1,11 +1,14 @@
 // `moe-mnist export`
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
+#include "core/triton_repo.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"
@@ -16,8 +19,10 @@ namespace moe {
 void add_export_command(CLI::App& app) {
 #ifdef MOE_MNIST_HAVE_ONNX
   struct Args {
-    std::string checkpoint = "runs/mnist", out;
+    std::string checkpoint = "runs/mnist", out, triton_repo;
     ExportOptions options;
+    TritonModelConfig triton;
+    bool force = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("export", "Export a checkpoint to a static ONNX graph (opset 17, dynamic batch), checked by the ONNX checker");
@@ -31,16 +36,39 @@ void add_export_command(CLI::App& app) {
   add_choice_option(cmd, "--int8-input", a->options.int8_input,
                     "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)");
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
+  auto* repo = cmd->add_option("--triton-repo", a->triton_repo,
+                               "Write a Triton model repository instead: DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx");
+  cmd->add_option("--name", a->triton.name, "--triton-repo: the model's name (its folder)")->capture_default_str();
+  cmd->add_option("--max-batch", a->triton.max_batch, "--triton-repo: max_batch_size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--instances", a->triton.instances, "--triton-repo: model instances (KIND_CPU)")->capture_default_str()->check(CLI::Range(1, 256));
+  cmd->add_flag("--force", a->force, "--triton-repo: replace the model's folder files if they exist");
+  repo->excludes(cmd->get_option("--out"));
   cmd->callback([a] {
     const Checkpoint ck = load_checkpoint(a->checkpoint);
     const ExportOptions& o = a->options;
-    const std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input) : a->out;
+    std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input) : a->out;
+    if (!a->triton_repo.empty()) {
+      check_model_name(a->triton.name, "--name");
+      if (o.routing == Routing::moe)
+        throw InputError("--triton-repo: --routing moe needs ONNX Runtime's contrib ops; Triton serves dense or gather");
+      out = triton_model_file(a->triton_repo, a->triton.name);
+      if (std::filesystem::exists(triton_config_file(a->triton_repo, a->triton.name)) && !a->force)
+        throw InputError(triton_config_file(a->triton_repo, a->triton.name) + " exists; add --force to replace the model there");
+      std::filesystem::create_directories(std::filesystem::path(out).parent_path());
+    }
     const ExportSummary s = export_onnx(ck, a->options, out);
     std::string ops;
     for (const auto& [op, n] : s.op_counts) ops += (ops.empty() ? "" : ", ") + op + (n > 1 ? " x" + std::to_string(n) : "");
     std::fprintf(stderr, "wrote %s (%s, %s routing): %lld nodes [%s], %lld parameters, %.1f KiB; ONNX checker passed\n",
                  out.c_str(), to_string(o.precision).c_str(), to_string(o.routing).c_str(), (long long)s.n_nodes, ops.c_str(),
                  (long long)s.n_parameters, s.bytes / 1024.0);
+    if (!a->triton_repo.empty()) {
+      a->triton.n_classes = ck.meta.model.n_classes;
+      a->triton.n_experts = ck.meta.model.experts;
+      write_file_atomically(triton_config_file(a->triton_repo, a->triton.name), triton_config_pbtxt(a->triton));
+      std::fprintf(stderr, "wrote %s (Triton model repository: tritonserver --model-repository %s)\n",
+                   triton_config_file(a->triton_repo, a->triton.name).c_str(), a->triton_repo.c_str());
+    }
   });
 #else
   app.add_subcommand("export", "Export to ONNX (unavailable: built without libonnx-dev)")->callback([] {

@@ -265,29 +265,6 @@ std::string model_config_json(const ModelInfo& m) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string triton_config_pbtxt(const ModelInfo& m, int64_t instances) {
-  return fmt::format(
-      "# Written by moe-mnist export --triton-repo: serve with `tritonserver --model-repository <repo>`.\n"
-      "name: \"{}\"\n"
-      "platform: \"onnxruntime_onnx\"\n"
-      "max_batch_size: {}\n"
-      "input [\n"
-      "  {{ name: \"input\" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] }}\n"
-      "]\n"
-      "output [\n"
-      "  {{ name: \"logits\" data_type: TYPE_FP32 dims: [ {} ] }},\n"
-      "  {{ name: \"gate_probs\" data_type: TYPE_FP32 dims: [ {} ] }}\n"
-      "]\n"
-      "dynamic_batching {{\n"
-      "  preferred_batch_size: [ {} ]\n"
-      "  max_queue_delay_microseconds: {}\n"
-      "}}\n"
-      "instance_group [\n"
-      "  {{ kind: KIND_CPU count: {} }}\n"
-      "]\n",
-      m.name, m.max_batch_request, m.n_classes, m.n_experts, m.preferred_batch, m.max_queue_delay_us, instances);
-}
-
 std::string error_json(const std::string& message) { return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace moe::serve

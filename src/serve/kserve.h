@@ -60,9 +60,6 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
 std::string server_metadata_json();
 std::string model_metadata_json(const ModelInfo& m);
 std::string model_config_json(const ModelInfo& m);
-// The same configuration as Triton's config.pbtxt (inference.ModelConfig in protobuf text format), for
-// a model repository that Triton serves with its ONNX Runtime backend.
-std::string triton_config_pbtxt(const ModelInfo& m, int64_t instances);
 
 // {"error": message}
 std::string error_json(const std::string& message);

@@ -196,9 +196,6 @@ TEST(KServe, MetadataAndConfigDescribeTheModel) {
   EXPECT_EQ(cfg["output"][1]["dims"], json({4}));
   const json server = json::parse(server_metadata_json());
   EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration"}));
-  const std::string pbtxt = triton_config_pbtxt(m, 2);
-  EXPECT_NE(pbtxt.find("dims: [ 4 ]"), std::string::npos);
-  EXPECT_NE(pbtxt.find("count: 2"), std::string::npos);
 }
 
 TEST(KServe, JsonDepthSkipsStrings) {

@@ -1,0 +1,40 @@
+#include "core/triton_repo.h"
+
+#include <cctype>
+
+#include "core/errors.h"
+
+namespace moe {
+
+std::string triton_config_pbtxt(const TritonModelConfig& c) {
+  const auto n = [](int64_t v) { return std::to_string(v); };
+  return "# Written by `moe-mnist export --triton-repo`; serve with `tritonserver --model-repository <repo>`.\n"
+         "name: \"" + c.name + "\"\n"
+         "platform: \"onnxruntime_onnx\"\n"
+         "max_batch_size: " + n(c.max_batch) + "\n"
+         "input [\n"
+         "  { name: \"input\" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] }\n"
+         "]\n"
+         "output [\n"
+         "  { name: \"logits\" data_type: TYPE_FP32 dims: [ " + n(c.n_classes) + " ] },\n"
+         "  { name: \"gate_probs\" data_type: TYPE_FP32 dims: [ " + n(c.n_experts) + " ] }\n"
+         "]\n"
+         "dynamic_batching {\n"
+         "  preferred_batch_size: [ " + n(c.preferred_batch) + " ]\n"
+         "  max_queue_delay_microseconds: " + n(c.max_queue_delay_us) + "\n"
+         "}\n"
+         "instance_group [\n"
+         "  { kind: KIND_CPU count: " + n(c.instances) + " }\n"
+         "]\n";
+}
+
+void check_model_name(const std::string& name, const std::string& flag) {
+  bool ok = !name.empty() && name.size() <= 64 && name != "." && name != "..";
+  for (char ch : name) ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '.' || ch == '-');
+  if (!ok) throw InputError(flag + ": '" + name + "' is not a usable model name (1-64 of A-Z a-z 0-9 _ . -)");
+}
+
+std::string triton_model_file(const std::string& repo, const std::string& name) { return repo + "/" + name + "/1/model.onnx"; }
+std::string triton_config_file(const std::string& repo, const std::string& name) { return repo + "/" + name + "/config.pbtxt"; }
+
+}  // namespace moe

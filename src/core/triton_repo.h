@@ -1,0 +1,31 @@
+// A Triton Inference Server model repository for an exported model, so a user who outgrows one
+// machine serves the same ONNX file with Triton (`tritonserver --model-repository DIR`) and keeps the
+// same KServe v2 clients:  DIR/<name>/config.pbtxt  and  DIR/<name>/1/model.onnx.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+struct TritonModelConfig {
+  std::string name = "moe-mnist";
+  int64_t n_classes = 10, n_experts = 8;
+  int64_t max_batch = 1024;           // max_batch_size: the largest batch Triton forms or accepts
+  int64_t preferred_batch = 64;       // dynamic_batching.preferred_batch_size
+  int64_t max_queue_delay_us = 200;   // dynamic_batching.max_queue_delay_microseconds
+  int64_t instances = 1;              // instance_group count (KIND_CPU)
+};
+
+// config.pbtxt: inference.ModelConfig (Triton's model_config.proto) in protobuf text format, platform
+// onnxruntime_onnx; dims exclude the batch dimension, which max_batch_size > 0 adds.
+std::string triton_config_pbtxt(const TritonModelConfig& c);
+
+// Throws InputError unless `name` is a usable folder name and URL segment: [A-Za-z0-9_.-], 1-64
+// characters, not "." or "..".
+void check_model_name(const std::string& name, const std::string& flag);
+
+// DIR/<name>/1/model.onnx and DIR/<name>/config.pbtxt.
+std::string triton_model_file(const std::string& repo, const std::string& name);
+std::string triton_config_file(const std::string& repo, const std::string& name);
+
+}  // namespace moe
