@@ -2,6 +2,7 @@
 // at several batch sizes and compared with the hand-written reference forward pass.
 #include <set>
 
+#include "bench/bench.h"
 #include "core/errors.h"
 #include "core/reference.h"
 #include "onnx_export/export_model.h"
@@ -156,6 +157,47 @@ TEST(Export, GpuBackendsNameTheMissingProviderOrRun) {
     gpu->classify(x.data(), 64, got.data(), nullptr);
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-3f) << backend << " logit " << i;
   }
+}
+
+// The bench engine as a library: a config, an engine factory, a report; a model that was not
+// exported is a row that says so, not a failure.
+TEST(Export, BenchLibraryMeasuresEveryAvailableVariant) {
+  const auto dir = test::temp_dir("bench");
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
+  save_checkpoint_meta(dir, ck.meta);
+  save_weights(weights_path(dir), ck.weights);
+  export_onnx(ck, ExportOptions{}, dir + "/" + model_file_name(Precision::fp32));
+  BenchConfig c;
+  c.model_dir = dir;
+  c.data_dir = test::mnist_dir();
+  c.split = "test";
+  c.limit = 100;
+  c.passes = 1;
+  c.repeats = 2;
+  c.batches = {1, 64};
+  c.threads = {1};
+  c.backends = {"reference", "cpu"};
+  auto open = [](const std::string& model, const BackendOptions& o) -> std::unique_ptr<Classifier> {
+    if (o.backend == Backend::torch) throw UnavailableError("no LibTorch here");  // as open_backend without it
+    return make_ort_classifier(model, o);
+  };
+  const BenchReport r = run_bench(c, open, {{"onnxruntime", ort_version()}});
+  EXPECT_EQ(r.context.images_per_pass, 100);
+  int measured = 0, unavailable = 0;
+  for (const BenchRow& row : r.rows) {
+    if (!row.available) {
+      ++unavailable;
+      EXPECT_TRUE(test::contains(row.reason, "not found")) << row.reason;
+      continue;
+    }
+    ++measured;
+    EXPECT_GT(row.images_per_second, 0) << row.name();
+    EXPECT_LE(row.p50_us, row.p99_us) << row.name();
+    EXPECT_GT(row.session_ms, 0) << row.name();
+  }
+  EXPECT_EQ(measured, 4);     // reference and cpu fp32 dense, at batch 1 and 64
+  EXPECT_EQ(unavailable, 4);  // gather, moe, int8, int8-static were not exported
+  EXPECT_FALSE(to_markdown(r).empty());
 }
 
 TEST(Export, MissingOrGarbageModelIsAnInputError) {

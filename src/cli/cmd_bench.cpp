@@ -1,25 +1,11 @@
-// `moe-mnist bench`: every backend x precision x batch size x threads in one run, on the same
-// pre-loaded images. For each configuration: engine creation and the first (cold) call are timed
-// on their own, then one untimed warm-up pass, then --repeats timed runs of --passes passes.
-#include <algorithm>
-#include <chrono>
-#include <cmath>
+// `moe-mnist bench`: the flags of the bench engine (src/bench/bench.h) and the report printer to use.
 #include <cstdio>
-#include <filesystem>
 #include <memory>
 
+#include "bench/bench.h"
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/atomic_file.h"
-#include "core/bench_report.h"
-#include "core/checkpoint.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/process.h"
-#include "core/reference.h"
-#include "core/stats.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"
@@ -27,273 +13,64 @@
 
 namespace moe {
 
-namespace {
-
-struct Args {
-  std::string model_dir = "runs/mnist", dataset = "mnist", data_dir, split = "train", plot;
-  std::vector<int64_t> batches = {1, 64, 1024};
-  std::vector<int> threads = {1, 2};
-  std::vector<std::string> backends = {"reference", "torch", "cpu", "cuda", "tensorrt"};
-  std::vector<std::string> modes = {"intra", "streams"};
-  int64_t repeats = 5, passes = 10, limit = 0;
-  bool markdown = false, json = false, csv = false, cpu_fp16 = false;
-};
-
-// One engine configuration to measure.
-struct Variant {
-  std::string backend, precision, variant, model;
-  BackendOptions options;
-};
-
-std::vector<Variant> variants(const Args& a) {
-  std::vector<Variant> v;
-  auto want = [&](const std::string& b) { return std::find(a.backends.begin(), a.backends.end(), b) != a.backends.end(); };
-  auto onnx = [&](Backend backend, Precision precision, const std::string& variant, const std::string& file,
-                  bool trt_fp16 = false) {
-    Variant x{to_string(backend), to_string(precision), variant, a.model_dir + "/" + file, {}};
-    x.options.backend = backend;
-    x.options.trt_fp16 = trt_fp16;
-    v.push_back(x);
-  };
-  if (want("reference")) v.push_back({"reference", "fp32", "plain", a.model_dir, {}});
-  if (want("torch"))
-    for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop}) {
-      Variant x{"torch", "fp32", to_string(style), a.model_dir, {}};
-      x.options.backend = Backend::torch;
-      x.options.torch_style = style;
-      v.push_back(x);
-    }
-  const std::string fp32 = model_file_name(Precision::fp32), fp16 = model_file_name(Precision::fp16);
-  if (want("cpu")) {
-    onnx(Backend::cpu, Precision::fp32, "dense", fp32);
-    onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
-    onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
-    if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
-    onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
-    onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
-  }
-  if (want("cuda")) {
-    onnx(Backend::cuda, Precision::fp32, "dense", fp32);
-    onnx(Backend::cuda, Precision::fp16, "dense", fp16);
-  }
-  if (want("tensorrt")) {
-    onnx(Backend::tensorrt, Precision::fp32, "dense", fp32);
-    onnx(Backend::tensorrt, Precision::fp16, "dense", fp32, true);  // TensorRT picks fp16 kernels itself
-  }
-  return v;
-}
-
-std::unique_ptr<Classifier> open_variant(const Variant& v, int threads) {
-  if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
-  if (v.backend != "torch" && !std::filesystem::exists(v.model))
-    throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
-                           std::filesystem::path(v.model).parent_path().string() + " ...)");
-  BackendOptions o = v.options;
-  o.threads = threads;
-  return open_backend(v.model, o);
-}
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t batch, const Args& a,
-                 const std::vector<float>& x, const std::vector<uint8_t>& y) {
-  BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, mode, threads, batch);
-  const int n_engines = mode == "streams" ? threads : 1;
-  const int engine_threads = mode == "streams" ? 1 : threads;
-  auto t0 = std::chrono::steady_clock::now();
-  std::vector<std::unique_ptr<Classifier>> engines;
-  for (int i = 0; i < n_engines; ++i) engines.push_back(open_variant(v, engine_threads));
-  row.session_ms = ms_since(t0);
-  std::vector<Classifier*> ptrs;
-  for (auto& e : engines) ptrs.push_back(e.get());
-
-  const int64_t b = std::min<int64_t>(batch, int64_t(y.size()));
-  std::vector<float> logits(static_cast<size_t>(b * engines[0]->n_classes()));
-  t0 = std::chrono::steady_clock::now();
-  engines[0]->classify(x.data(), b, logits.data(), nullptr);
-  row.first_run_ms = ms_since(t0);
-
-  evaluate_parallel(ptrs, x, y, batch, 1, false);  // warm-up pass, untimed
-  std::vector<double> ips, seconds, latencies;
-  int64_t correct = 0, images = 0;
-  for (int64_t r = 0; r < a.repeats; ++r) {
-    const EvalResult e = evaluate_parallel(ptrs, x, y, batch, a.passes, true);
-    ips.push_back(e.images_per_second());
-    seconds.push_back(e.seconds);
-    latencies.insert(latencies.end(), e.batch_seconds.begin(), e.batch_seconds.end());
-    correct += e.correct;
-    images += e.images;
-  }
-  row.accuracy = double(correct) / double(images);
-  row.seconds = median(seconds);
-  row.images_per_second = median(ips);
-  row.ips_min = *std::min_element(ips.begin(), ips.end());
-  row.ips_max = *std::max_element(ips.begin(), ips.end());
-  row.p50_us = 1e6 * quantile(latencies, 0.5);
-  row.p90_us = 1e6 * quantile(latencies, 0.9);
-  row.p99_us = 1e6 * quantile(latencies, 0.99);
-  return row;
-}
-
-// The reference row is the yardstick only if it computes what LibTorch computes.
-void check_reference(const Args& a, const std::vector<float>& x, int64_t n) {
-  std::unique_ptr<Classifier> torch;
-  try {
-    BackendOptions o;
-    o.backend = Backend::torch;
-    torch = open_backend(a.model_dir, o);
-  } catch (const UnavailableError&) {
-    std::fprintf(stderr, "bench: no LibTorch in this build, the reference row is not cross-checked\n");
-    return;
-  }
-  ReferenceClassifier ref(load_checkpoint(a.model_dir));
-  const int64_t m = std::min<int64_t>(n, 2000), C = ref.n_classes();
-  std::vector<float> l1(static_cast<size_t>(m * C)), l2(static_cast<size_t>(m * C));
-  ref.classify(x.data(), m, l1.data(), nullptr);
-  torch->classify(x.data(), m, l2.data(), nullptr);
-  float diff = 0;
-  for (size_t i = 0; i < l1.size(); ++i) diff = std::max(diff, std::fabs(l1[i] - l2[i]));
-  if (!(diff <= 1e-4f))
-    throw InputError("bench: the reference forward pass disagrees with LibTorch (max |logit diff| " + std::to_string(diff) +
-                     " > 1e-4 on " + std::to_string(m) + " images); not benchmarking against a wrong yardstick");
-  std::fprintf(stderr, "bench: reference vs LibTorch: max |logit diff| %.1e on %lld images\n", double(diff), (long long)m);
-}
-
-void write_plot(const BenchReport& report, const std::string& path) {
-  const std::string svg = to_svg_plot(report);
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".svg") == 0) {
-    write_file_atomically(path, svg);
-    return;
-  }
-  if (path.size() < 4 || path.compare(path.size() - 4, 4, ".png") != 0)
-    throw InputError("--plot " + path + ": expected a .svg or .png file name");
-  const std::string tmp_svg = path + ".svg.tmp";
-  write_file_atomically(tmp_svg, svg);
-  try {
-    write_atomically(path, [&](const std::string& tmp) {
-      run_tool({"rsvg-convert", "-f", "png", "-o", tmp, tmp_svg},
-               "--plot " + path + ": PNG needs rsvg-convert (apt install librsvg2-bin), or use a .svg name", "--plot " + path);
-    });
-  } catch (...) {
-    std::remove(tmp_svg.c_str());
-    throw;
-  }
-  std::remove(tmp_svg.c_str());
-}
-
-void run_bench(const Args& a) {
-  if (a.repeats <= 0 || a.passes <= 0) throw InputError("--repeats and --passes must be > 0");
-  for (int64_t b : a.batches)
-    if (b <= 0) throw InputError("--batches: batch sizes must be > 0, got " + std::to_string(b));
-  for (int t : a.threads)
-    if (t <= 0) throw InputError("--threads: thread counts must be > 0, got " + std::to_string(t));
-  load_checkpoint_meta(a.model_dir);  // a clear error early when DIR is not a model directory
-
-  Dataset d = load_dataset(a.dataset, resolve_data_dir(a.dataset, a.data_dir), a.split);
-  if (a.limit > 0 && a.limit < d.n) {
-    d.n = a.limit;
-    d.pixels.resize(static_cast<size_t>(d.n * 784));
-    d.labels.resize(static_cast<size_t>(d.n));
-  }
-  const std::vector<float> x = d.to_float();
-
-  BenchReport report;
-  report.context = machine_context();
-  report.context.split = a.split;
-  report.context.images_per_pass = d.n;
-  report.context.passes = a.passes;
-  report.context.repeats = a.repeats;
-  report.context.versions = engine_versions();
-#ifdef MOE_MNIST_HAVE_ONNX
-  report.context.versions.push_back({"onnx", onnx_version()});
-#endif
-  if (report.context.build_type != "Release")
-    std::fprintf(stderr, "\n*** WARNING: this is a %s build; timings are not representative. ***\n\n",
-                 report.context.build_type.c_str());
-  if (std::find(a.backends.begin(), a.backends.end(), "reference") != a.backends.end()) check_reference(a, x, d.n);
-
-  const std::vector<Variant> vs = variants(a);
-  for (const Variant& v : vs) {
-    // GPU engines do not use CPU threads for the work; measure them once per batch size.
-    const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
-    try {
-      open_variant(v, 1);
-    } catch (const UnavailableError& e) {
-      BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, "-", 0, 0);
-      row.available = false;
-      row.reason = e.what();
-      report.rows.push_back(row);
-      std::fprintf(stderr, "bench: %s not available: %s\n", report.rows.back().name().c_str(), e.what());
-      continue;
-    }
-    for (int threads : gpu ? std::vector<int>{1} : a.threads) {
-      for (const std::string& mode : a.modes) {
-        if (threads == 1 && mode == "streams") continue;  // identical to intra with one thread
-        if (v.backend == "reference" && mode == "intra" && threads > 1) continue;  // single-threaded code
-        if (v.backend == "torch" && mode == "streams") continue;  // LibTorch's OpenMP pool is per process
-        for (int64_t batch : a.batches) {
-          std::fprintf(stderr, "bench: %-22s %-7s threads %d batch %-5lld ", (v.backend + " " + v.precision + " " + v.variant).c_str(),
-                       mode.c_str(), threads, (long long)batch);
-          BenchRow row = measure(v, mode, threads, batch, a, x, d.labels);
-          std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
-          report.rows.push_back(row);
-        }
-      }
-    }
-  }
-  report.summary = summarize(report.rows);
-  if (a.json)
-    std::printf("%s", to_json(report).c_str());
-  else if (a.csv)
-    std::printf("%s", to_csv(report).c_str());
-  else if (a.markdown)
-    std::printf("%s", to_markdown(report).c_str());
-  else
-    std::printf("%s", to_table(report).c_str());
-  if (!a.plot.empty()) {
-    write_plot(report, a.plot);
-    std::fprintf(stderr, "bench: wrote %s\n", a.plot.c_str());
-  }
-}
-
-}  // namespace
-
 void add_bench_command(CLI::App& app) {
+  struct Args {
+    BenchConfig config;
+    std::string plot;
+    bool markdown = false, json = false, csv = false;
+  };
   auto a = std::make_shared<Args>();
+  BenchConfig& c = a->config;
   auto* cmd = app.add_subcommand(
       "bench",
       "Every available backend x precision x batch size x threads, side by side on the same images.\n"
       "Per configuration: engine creation and the first call timed separately, one untimed warm-up\n"
       "pass, then --repeats timed runs of --passes passes; median images/s, min-max, batch latency p50/p90/p99.");
-  cmd->add_option("--model-dir", a->model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp16,int8,int8-static}.onnx")->capture_default_str();
-  cmd->add_option("--batches", a->batches, "Batch sizes")->delimiter(',')->capture_default_str();
-  cmd->add_option("--threads", a->threads, "CPU thread counts")->delimiter(',')->capture_default_str();
-  cmd->add_option("--modes", a->modes,
+  cmd->add_option("--model-dir", c.model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp16,int8,int8-static}.onnx")->capture_default_str();
+  cmd->add_option("--batches", c.batches, "Batch sizes")->delimiter(',')->capture_default_str();
+  cmd->add_option("--threads", c.threads, "CPU thread counts")->delimiter(',')->capture_default_str();
+  cmd->add_option("--modes", c.modes,
                   "How CPU threads are used: intra (one engine, intra-op threads) and/or streams (one single-threaded "
                   "engine per thread, batches split between them)")
       ->delimiter(',')
       ->check(CLI::IsMember({"intra", "streams"}))
       ->capture_default_str();
-  cmd->add_option("--backends", a->backends, "Which of reference, torch, cpu, cuda, tensorrt")
+  cmd->add_option("--backends", c.backends, "Which of reference, torch, cpu, cuda, tensorrt")
       ->delimiter(',')
       ->check(CLI::IsMember({"reference", "torch", "cpu", "cuda", "tensorrt"}))
       ->capture_default_str();
-  cmd->add_option("--repeats", a->repeats, "Timed runs per configuration")->capture_default_str();
-  cmd->add_option("--passes", a->passes, "Passes over the split per timed run (the original: 10 over the training set)")->capture_default_str();
-  add_split_option(cmd, a->split);
-  cmd->add_option("--limit", a->limit, "Use only the first N images of the split (0 = all)")->capture_default_str();
-  add_data_options(cmd, a->dataset, a->data_dir);
+  cmd->add_option("--repeats", c.repeats, "Timed runs per configuration")->capture_default_str();
+  cmd->add_option("--passes", c.passes, "Passes over the split per timed run (the original: 10 over the training set)")->capture_default_str();
+  add_split_option(cmd, c.split);
+  cmd->add_option("--limit", c.limit, "Use only the first N images of the split (0 = all)")->capture_default_str();
+  add_data_options(cmd, c.dataset, c.data_dir);
   auto* md = cmd->add_flag("--markdown", a->markdown, "Print a Markdown table (for the README)");
   auto* js = cmd->add_flag("--json", a->json, "Print JSON");
   auto* cs = cmd->add_flag("--csv", a->csv, "Print CSV");
   md->excludes(js)->excludes(cs);
   js->excludes(cs);
-  cmd->add_flag("--cpu-fp16", a->cpu_fp16,
+  cmd->add_flag("--cpu-fp16", c.cpu_fp16,
                 "Also time the fp16 model on the CPU EP, which has no fast fp16 kernels on x86 (hundreds of times slower)");
   cmd->add_option("--plot", a->plot, "Also write throughput vs batch size as FILE.svg or FILE.png");
-  cmd->callback([a] { run_bench(*a); });
+  cmd->callback([a] {
+    std::vector<std::pair<std::string, std::string>> versions = engine_versions();
+#ifdef MOE_MNIST_HAVE_ONNX
+    versions.push_back({"onnx", onnx_version()});
+#endif
+    const BenchReport report = run_bench(a->config, open_backend, versions);
+    if (a->json)
+      std::printf("%s", to_json(report).c_str());
+    else if (a->csv)
+      std::printf("%s", to_csv(report).c_str());
+    else if (a->markdown)
+      std::printf("%s", to_markdown(report).c_str());
+    else
+      std::printf("%s", to_table(report).c_str());
+    if (!a->plot.empty()) {
+      write_plot(report, a->plot);
+      std::fprintf(stderr, "bench: wrote %s\n", a->plot.c_str());
+    }
+  });
 }
 
 }  // namespace moe

@@ -1,9 +1,9 @@
 // `moe-mnist eval`
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench.h"
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
@@ -34,18 +34,14 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--batch", a->batch, "Batch size; the last partial batch runs at its own size")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout (logs stay on stderr)");
   cmd->callback([a] {
-    using clock = std::chrono::steady_clock;
     if (a->batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(a->batch));
     if (a->passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(a->passes));
     const Dataset d = load_dataset(a->dataset, resolve_data_dir(a->dataset, a->data_dir), a->split);
     const std::vector<float> x = d.to_float();
-    const auto t0 = clock::now();
-    auto model = open_backend(a->model, a->backend);
-    const double t_session = std::chrono::duration<double>(clock::now() - t0).count();
-    {  // warm-up: first-run allocations and lazy initialisation stay out of the timing
-      std::vector<float> logits(size_t(std::min<int64_t>(a->batch, d.n) * model->n_classes()));
-      model->classify(x.data(), std::min<int64_t>(a->batch, d.n), logits.data(), nullptr);
-    }
+    // The first call (first-run allocations, lazy initialisation) is the warm-up, outside the timing.
+    const OpenedEngines opened = open_timed(1, [&] { return open_backend(a->model, a->backend); }, x, a->batch);
+    Classifier* model = opened.engines[0].get();
+    const double t_session = opened.session_ms / 1e3;
     const EvalResult r = evaluate(*model, x, d.labels, a->batch, a->passes);
     if (a->json) {
       nlohmann::json j = {{"backend", model->backend()}, {"precision", model->precision()}, {"split", a->split},

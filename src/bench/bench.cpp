@@ -1,0 +1,241 @@
+// The bench engine: per configuration, engine creation and the first (cold) call are timed on
+// their own, then one untimed warm-up pass, then `repeats` timed runs of `passes` passes.
+#include "bench/bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/checkpoint.h"
+#include "core/dataset.h"
+#include "core/errors.h"
+#include "core/evaluate.h"
+#include "core/process.h"
+#include "core/reference.h"
+#include "core/stats.h"
+
+namespace moe {
+
+namespace {
+
+bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+// One engine configuration to measure.
+struct Variant {
+  std::string backend, precision, variant, model;
+  BackendOptions options;
+};
+
+std::vector<Variant> variants(const BenchConfig& a) {
+  std::vector<Variant> v;
+  auto want = [&](const std::string& b) { return has(a.backends, b); };
+  auto onnx = [&](Backend backend, Precision precision, const std::string& variant, const std::string& file,
+                  bool trt_fp16 = false) {
+    Variant x{to_string(backend), to_string(precision), variant, a.model_dir + "/" + file, {}};
+    x.options.backend = backend;
+    x.options.trt_fp16 = trt_fp16;
+    v.push_back(x);
+  };
+  if (want("reference")) v.push_back({"reference", "fp32", "plain", a.model_dir, {}});
+  if (want("torch"))
+    for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop}) {
+      Variant x{"torch", "fp32", to_string(style), a.model_dir, {}};
+      x.options.backend = Backend::torch;
+      x.options.torch_style = style;
+      v.push_back(x);
+    }
+  const std::string fp32 = model_file_name(Precision::fp32), fp16 = model_file_name(Precision::fp16);
+  if (want("cpu")) {
+    onnx(Backend::cpu, Precision::fp32, "dense", fp32);
+    onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
+    onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
+    if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
+    onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
+    onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
+  }
+  if (want("cuda")) {
+    onnx(Backend::cuda, Precision::fp32, "dense", fp32);
+    onnx(Backend::cuda, Precision::fp16, "dense", fp16);
+  }
+  if (want("tensorrt")) {
+    onnx(Backend::tensorrt, Precision::fp32, "dense", fp32);
+    onnx(Backend::tensorrt, Precision::fp16, "dense", fp32, true);  // TensorRT picks fp16 kernels itself
+  }
+  return v;
+}
+
+std::unique_ptr<Classifier> open_variant(const Variant& v, int threads, const OpenEngine& open) {
+  if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
+  if (v.backend != "torch" && !std::filesystem::exists(v.model))
+    throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
+                           std::filesystem::path(v.model).parent_path().string() + " ...)");
+  BackendOptions o = v.options;
+  o.threads = threads;
+  return open(v.model, o);
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t batch, const BenchConfig& a,
+                 const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& y) {
+  BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, mode, threads, batch);
+  const int n_engines = mode == "streams" ? threads : 1;
+  const int engine_threads = mode == "streams" ? 1 : threads;
+  const OpenedEngines opened = open_timed(n_engines, [&] { return open_variant(v, engine_threads, open); }, x, batch);
+  row.session_ms = opened.session_ms;
+  row.first_run_ms = opened.first_run_ms;
+  std::vector<Classifier*> ptrs;
+  for (auto& e : opened.engines) ptrs.push_back(e.get());
+
+  evaluate_parallel(ptrs, x, y, batch, 1, false);  // warm-up pass, untimed
+  std::vector<double> ips, seconds, latencies;
+  int64_t correct = 0, images = 0;
+  for (int64_t r = 0; r < a.repeats; ++r) {
+    const EvalResult e = evaluate_parallel(ptrs, x, y, batch, a.passes, true);
+    ips.push_back(e.images_per_second());
+    seconds.push_back(e.seconds);
+    latencies.insert(latencies.end(), e.batch_seconds.begin(), e.batch_seconds.end());
+    correct += e.correct;
+    images += e.images;
+  }
+  row.accuracy = double(correct) / double(images);
+  row.seconds = median(seconds);
+  row.images_per_second = median(ips);
+  row.ips_min = *std::min_element(ips.begin(), ips.end());
+  row.ips_max = *std::max_element(ips.begin(), ips.end());
+  row.p50_us = 1e6 * quantile(latencies, 0.5);
+  row.p90_us = 1e6 * quantile(latencies, 0.9);
+  row.p99_us = 1e6 * quantile(latencies, 0.99);
+  return row;
+}
+
+// The reference row is the yardstick only if it computes what LibTorch computes.
+void check_reference(const BenchConfig& a, const OpenEngine& open, const std::vector<float>& x, int64_t n) {
+  std::unique_ptr<Classifier> torch;
+  try {
+    BackendOptions o;
+    o.backend = Backend::torch;
+    torch = open(a.model_dir, o);
+  } catch (const UnavailableError&) {
+    std::fprintf(stderr, "bench: no LibTorch in this build, the reference row is not cross-checked\n");
+    return;
+  }
+  ReferenceClassifier ref(load_checkpoint(a.model_dir));
+  const int64_t m = std::min<int64_t>(n, 2000), C = ref.n_classes();
+  std::vector<float> l1(static_cast<size_t>(m * C)), l2(static_cast<size_t>(m * C));
+  ref.classify(x.data(), m, l1.data(), nullptr);
+  torch->classify(x.data(), m, l2.data(), nullptr);
+  float diff = 0;
+  for (size_t i = 0; i < l1.size(); ++i) diff = std::max(diff, std::fabs(l1[i] - l2[i]));
+  if (!(diff <= 1e-4f))
+    throw InputError("bench: the reference forward pass disagrees with LibTorch (max |logit diff| " + std::to_string(diff) +
+                     " > 1e-4 on " + std::to_string(m) + " images); not benchmarking against a wrong yardstick");
+  std::fprintf(stderr, "bench: reference vs LibTorch: max |logit diff| %.1e on %lld images\n", double(diff), (long long)m);
+}
+
+}  // namespace
+
+void write_plot(const BenchReport& report, const std::string& path) {
+  const std::string svg = to_svg_plot(report);
+  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".svg") == 0) {
+    write_file_atomically(path, svg);
+    return;
+  }
+  if (path.size() < 4 || path.compare(path.size() - 4, 4, ".png") != 0)
+    throw InputError("--plot " + path + ": expected a .svg or .png file name");
+  const std::string tmp_svg = path + ".svg.tmp";
+  write_file_atomically(tmp_svg, svg);
+  try {
+    write_atomically(path, [&](const std::string& tmp) {
+      run_tool({"rsvg-convert", "-f", "png", "-o", tmp, tmp_svg},
+               "--plot " + path + ": PNG needs rsvg-convert (apt install librsvg2-bin), or use a .svg name", "--plot " + path);
+    });
+  } catch (...) {
+    std::remove(tmp_svg.c_str());
+    throw;
+  }
+  std::remove(tmp_svg.c_str());
+}
+
+OpenedEngines open_timed(int n_engines, const std::function<std::unique_ptr<Classifier>()>& open,
+                         const std::vector<float>& x, int64_t batch) {
+  OpenedEngines o;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n_engines; ++i) o.engines.push_back(open());
+  o.session_ms = ms_since(t0);
+  const int64_t b = std::min<int64_t>(batch, int64_t(x.size() / 784));
+  std::vector<float> logits(static_cast<size_t>(b * o.engines[0]->n_classes()));
+  t0 = std::chrono::steady_clock::now();
+  o.engines[0]->classify(x.data(), b, logits.data(), nullptr);
+  o.first_run_ms = ms_since(t0);
+  return o;
+}
+
+BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
+                      const std::vector<std::pair<std::string, std::string>>& versions) {
+  if (a.repeats <= 0 || a.passes <= 0) throw InputError("--repeats and --passes must be > 0");
+  for (int64_t b : a.batches)
+    if (b <= 0) throw InputError("--batches: batch sizes must be > 0, got " + std::to_string(b));
+  for (int t : a.threads)
+    if (t <= 0) throw InputError("--threads: thread counts must be > 0, got " + std::to_string(t));
+  load_checkpoint_meta(a.model_dir);  // a clear error early when DIR is not a model directory
+
+  Dataset d = load_dataset(a.dataset, resolve_data_dir(a.dataset, a.data_dir), a.split);
+  if (a.limit > 0 && a.limit < d.n) {
+    d.n = a.limit;
+    d.pixels.resize(static_cast<size_t>(d.n * 784));
+    d.labels.resize(static_cast<size_t>(d.n));
+  }
+  const std::vector<float> x = d.to_float();
+
+  BenchReport report;
+  report.context = machine_context();
+  report.context.split = a.split;
+  report.context.images_per_pass = d.n;
+  report.context.passes = a.passes;
+  report.context.repeats = a.repeats;
+  report.context.versions = versions;
+  if (report.context.build_type != "Release")
+    std::fprintf(stderr, "\n*** WARNING: this is a %s build; timings are not representative. ***\n\n",
+                 report.context.build_type.c_str());
+  if (has(a.backends, "reference")) check_reference(a, open, x, d.n);
+
+  const std::vector<Variant> vs = variants(a);
+  for (const Variant& v : vs) {
+    // GPU engines do not use CPU threads for the work; measure them once per batch size.
+    const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
+    try {
+      open_variant(v, 1, open);
+    } catch (const UnavailableError& e) {
+      BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, "-", 0, 0);
+      row.available = false;
+      row.reason = e.what();
+      report.rows.push_back(row);
+      std::fprintf(stderr, "bench: %s not available: %s\n", report.rows.back().name().c_str(), e.what());
+      continue;
+    }
+    for (int threads : gpu ? std::vector<int>{1} : a.threads) {
+      for (const std::string& mode : a.modes) {
+        if (threads == 1 && mode == "streams") continue;  // identical to intra with one thread
+        if (v.backend == "reference" && mode == "intra" && threads > 1) continue;  // single-threaded code
+        if (v.backend == "torch" && mode == "streams") continue;  // LibTorch's OpenMP pool is per process
+        for (int64_t batch : a.batches) {
+          std::fprintf(stderr, "bench: %-22s %-7s threads %d batch %-5lld ", (v.backend + " " + v.precision + " " + v.variant).c_str(),
+                       mode.c_str(), threads, (long long)batch);
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.labels);
+          std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
+          report.rows.push_back(row);
+        }
+      }
+    }
+  }
+  report.summary = summarize(report.rows);
+  return report;
+}
+
+}  // namespace moe
