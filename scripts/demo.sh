@@ -17,9 +17,10 @@ echo "== train: $epochs epochs -> $out" >&2
 "$bin" train --epochs "$epochs" --out "$out"
 
 echo "== export" >&2
+# Each lands in $out under the name bench looks for (model.fp32.onnx, model.int8-static.onnx, ...).
 for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
-"$bin" export --checkpoint "$out" --precision int8 --int8-input static --out "$out/model.int8-static.onnx"
-for r in gather moe; do "$bin" export --checkpoint "$out" --routing "$r" --out "$out/model.fp32-$r.onnx"; done
+"$bin" export --checkpoint "$out" --precision int8 --int8-input static
+for r in gather moe; do "$bin" export --checkpoint "$out" --routing "$r"; done
 
 echo "== graph -> $out/model.svg" >&2
 "$bin" graph --model "$out/model.fp32.onnx" --out "$out/model.svg"

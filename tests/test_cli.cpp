@@ -8,6 +8,7 @@
 #include <fstream>
 #include <regex>
 
+#include "core/choices.h"
 #include "core/dataset.h"
 #include "test_util.h"
 
@@ -95,12 +96,18 @@ TEST(ExportCli, WritesCheckedFp32Fp16Int8AndContribMoEModels) {
     EXPECT_TRUE(contains(r.err, "model." + p + ".onnx")) << r.err;
     EXPECT_TRUE(contains(r.err, "ONNX checker passed")) << r.err;
   }
-  const Result st = run("export --checkpoint " + kRun + " --precision int8 --int8-input static --out " + kRun + "/model.int8-static.onnx");
+  // Without --out each variant gets the name bench reads (model_file_name).
+  const Result st = run("export --checkpoint " + kRun + " --precision int8 --int8-input static");
   ASSERT_EQ(st.code, 0) << st.err;
-  for (const std::string routing : {"gather", "moe"}) {
-    const Result r = run("export --checkpoint " + kRun + " --routing " + routing + " --out " + kRun + "/model.fp32-" + routing + ".onnx");
+  EXPECT_TRUE(contains(st.err, kRun + "/" + model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale))) << st.err;
+  for (const Routing routing : {Routing::gather, Routing::moe}) {
+    const Result r = run("export --checkpoint " + kRun + " --routing " + to_string(routing));
     ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, kRun + "/" + model_file_name(Precision::fp32, routing))) << r.err;
   }
+  const Result out = run("export --checkpoint " + kRun + " --out " + kRun + "/elsewhere.onnx");
+  ASSERT_EQ(out.code, 0) << out.err;
+  EXPECT_TRUE(contains(out.err, kRun + "/elsewhere.onnx")) << out.err;
 }
 
 TEST(Cli, EvalPrintsTheOriginalLineAndJson) {

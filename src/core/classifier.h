@@ -11,8 +11,8 @@ class Classifier {
   virtual ~Classifier() = default;
 
   // images: [n, 784] float32 in [0, 1]. Writes logits [n, n_classes] and, when gate_probs is not
-  // null, the gate's softmax probabilities [n, n_experts]. Implementations keep their buffers
-  // across calls, so the hot loop allocates nothing; not thread-safe.
+  // null, the gate's softmax probabilities [n, n_experts]. Not thread-safe: use one instance per
+  // thread. Buffers are the implementation's business (the reference allocates a few per call).
   virtual void classify(const float* images, int64_t n, float* logits, float* gate_probs) = 0;
 
   virtual int64_t n_classes() const = 0;
