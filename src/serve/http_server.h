@@ -1,4 +1,4 @@
-// A small HTTP/1.1 server on libmicrohttpd's event loop (epoll, a fixed pool of threads), with
+// A small HTTP/1.1 server on libmicrohttpd's event loop (poll, a fixed pool of threads), with
 // asynchronous replies: a handler may answer later from another thread (the connection is suspended
 // meanwhile), so thousands of keep-alive connections wait on the batcher without a thread each.
 #pragma once

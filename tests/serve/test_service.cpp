@@ -3,6 +3,10 @@
 // /metrics counts what happened.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
@@ -289,6 +293,48 @@ TEST(Service, ShutdownAnswersWhatIsQueuedAndRefusesNewWork) {
   EXPECT_EQ(ok, 4);
   httplib::Client c("127.0.0.1", port);
   EXPECT_FALSE(c.Get("/v2/health/live"));  // no longer listening
+}
+
+// Hundreds of open keep-alive connections, each sending while the others wait: every one is
+// answered, twice, on one HTTP thread.
+TEST(Service, ServesHundredsOfKeepAliveConnections) {
+  Service s(options(), engines(1));
+  constexpr int kConnections = 300;
+  std::vector<int> fds;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(s.port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < kConnections; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << "connection " << i;
+    fds.push_back(fd);
+  }
+  const std::string get = "GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  for (int round = 0; round < 2; ++round) {
+    for (int fd : fds) ASSERT_EQ(::write(fd, get.data(), get.size()), ssize_t(get.size()));
+    std::vector<std::string> got(fds.size());
+    size_t answered = 0;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (answered < fds.size() && std::chrono::steady_clock::now() < deadline) {
+      std::vector<pollfd> p;
+      for (int fd : fds) p.push_back({fd, POLLIN, 0});
+      ::poll(p.data(), p.size(), 100);
+      for (size_t i = 0; i < p.size(); ++i) {
+        if (!(p[i].revents & POLLIN)) continue;
+        char buf[512];
+        const ssize_t n = ::read(fds[i], buf, sizeof buf);
+        if (n <= 0) continue;
+        const bool before = got[i].find("{\"live\":true}") != std::string::npos;
+        got[i].append(buf, size_t(n));
+        if (!before && got[i].find("{\"live\":true}") != std::string::npos) ++answered;
+      }
+    }
+    EXPECT_EQ(answered, fds.size()) << "round " << round;
+    for (const auto& g : got) EXPECT_EQ(g.rfind("HTTP/1.1 200", 0), 0u);
+  }
+  for (int fd : fds) ::close(fd);
 }
 
 TEST(Service, FullQueueIs503) {

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Load test of `moe-mnist serve` on loopback with wrk: single-image requests (KServe v2 JSON FP32,
+# binary FP32, binary UINT8) at several keep-alive connection counts, dynamic batching on and off.
+# Reports requests/s, latency p50/p99, mean batch size, errors, where the server's time goes, and
+# the server's memory before and after. Bounded: each cell runs --seconds.
+#
+#   scripts/serve-bench.sh [--model M.onnx] [--seconds S] [--connections "1 16 64 256"]
+#                          [--payloads "json-fp32 binary-fp32 binary-uint8"] [--batching "on off"]
+#                          [--check] [-- extra serve flags]
+# --check: exit 1 on any error response or socket error (CI's bounded smoke run).
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cli="${MOE_MNIST_CLI:-$root/build/bin/moe-mnist}"
+model="$root/runs/mnist/model.fp32.onnx"
+seconds=5 connections="1 16 64 256" payloads="json-fp32 binary-fp32 binary-uint8" batching="on off" check=0
+data="${MOE_MNIST_DATA:-$root/data/mnist}"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
+    --payloads) payloads=$2; shift 2 ;;
+    --batching) batching=$2; shift 2 ;;
+    --check) check=1; shift ;;
+    --) shift; break ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "serve-bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+command -v wrk >/dev/null || { echo "serve-bench.sh: wrk not found (apt install wrk)" >&2; exit 3; }
+[ -f "$model" ] || { echo "serve-bench.sh: $model not found (train and export first: scripts/demo.sh)" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+server_pid=""
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
+trap cleanup EXIT
+python3 "$root/bench/serve/make_bodies.py" "$data" "$tmp" > "$tmp/bodies"
+
+metric() { grep -E "^$1 " "$tmp/metrics" | awk '{print $2}' | head -1; }
+scrape() { curl -s "$url/metrics" > "$tmp/metrics"; }
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
+
+echo "# serve-bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; wrk -t1, ${seconds}s per cell; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "# server: $cli serve --model $model $*"
+printf '| batching | payload | conns | req/s | p50 ms | p99 ms | mean batch | errors | server us/req (queue + model/img) |\n'
+printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
+errors_total=0
+for b in $batching; do
+  delay=200; [ "$b" = off ] && delay=0
+  "$cli" serve --model "$model" --port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
+  server_pid=$!
+  for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; sleep 0.1; done
+  url=$(grep -o 'http://[0-9.:]*' "$tmp/server.log" | head -1)
+  [ -n "$url" ] || { cat "$tmp/server.log" >&2; exit 1; }
+  rss_start=$(rss_kib)
+  for p in $payloads; do
+    hlen=$(awk -v n="$p" '$1 == n {print $2}' "$tmp/bodies")
+    ctype=application/octet-stream; [ -z "$hlen" ] && ctype=application/json
+    for c in $connections; do
+      scrape
+      r0=$(metric moe_mnist_model_runs_total); i0=$(metric moe_mnist_images_total)
+      q0=$(metric moe_mnist_queue_wait_seconds_sum); m0=$(metric moe_mnist_model_run_seconds_sum)
+      d0=$(awk '/^moe_mnist_http_request_duration_seconds_sum{route="infer"}/ {print $2}' "$tmp/metrics"); d0=${d0:-0}
+      BODY="$tmp/$p" HLEN="$hlen" CTYPE="$ctype" URLPATH=/v2/models/moe-mnist/infer \
+        wrk -t1 -c"$c" -d"${seconds}s" --latency -s "$root/bench/serve/request.lua" "$url" > "$tmp/wrk.txt"
+      scrape
+      r1=$(metric moe_mnist_model_runs_total); i1=$(metric moe_mnist_images_total)
+      q1=$(metric moe_mnist_queue_wait_seconds_sum); m1=$(metric moe_mnist_model_run_seconds_sum)
+      d1=$(awk '/^moe_mnist_http_request_duration_seconds_sum{route="infer"}/ {print $2}' "$tmp/metrics")
+      rps=$(awk '/Requests\/sec/ {print $2}' "$tmp/wrk.txt")
+      p50=$(awk '$1 == "50%" {print $2}' "$tmp/wrk.txt"); p99=$(awk '$1 == "99%" {print $2}' "$tmp/wrk.txt")
+      non2xx=$(awk '/Non-2xx/ {print $NF}' "$tmp/wrk.txt"); non2xx=${non2xx:-0}
+      sock=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$tmp/wrk.txt"); sock=${sock:-0}
+      errors=$((non2xx + sock)); errors_total=$((errors_total + errors))
+      awk -v b="$b" -v p="$p" -v c="$c" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v e="$errors" \
+          -v runs=$((r1 - r0)) -v imgs=$((i1 - i0)) -v q="$q1 - $q0" -v m="$m1 - $m0" -v d="$d1 - $d0" '
+        function ms(x) { if (x ~ /us$/) return x / 1000; if (x ~ /ms$/) return x + 0; if (x ~ /s$/) return x * 1000; return x }
+        BEGIN {
+          split(q, qa, " - "); split(m, ma, " - "); split(d, da, " - ")
+          mean = runs > 0 ? imgs / runs : 0
+          per = imgs > 0 ? 1e6 * (da[1] - da[2]) / imgs : 0
+          qimg = imgs > 0 ? 1e6 * (qa[1] - qa[2]) / imgs : 0
+          mimg = imgs > 0 ? 1e6 * (ma[1] - ma[2]) / imgs : 0
+          printf "| %s | %s | %d | %.0f | %.2f | %.2f | %.1f | %d | %.0f (%.0f + %.1f) |\n", b, p, c, rps, ms(p50), ms(p99), mean, e, per, qimg, mimg
+        }'
+    done
+  done
+  echo "# batching $b: server RSS $((rss_start / 1024)) MiB at start, $(( $(rss_kib) / 1024 )) MiB after"
+  kill -TERM "$server_pid"; wait "$server_pid" || { echo "serve exited non-zero after SIGTERM" >&2; exit 1; }
+  server_pid=""
+done
+if [ "$check" = 1 ] && [ "$errors_total" -gt 0 ]; then
+  echo "serve-bench.sh: $errors_total error responses or socket errors" >&2
+  exit 1
+fi
