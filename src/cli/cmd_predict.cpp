@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
-#include <numeric>
 
 #include "cli/backends.h"
 #include "cli/commands.h"
@@ -12,6 +11,7 @@
 #include "core/errors.h"
 #include "core/evaluate.h"
 #include "core/image.h"
+#include "core/routing.h"
 
 namespace moe {
 
@@ -61,16 +61,12 @@ void add_predict_command(CLI::App& app) {
     if (label >= 0) std::printf("   label: %d %s", label, label == pred ? "(correct)" : "(wrong)");
     std::printf("\nprobabilities:");
     for (int64_t c = 0; c < C; ++c) std::printf(" %lld:%.3f", (long long)c, p[c] / sum);
-    // The same routing rule as the model: top-k gate probabilities, softmax over the chosen ones.
-    std::vector<int64_t> order(static_cast<size_t>(E));
-    std::iota(order.begin(), order.end(), 0);
     const int64_t k = std::clamp<int64_t>(model->top_k(), 1, E);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t i, int64_t j) { return probs[i] > probs[j]; });
-    double wsum = 0;
-    for (int64_t j = 0; j < k; ++j) wsum += std::exp(double(probs[order[j]]));
+    std::vector<int64_t> chosen(static_cast<size_t>(k));
+    std::vector<float> weights(static_cast<size_t>(k));
+    route(probs.data(), E, k, chosen.data(), weights.data());
     std::printf("\nexperts chosen (gate probability -> weight):");
-    for (int64_t j = 0; j < k; ++j)
-      std::printf(" #%lld %.3f -> %.3f", (long long)order[j], probs[order[j]], std::exp(double(probs[order[j]])) / wsum);
+    for (int64_t j = 0; j < k; ++j) std::printf(" #%lld %.3f -> %.3f", (long long)chosen[j], probs[chosen[j]], weights[j]);
     std::printf("\n");
   });
 }

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+
+#include "core/errors.h"
+#include "core/routing.h"
 
 namespace moe {
 
@@ -58,19 +62,17 @@ ReferenceClassifier::ReferenceClassifier(const Checkpoint& ck) : c_(ck.meta.mode
 void ReferenceClassifier::classify(const float* images, int64_t n, float* logits, float* gate_probs) {
   const int64_t I = c_.input_size, D = c_.emb_size, E = c_.experts, K = c_.top, C = c_.n_classes;
   std::vector<float> h(static_cast<size_t>(D)), p(static_cast<size_t>(E)), hidden(static_cast<size_t>(D)), out(static_cast<size_t>(D)), y(static_cast<size_t>(D)), w(static_cast<size_t>(K));
-  std::vector<int64_t> order(static_cast<size_t>(E));
+  std::vector<int64_t> chosen(static_cast<size_t>(K));
   for (int64_t r = 0; r < n; ++r) {
     linear(images + r * I, emb_w_.data(), emb_b_.data(), I, D, h.data());
     linear(h.data(), gate_w_.data(), gate_b_.data(), D, E, p.data());
     softmax(p.data(), E);
+    if (dropped_ >= 0) drop_expert(p.data(), E, dropped_);
     if (gate_probs) std::copy(p.begin(), p.end(), gate_probs + r * E);
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int64_t a, int64_t b) { return p[a] > p[b]; });
-    for (int64_t j = 0; j < K; ++j) w[j] = p[order[j]];
-    softmax(w.data(), K);  // softmax over the selected probabilities
+    route(p.data(), E, K, chosen.data(), w.data());
     std::fill(y.begin(), y.end(), 0.f);
     for (int64_t j = 0; j < K; ++j) {
-      const int64_t e = order[j];
+      const int64_t e = chosen[j];
       linear(h.data(), fc1_w_[e].data(), fc1_b_[e].data(), D, D, hidden.data());
       for (auto& v : hidden) v = std::max(v, 0.f);
       linear(hidden.data(), fc2_w_[e].data(), fc2_b_[e].data(), D, D, out.data());
@@ -78,6 +80,13 @@ void ReferenceClassifier::classify(const float* images, int64_t n, float* logits
     }
     linear(y.data(), cls_w_.data(), cls_b_.data(), D, C, logits + r * C);
   }
+}
+
+void ReferenceClassifier::set_dropped_expert(int64_t e) {
+  if (e >= c_.experts) throw InputError("expert " + std::to_string(e) + " does not exist: the model has " +
+                                        std::to_string(c_.experts) + " experts (0.." + std::to_string(c_.experts - 1) + ")");
+  if (e >= 0 && c_.experts == 1) throw InputError("cannot drop the only expert of a 1-expert model");
+  dropped_ = e < 0 ? -1 : e;
 }
 
 }  // namespace moe
