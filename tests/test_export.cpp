@@ -151,6 +151,7 @@ TEST(Export, GpuBackendsNameTheMissingProviderOrRun) {
       gpu = make_ort_classifier(dir + "/m.onnx", oo);
     } catch (const UnavailableError& e) {
       EXPECT_TRUE(test::contains_nocase(e.what(), backend)) << e.what();
+      if (test::gpu_required()) ADD_FAILURE() << "MOE_MNIST_REQUIRE_GPU is set, but: " << e.what();
       continue;
     }
     std::vector<float> got(64 * 10);

@@ -219,6 +219,8 @@ TEST_F(Parity, GpuCudaFp32ArgmaxMatchesCpuOnAllTestImages) {
   try {
     m = make_ort_classifier(model("model.fp32.onnx"), oo);
   } catch (const UnavailableError& e) {
+    EXPECT_TRUE(test::contains_nocase(e.what(), "cuda")) << e.what();
+    if (test::gpu_required()) FAIL() << "MOE_MNIST_REQUIRE_GPU is set, but: " << e.what();
     GTEST_SKIP() << e.what();
   }
   const Outputs o = run_all(*m, *x_, 10000);

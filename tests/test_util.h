@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -39,6 +40,13 @@ inline bool contains_nocase(std::string s, std::string part) {
   for (auto* str : {&s, &part})
     for (char& ch : *str) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   return contains(s, part);
+}
+
+// Set on a machine that has a GPU (MOE_MNIST_REQUIRE_GPU=1), so a GPU test fails instead of
+// skipping when its backend cannot run: a GPU machine's CI must not pass without running them.
+inline bool gpu_required() {
+  const char* v = std::getenv("MOE_MNIST_REQUIRE_GPU");
+  return v && *v && std::string(v) != "0";
 }
 
 // Data set folder prepared by scripts/setup.sh, relative to the source tree.
