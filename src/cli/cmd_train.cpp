@@ -29,14 +29,14 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--save-every", o->save_every, "Save the checkpoint every N iterations (0 = only at the end)")->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out (weights, optimizer state, iteration)");
   cmd->add_option("--device", o->device, "cpu, or cuda[:N] with a CUDA LibTorch")->capture_default_str();
+  cmd->add_flag_callback("--no-noise", [o] { o->model.noisy_gating = false; },
+                         "Train without noisy top-k gating (the gate's probabilities decide alone)");
   cmd->add_flag("--json", *json, "Print a JSON summary on stdout (logs stay on stderr)");
   cmd->callback([o, json] {
     const TrainSummary s = train(*o);
     if (*json) {
       nlohmann::json epochs = nlohmann::json::array();
-      for (const auto& e : s.history)
-        epochs.push_back({{"epoch", e.epoch}, {"seconds", e.seconds}, {"loss", e.mean_loss},
-                          {"test_accuracy", e.test_accuracy}, {"expert_load", e.expert_load}});
+      for (const auto& e : s.history) epochs.push_back(to_json(e));
       nlohmann::json j = {{"epochs", s.epochs},
                           {"iterations", s.iterations},
                           {"seconds", s.seconds},

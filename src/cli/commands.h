@@ -10,6 +10,8 @@ void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_graph_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_experts_command(CLI::App& app);
+void add_plot_train_command(CLI::App& app);
 void add_serve_command(CLI::App& app);  // only in builds with MOE_MNIST_HAVE_SERVE
 
 }  // namespace moe

@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   moe::add_predict_command(app);
   moe::add_graph_command(app);
   moe::add_bench_command(app);
+  moe::add_experts_command(app);
+  moe::add_plot_train_command(app);
 #ifdef MOE_MNIST_HAVE_SERVE
   moe::add_serve_command(app);
 #endif

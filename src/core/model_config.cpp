@@ -22,7 +22,8 @@ void ModelConfig::validate() const {
 
 nlohmann::json to_json(const ModelConfig& c) {
   return {{"input_size", c.input_size}, {"experts", c.experts},     {"top", c.top},
-          {"emb_size", c.emb_size},     {"n_classes", c.n_classes}, {"w_importance", c.w_importance}};
+          {"emb_size", c.emb_size},     {"n_classes", c.n_classes}, {"w_importance", c.w_importance},
+          {"noisy_gating", c.noisy_gating}};
 }
 
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where) {
@@ -35,6 +36,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& w
     if (j.contains("emb_size")) c.emb_size = j.at("emb_size").get<int64_t>();
     if (j.contains("n_classes")) c.n_classes = j.at("n_classes").get<int64_t>();
     if (j.contains("w_importance")) c.w_importance = j.at("w_importance").get<double>();
+    if (j.contains("noisy_gating")) c.noisy_gating = j.at("noisy_gating").get<bool>();
   } catch (const nlohmann::json::exception& e) {
     throw InputError(where + ": bad model config field (" + e.what() + ")");
   }

@@ -13,6 +13,7 @@ struct ModelConfig {
   int64_t emb_size = 16;       // embedding width, also each expert's width
   int64_t n_classes = 10;
   double w_importance = 0.01;  // weight of the importance (load-balancing) loss in training
+  bool noisy_gating = true;    // training adds learned-scale Gaussian noise to the gate before top-k
 
   // Throws InputError naming the field when a size is out of range.
   void validate() const;

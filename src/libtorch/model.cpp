@@ -25,7 +25,7 @@ MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
   MoEOutput o;
   o.gate_probs = torch::softmax(gate(x), 1);  // [B, E]
   torch::Tensor scores = o.gate_probs;
-  if (is_training())  // noisy top-k gating: exploration noise whose scale the model learns
+  if (is_training() && config.noisy_gating)  // noisy top-k gating: exploration noise whose scale the model learns
     scores = scores + torch::randn_like(scores) * F::softplus(noise(x));
   auto [top_v, top_i] = scores.topk(k, 1);  // [B, k]
   o.top_idx = top_i;

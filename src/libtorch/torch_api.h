@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct EpochStats {
   double mean_loss = 0;         // cross-entropy + importance, averaged over the epoch's iterations
   double test_accuracy = 0;
   std::vector<double> expert_load;  // share of top-k slots per expert on the test set, sums to 1
+  // Routing on the test set (core/routing.h routing_stats): CV of load and of importance over the
+  // experts, mean gate entropy per image (nats), experts with load < 1%.
+  double load_cv = 0, importance_cv = 0, gate_entropy = 0;
+  std::vector<int64_t> dead_experts;
 };
 
 struct TrainSummary {
@@ -40,8 +45,13 @@ struct TrainSummary {
   double seconds = 0;           // training time, all epochs of this run (excludes evaluation)
   double train_accuracy = 0, test_accuracy = 0;
   std::vector<double> expert_load;
-  std::vector<EpochStats> history;
+  std::vector<EpochStats> history;  // this run's epochs (config.json and history.csv keep a resumed run's earlier ones too)
 };
+
+// One epoch as a JSON object / a history.csv line (header: history_csv_header()).
+nlohmann::json to_json(const EpochStats& e);
+std::string history_csv_header();
+std::string history_csv_line(const EpochStats& e);
 
 // Trains (or resumes) and writes the checkpoint to opts.out. Progress and logs go to stderr.
 // Throws Interrupted after saving when SIGINT arrives.

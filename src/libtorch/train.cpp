@@ -6,6 +6,8 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 
@@ -14,6 +16,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/progress.h"
+#include "core/routing.h"
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"
 
@@ -38,7 +41,7 @@ Split load_split(const TrainOptions& o, const std::string& split, const torch::D
 
 struct Quality {
   double accuracy = 0;
-  std::vector<double> load;  // share of top-k slots per expert
+  RoutingStats routing;  // load, CVs, entropy, dead experts from the gate's probabilities
 };
 
 Quality measure(Net& net, const Split& s) {
@@ -46,25 +49,43 @@ Quality measure(Net& net, const Split& s) {
   torch::NoGradGuard no_grad;
   const int64_t n = s.x.size(0), E = net->config.experts;
   int64_t correct = 0;
-  torch::Tensor slots = torch::zeros({E}, torch::kLong);
+  std::vector<float> probs(static_cast<size_t>(n * E));  // [n, E]
   for (int64_t i = 0; i < n; i += 1000) {
     const int64_t b = std::min<int64_t>(1000, n - i);
     NetOutput o = net->forward(s.x.narrow(0, i, b), TorchStyle::sparse);
     correct += o.logits.argmax(1).eq(s.y.narrow(0, i, b)).sum().item<int64_t>();
-    slots += torch::bincount(o.moe.top_idx.reshape({-1}), {}, E).cpu();
+    torch::Tensor p = o.moe.gate_probs.to(torch::kCPU, torch::kFloat).contiguous();
+    std::copy(p.data_ptr<float>(), p.data_ptr<float>() + b * E, probs.begin() + i * E);
   }
   net->train();
   Quality q;
   q.accuracy = n ? double(correct) / double(n) : 0.0;
-  const double total = double(slots.sum().item<int64_t>());
-  for (int64_t e = 0; e < E; ++e) q.load.push_back(total > 0 ? slots[e].item<int64_t>() / total : 0.0);
+  q.routing = routing_stats(probs.data(), n, E, net->config.top);
   return q;
+}
+
+void write_history_csv(const std::string& dir, const nlohmann::json& history) {
+  std::string csv = history_csv_header();
+  for (const auto& h : history) {
+    EpochStats e;
+    e.epoch = h.value("epoch", int64_t(0));
+    e.seconds = h.value("seconds", 0.0);
+    e.mean_loss = h.value("loss", 0.0);
+    e.test_accuracy = h.value("test_accuracy", 0.0);
+    e.load_cv = h.value("load_cv", 0.0);
+    e.importance_cv = h.value("importance_cv", 0.0);
+    e.gate_entropy = h.value("gate_entropy", 0.0);
+    e.dead_experts = h.value("dead_experts", std::vector<int64_t>{});
+    csv += history_csv_line(e);
+  }
+  write_atomically(dir + "/history.csv", [&](const std::string& tmp) { std::ofstream(tmp) << csv; });
 }
 
 void save(Net& net, torch::optim::Adam& opt, const TrainOptions& o, const CheckpointMeta& meta) {
   std::filesystem::create_directories(o.out);
   save_weights(weights_path(o.out), weights_from(net));
   write_atomically(train_state_path(o.out), [&](const std::string& tmp) { torch::save(opt, tmp); });
+  if (meta.training.contains("history")) write_history_csv(o.out, meta.training["history"]);
   save_checkpoint_meta(o.out, meta);  // last, so config.json never points at older weights
 }
 
@@ -111,6 +132,23 @@ std::string load_string(const std::vector<double>& load) {
 
 }  // namespace
 
+nlohmann::json to_json(const EpochStats& e) {
+  return {{"epoch", e.epoch},         {"seconds", e.seconds},
+          {"loss", e.mean_loss},      {"test_accuracy", e.test_accuracy},
+          {"expert_load", e.expert_load}, {"load_cv", e.load_cv},
+          {"importance_cv", e.importance_cv}, {"gate_entropy", e.gate_entropy},
+          {"dead_experts", e.dead_experts}};
+}
+
+std::string history_csv_header() { return "epoch,seconds,loss,test_accuracy,load_cv,importance_cv,gate_entropy,dead_experts\n"; }
+
+std::string history_csv_line(const EpochStats& e) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%lld,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu\n", (long long)e.epoch, e.seconds, e.mean_loss,
+                e.test_accuracy, e.load_cv, e.importance_cv, e.gate_entropy, e.dead_experts.size());
+  return buf;
+}
+
 TrainSummary train(const TrainOptions& opts) {
   TrainOptions o = opts;
   if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
@@ -122,11 +160,13 @@ TrainSummary train(const TrainOptions& opts) {
 
   CheckpointMeta meta;
   int64_t iteration = 0;
+  nlohmann::json history = nlohmann::json::array();
   if (o.resume) {
     meta = load_checkpoint_meta(o.out);
     o.model = meta.model;  // the checkpoint's sizes win over flags
     o.dataset = meta.dataset;
     iteration = meta.training.value("iterations", int64_t(0));
+    if (meta.training.contains("history") && meta.training["history"].is_array()) history = meta.training["history"];
   }
   o.model.validate();
   meta.model = o.model;
@@ -152,7 +192,8 @@ TrainSummary train(const TrainOptions& opts) {
                  (long long)(iteration / iters_per_epoch + 1));
   }
   meta.training = {{"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
-                   {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch}};
+                   {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch},
+                   {"history", history}};
 
   g_interrupted = false;
   auto previous = std::signal(SIGINT, on_sigint);
@@ -203,10 +244,21 @@ TrainSummary train(const TrainOptions& opts) {
     es.mean_loss = loss_count ? loss_sum / double(loss_count) : 0.0;
     const Quality q = measure(net, test_set);
     es.test_accuracy = q.accuracy;
-    es.expert_load = q.load;
-    std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s\n",
+    es.expert_load = q.routing.load;
+    es.load_cv = q.routing.load_cv;
+    es.importance_cv = q.routing.importance_cv;
+    es.gate_entropy = q.routing.gate_entropy;
+    es.dead_experts = q.routing.dead;
+    std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
                  (long long)es.epoch, (long long)o.epochs, es.mean_loss, 100.0 * es.test_accuracy, es.seconds,
-                 double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str());
+                 double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
+                 es.dead_experts.size());
+    // Drop a partial epoch's entry left by an interrupted run, then record this one.
+    nlohmann::json kept = nlohmann::json::array();
+    for (const auto& h : meta.training["history"])
+      if (h.value("epoch", int64_t(0)) < es.epoch) kept.push_back(h);
+    kept.push_back(to_json(es));
+    meta.training["history"] = kept;
     summary.seconds += es.seconds;
     summary.history.push_back(es);
   }
@@ -217,7 +269,7 @@ TrainSummary train(const TrainOptions& opts) {
   summary.iterations = iteration;
   summary.test_accuracy = test_q.accuracy;
   summary.train_accuracy = train_q.accuracy;
-  summary.expert_load = test_q.load;
+  summary.expert_load = test_q.routing.load;
   meta.training["test_accuracy"] = summary.test_accuracy;
   meta.training["train_accuracy"] = summary.train_accuracy;
   meta.training["expert_load"] = summary.expert_load;

@@ -1,0 +1,61 @@
+// `moe-mnist plot-train`: loss, test accuracy and routing balance over the epochs of a training run.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "core/errors.h"
+#include "core/plot.h"
+
+namespace moe {
+
+void add_plot_train_command(CLI::App& app) {
+  struct Args {
+    std::string run_dir, out;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("plot-train", "Draw loss, test accuracy and expert load CV over the epochs of a run (history.csv)");
+  cmd->add_option("RUN_DIR", a->run_dir, "Checkpoint directory that 'train --out' wrote")->required();
+  cmd->add_option("--out", a->out, "Output base name; writes BASE.png and BASE.svg (default: RUN_DIR/train)");
+  cmd->callback([a] {
+    const std::string csv = a->run_dir + "/history.csv";
+    std::ifstream in(csv);
+    if (!in) throw InputError(csv + ": cannot read it (train writes history.csv after each epoch; is " + a->run_dir + " a run folder?)");
+    std::string line;
+    std::getline(in, line);
+    if (line.rfind("epoch,seconds,loss,test_accuracy,load_cv", 0) != 0)
+      throw InputError(csv + ": unexpected header '" + line + "' (expected epoch,seconds,loss,test_accuracy,load_cv,...)");
+    LinePanelsSpec spec;
+    spec.title = std::filesystem::path(a->run_dir).filename().string() + ": training";
+    spec.x_label = "epoch";
+    spec.panel_titles = {"training loss", "test accuracy %", "expert load CV (test set)"};
+    spec.y.resize(3);
+    int line_no = 1;
+    while (std::getline(in, line)) {
+      ++line_no;
+      if (line.empty()) continue;
+      std::vector<double> f;
+      std::stringstream ss(line);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) {
+        try {
+          f.push_back(std::stod(cell));
+        } catch (const std::exception&) {
+          throw InputError(csv + ":" + std::to_string(line_no) + ": '" + cell + "' is not a number");
+        }
+      }
+      if (f.size() < 5) throw InputError(csv + ":" + std::to_string(line_no) + ": expected at least 5 fields, found " + std::to_string(f.size()));
+      spec.x.push_back(f[0]);
+      spec.y[0].push_back(f[2]);
+      spec.y[1].push_back(100 * f[3]);
+      spec.y[2].push_back(f[4]);
+    }
+    if (spec.x.empty()) throw InputError(csv + ": no epochs recorded yet");
+    const std::string base = a->out.empty() ? a->run_dir + "/train" : a->out;
+    for (const auto& f : plot_line_panels(spec, base)) std::fprintf(stderr, "plot-train: wrote %s\n", f.c_str());
+  });
+}
+
+}  // namespace moe
