@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "core/errors.h"
 #include "core/image.h"
@@ -45,6 +46,41 @@ std::string route_label(const std::vector<std::string>& p) {
     return "metadata";
   }
   return "metadata";
+}
+
+// Undoes a request's Content-Encoding (gzip or deflate, as Triton's clients send with
+// request_compression_algorithm), never producing more than `limit` bytes: a small compressed body
+// must not become an unbounded one.
+std::string decompress(const std::string& body, const std::string& encoding, int64_t limit) {
+  z_stream z{};
+  // 15 + 32: zlib or gzip header, detected; raw deflate (some clients' "deflate") is -15.
+  if (inflateInit2(&z, encoding == "gzip" ? 15 + 16 : 15 + 32) != Z_OK) throw HttpError(500, "zlib: cannot start inflating");
+  std::string out;
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(body.data()));
+  z.avail_in = uInt(body.size());
+  char buf[16384];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&z);
+      throw HttpError(400, "Content-Encoding " + encoding + ": the body is not valid " + encoding + " data");
+    }
+    out.append(buf, sizeof buf - z.avail_out);
+    if (int64_t(out.size()) > limit) {
+      inflateEnd(&z);
+      throw HttpError(413, "Content-Encoding " + encoding + ": the body inflates to over the limit of " + std::to_string(limit) +
+                               " bytes (--max-body)");
+    }
+    if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+      inflateEnd(&z);
+      throw HttpError(400, "Content-Encoding " + encoding + ": the body ends inside the compressed stream");
+    }
+  }
+  inflateEnd(&z);
+  return out;
 }
 
 }  // namespace
@@ -154,6 +190,18 @@ void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::fun
 }
 
 void Service::infer(HttpRequest& req, Reply reply) {
+  if (const std::string* enc = req.header("content-encoding"); enc && *enc != "identity") {
+    if (*enc != "gzip" && *enc != "deflate") {
+      HttpResponse r = error(501, "Content-Encoding '" + *enc + "' is not supported (gzip, deflate or identity)");
+      r.headers.push_back({"Accept-Encoding", "gzip, deflate"});
+      return reply(std::move(r));
+    }
+    try {
+      req.body = decompress(req.body, *enc, options_.http.max_body);
+    } catch (const HttpError& e) {
+      return reply(error(e.status, e.what()));
+    }
+  }
   int64_t header_length = -1;
   if (const std::string* h = req.header("inference-header-content-length")) {
     char* end = nullptr;

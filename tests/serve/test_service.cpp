@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include <zlib.h>
+
 #include "core/reference.h"
 #include "random_model.h"
 #include "serve/service.h"
@@ -137,6 +139,42 @@ TEST(Service, JsonAndBinaryInferenceGiveTheModelsAnswer) {
   const std::string body8 = binary_request(q, &hl, "UINT8");
   h = {{"Inference-Header-Content-Length", std::to_string(hl)}};
   EXPECT_EQ(binary_logits(c.Post("/v2/models/moe-mnist/infer", h, body8, "application/octet-stream")), expected(q).first);
+}
+
+std::string gzip(const std::string& s) {
+  z_stream z{};
+  deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY);
+  std::string out(compressBound(uLong(s.size())) + 64, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(s.data()));
+  z.avail_in = uInt(s.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
+}
+
+TEST(Service, GzipRequestsAreInflatedWithinTheBodyLimit) {
+  ServiceOptions o = options();
+  o.http.max_body = 256 * 1024;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const auto x = test::random_images(2, 9);
+  size_t hl = 0;
+  const std::string body = binary_request(x, &hl);
+  auto r = c.Post("/v2/models/moe-mnist/infer",
+                  {{"Inference-Header-Content-Length", std::to_string(hl)}, {"Content-Encoding", "gzip"}}, gzip(body),
+                  "application/octet-stream");
+  EXPECT_EQ(binary_logits(r), expected(x).first);
+  // 10 MB of zeros compress to ~10 KB: the inflated size is what counts.
+  auto bomb = c.Post("/v2/models/moe-mnist/infer", {{"Content-Encoding", "gzip"}}, gzip(std::string(10 << 20, '0')), "application/json");
+  ASSERT_TRUE(bomb);
+  EXPECT_EQ(bomb->status, 413);
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", {{"Content-Encoding", "gzip"}}, "not gzip", "application/json")->status, 400);
+  auto br = c.Post("/v2/models/moe-mnist/infer", {{"Content-Encoding", "br"}}, body, "application/json");
+  EXPECT_EQ(br->status, 501);
+  EXPECT_EQ(br->get_header_value("Accept-Encoding"), "gzip, deflate");
 }
 
 TEST(Service, BadRequestsAre4xxJsonErrors) {
