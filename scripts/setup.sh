@@ -47,7 +47,7 @@ verify() {  # verify FILE [NAME]: FILE's SHA-256 must equal the pin for NAME (de
 debs=(build-essential cmake ninja-build pkg-config git xz-utils
       libtorch-dev libopenblas0-openmp libonnx-dev libprotobuf-dev protobuf-compiler
       libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libfmt-dev libstb-dev zlib1g-dev
-      libgtest-dev libbenchmark-dev graphviz librsvg2-bin
+      libgtest-dev libbenchmark-dev graphviz librsvg2-bin gnuplot-nox
       libmicrohttpd-dev)
 # The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
 # libFuzzer with the sanitizers, and the HTTP load generator.

@@ -111,6 +111,18 @@ TEST(ExpertsCli, TrainRecordsRoutingHistoryAndPlotTrainDrawsIt) {
   EXPECT_TRUE(std::filesystem::exists(out + ".svg"));
 }
 
+TEST(ExpertsCli, BenchPlotIsDrawnByGnuplotToo) {
+  const std::string dir = test::temp_dir("bench");
+  const std::string common = "bench --model-dir " + kRun + " --limit 128 --passes 1 --repeats 1 --batches 1,64 --threads 1 --backends cpu";
+  const Result r = run(common + " --plot " + dir + "/bench.png" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(test::read_bytes(dir + "/bench.png").substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/bench.svg"));
+  const Result bad = run(common + " --plot " + dir + "/bench.jpg" + kData);  // bench logs its rows to stderr first
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_TRUE(contains(bad.err, "bench.jpg: expected a .svg or .png file name")) << bad.err;
+}
+
 TEST(ExpertsCli, BadInputIsAClearError) {
   expect_error("experts --model /nonexistent/model.onnx" + kData, {"/nonexistent/model.onnx"});
   expect_error("experts --model " + kRun + " --split validation" + kData, {"--split", "validation"});

@@ -207,6 +207,15 @@ TEST(Plot, HeatmapBarsImageGridAndLinesAreRealPngAndSvg) {
   lines.panel_titles = {"loss", "accuracy"};
   lines.y = {{1.0, 0.5, 0.3}, {0.9, 0.95, 0.96}};
   expect_picture(plot_line_panels(lines, dir + "/lines"), dir + "/lines");
+
+  SeriesSpec series;
+  series.log_x = true;
+  series.x_ticks = {1, 64, 1024};
+  series.names = {"cpu fp32", "reference"};
+  series.points = {{{1, 5e4}, {64, 7e5}, {1024, 9e5}}, {{1, 3e5}, {64, 3.2e5}}};
+  expect_picture(plot_series(series, dir + "/series"), dir + "/series");
+  EXPECT_EQ(plot_series(series, dir + "/only", {"svg"}), std::vector<std::string>{dir + "/only.svg"});
+  EXPECT_FALSE(std::filesystem::exists(dir + "/only.png"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/evaluate.h"
+#include "core/plot.h"
 #include "core/process.h"
 #include "core/reference.h"
 #include "core/stats.h"
@@ -141,25 +142,9 @@ void check_reference(const BenchConfig& a, const OpenEngine& open, const std::ve
 }  // namespace
 
 void write_plot(const BenchReport& report, const std::string& path) {
-  const std::string svg = to_svg_plot(report);
-  if (path.size() >= 4 && path.compare(path.size() - 4, 4, ".svg") == 0) {
-    write_file_atomically(path, svg);
-    return;
-  }
-  if (path.size() < 4 || path.compare(path.size() - 4, 4, ".png") != 0)
-    throw InputError("--plot " + path + ": expected a .svg or .png file name");
-  const std::string tmp_svg = path + ".svg.tmp";
-  write_file_atomically(tmp_svg, svg);
-  try {
-    write_atomically(path, [&](const std::string& tmp) {
-      run_tool({"rsvg-convert", "-f", "png", "-o", tmp, tmp_svg},
-               "--plot " + path + ": PNG needs rsvg-convert (apt install librsvg2-bin), or use a .svg name", "--plot " + path);
-    });
-  } catch (...) {
-    std::remove(tmp_svg.c_str());
-    throw;
-  }
-  std::remove(tmp_svg.c_str());
+  const std::string ext = std::filesystem::path(path).extension().string();
+  if (ext != ".svg" && ext != ".png") throw InputError("--plot " + path + ": expected a .svg or .png file name");
+  plot_series(throughput_series(report), path.substr(0, path.size() - ext.size()), {ext.substr(1)});
 }
 
 OpenedEngines open_timed(int n_engines, const std::function<std::unique_ptr<Classifier>()>& open,

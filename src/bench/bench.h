@@ -50,7 +50,7 @@ OpenedEngines open_timed(int n_engines, const std::function<std::unique_ptr<Clas
 BenchReport run_bench(const BenchConfig& config, const OpenEngine& open,
                       const std::vector<std::pair<std::string, std::string>>& versions);
 
-// Writes the throughput plot as .svg, or as .png through rsvg-convert (UnavailableError without it).
+// Writes the throughput plot as .svg or .png with gnuplot (core/plot.h; UnavailableError without it).
 void write_plot(const BenchReport& report, const std::string& path);
 
 }  // namespace moe

@@ -203,59 +203,29 @@ std::string to_csv(const BenchReport& r) {
   return s.str();
 }
 
-std::string to_svg_plot(const BenchReport& r) {
+SeriesSpec throughput_series(const BenchReport& r) {
   // Best throughput per (name, batch) over threads and modes.
   std::map<std::string, std::map<int64_t, double>> lines;
-  double y_max = 1;
-  std::vector<int64_t> batches;
+  std::vector<double> batches;
   for (const auto& x : r.rows) {
     if (!x.available) continue;
     double& v = lines[x.name()][x.batch];
     v = std::max(v, x.images_per_second);
-    y_max = std::max(y_max, v);
-    if (std::find(batches.begin(), batches.end(), x.batch) == batches.end()) batches.push_back(x.batch);
+    if (std::find(batches.begin(), batches.end(), double(x.batch)) == batches.end()) batches.push_back(double(x.batch));
   }
   std::sort(batches.begin(), batches.end());
-  const double W = 760, H = 440, L = 90, R = 230, T = 40, B = 60;
-  const double pw = W - L - R, ph = H - T - B;
-  const double lx0 = std::log(double(batches.empty() ? 1 : batches.front()));
-  const double lx1 = std::log(double(batches.empty() ? 2 : std::max(batches.back(), batches.front() + 1)));
-  auto X = [&](int64_t b) { return L + (lx1 > lx0 ? (std::log(double(b)) - lx0) / (lx1 - lx0) : 0.5) * pw; };
-  // Round the axis top up to 1, 2 or 5 times a power of ten.
-  const double mag = std::pow(10.0, std::floor(std::log10(y_max)));
-  const double top = (y_max <= 2 * mag ? 2 : y_max <= 5 * mag ? 5 : 10) * mag;
-  auto Y = [&](double v) { return T + ph - v / top * ph; };
-  const char* colours[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-  std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s << "<text x=\"" << L << "\" y=\"22\" font-size=\"14\">Throughput vs batch size (" << r.context.cpu << ", "
-    << r.context.date << ")</text>\n";
-  for (int i = 0; i <= 5; ++i) {
-    const double v = top * i / 5, y = Y(v);
-    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << y << "\" y2=\"" << y << "\" stroke=\"#ddd\"/>\n";
-    s << "<text x=\"" << L - 6 << "\" y=\"" << y + 4 << "\" text-anchor=\"end\">" << grouped(v) << "</text>\n";
-  }
-  for (int64_t b : batches)
-    s << "<text x=\"" << X(b) << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">" << b << "</text>\n";
-  s << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 15 << "\" text-anchor=\"middle\">batch size (log scale)</text>\n";
-  s << "<text transform=\"translate(18," << T + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">images/s</text>\n";
-  s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph << "\" fill=\"none\" stroke=\"#333\"/>\n";
-  int i = 0;
+  SeriesSpec s;
+  s.title = "Throughput vs batch size (" + r.context.cpu + ", " + r.context.date + ")";
+  s.x_label = "batch size (log scale)";
+  s.y_label = "images/s";
+  s.log_x = true;
+  s.x_ticks = batches;
   for (const auto& [name, pts] : lines) {
-    const char* c = colours[i % 10];
-    std::string path;
-    for (const auto& [b, v] : pts) path += (path.empty() ? "M" : " L") + fmt("%.1f", X(b)) + "," + fmt("%.1f", Y(v));
-    s << "<path d=\"" << path << "\" fill=\"none\" stroke=\"" << c << "\" stroke-width=\"2\"/>\n";
-    for (const auto& [b, v] : pts) s << "<circle cx=\"" << X(b) << "\" cy=\"" << Y(v) << "\" r=\"3\" fill=\"" << c << "\"/>\n";
-    const double ly = T + 10 + 18 * i;
-    s << "<line x1=\"" << L + pw + 15 << "\" x2=\"" << L + pw + 35 << "\" y1=\"" << ly << "\" y2=\"" << ly
-      << "\" stroke=\"" << c << "\" stroke-width=\"2\"/><text x=\"" << L + pw + 40 << "\" y=\"" << ly + 4 << "\">" << name
-      << "</text>\n";
-    ++i;
+    s.names.push_back(name);
+    s.points.emplace_back();
+    for (const auto& [b, v] : pts) s.points.back().push_back({double(b), v});
   }
-  s << "</svg>\n";
-  return s.str();
+  return s;
 }
 
 std::vector<std::string> summarize(const std::vector<BenchRow>& rows) {

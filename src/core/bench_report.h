@@ -4,6 +4,7 @@
 #include <string>
 #include <utility>
 #include <vector>
+#include "core/plot.h"
 
 namespace moe {
 
@@ -49,8 +50,9 @@ std::string to_table(const BenchReport& r);
 std::string to_markdown(const BenchReport& r);
 std::string to_json(const BenchReport& r);
 std::string to_csv(const BenchReport& r);
-// Throughput against batch size, one line per backend/precision/variant (best over threads and modes).
-std::string to_svg_plot(const BenchReport& r);
+// Throughput against batch size, one line per backend/precision/variant (best over threads and
+// modes), for plot_series (core/plot.h).
+SeriesSpec throughput_series(const BenchReport& r);
 
 // Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1 latency.
 std::vector<std::string> summarize(const std::vector<BenchRow>& rows);

@@ -48,7 +48,8 @@ struct TempDir {
 }  // namespace
 
 std::vector<std::string> run_gnuplot(const std::string& body, const std::vector<std::pair<std::string, std::string>>& data,
-                                     int width, int height, const std::string& out_base) {
+                                     int width, int height, const std::string& out_base,
+                                     const std::vector<std::string>& formats) {
   TempDir tmp;
   for (const auto& [name, contents] : data) std::ofstream(tmp.path + "/" + name, std::ios::binary) << contents;
   std::ostringstream script;
@@ -57,6 +58,7 @@ std::vector<std::string> run_gnuplot(const std::string& body, const std::vector<
       {"png", "pngcairo noenhanced font 'sans,10' background '#ffffff'"},
       {"svg", "svg noenhanced font 'sans,10' background '#ffffff'"}};
   for (const auto& [ext, term] : terminals) {
+    if (std::find(formats.begin(), formats.end(), ext) == formats.end()) continue;
     script << "reset\nset terminal " << term << " size " << width << "," << height << "\n"
            << "set output 'picture." << ext << "'\n" << body << "\nunset multiplot\nset output\n";
   }
@@ -66,7 +68,7 @@ std::vector<std::string> run_gnuplot(const std::string& body, const std::vector<
   std::vector<std::string> written;
   const fs::path parent = fs::path(out_base).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
-  for (const char* ext : {"png", "svg"}) {
+  for (const auto& ext : formats) {
     const std::string src = tmp.path + "/picture." + ext, dst = out_base + "." + ext;
     if (!fs::exists(src)) throw ToolError("plot " + out_base + ": gnuplot wrote no " + ext + " file");
     std::error_code ec;
@@ -156,10 +158,36 @@ std::vector<std::string> plot_line_panels(const LinePanelsSpec& s, const std::st
   std::ostringstream b;
   b << "set multiplot layout 1," << s.y.size() << " title " << q(s.title) << "\nunset key\nset grid\n"
     << "set xlabel " << q(s.x_label) << "\n";
+  if (s.x.size() <= 15) b << "set xtics 1\n";  // few epochs: whole-number ticks
   for (size_t p = 0; p < s.y.size(); ++p)
     b << "set title " << q(s.panel_titles.at(p)) << "\nplot 'lines.dat' using 1:" << p + 2
       << " with linespoints pt 7 ps 0.5 lw 1.5 lc rgb '#2171b5'\n";
   return run_gnuplot(b.str(), {{"lines.dat", dat.str()}}, int(360 * std::max<size_t>(s.y.size(), 1)), 340, out_base);
+}
+
+std::vector<std::string> plot_series(const SeriesSpec& s, const std::string& out_base, const std::vector<std::string>& formats) {
+  std::ostringstream dat;  // one gnuplot data block per series, separated by two blank lines
+  for (const auto& pts : s.points) {
+    for (const auto& [x, y] : pts) dat << x << " " << y << "\n";
+    dat << "\n\n";
+  }
+  std::ostringstream b;
+  b << "set title " << q(s.title) << "\nset xlabel " << q(s.x_label) << "\nset ylabel " << q(s.y_label) << "\n"
+    << "set grid\nset key outside right top\nset yrange [0:*]\nset format y '%.0f'\n";
+  if (s.log_x) b << "set logscale x\n";
+  if (s.log_x && !s.x_ticks.empty() && s.x_ticks.front() > 0)  // a margin of half a decade-ish either side
+    b << "set xrange [" << s.x_ticks.front() / 1.6 << ":" << s.x_ticks.back() * 1.6 << "]\n";
+  if (!s.x_ticks.empty()) {
+    b << "set xtics (";
+    for (size_t i = 0; i < s.x_ticks.size(); ++i) b << (i ? ", " : "") << s.x_ticks[i];
+    b << ")\n";
+  }
+  b << "plot ";
+  for (size_t i = 0; i < s.names.size(); ++i)
+    b << (i ? ", " : "") << "'series.dat' index " << i << " using 1:2 with linespoints lw 2 pt 7 ps 0.8 title " << q(s.names[i]);
+  if (s.names.empty()) b << "NaN notitle";
+  b << "\n";
+  return run_gnuplot(b.str(), {{"series.dat", dat.str()}}, 900, 460, out_base, formats);
 }
 
 }  // namespace moe

@@ -42,16 +42,29 @@ struct LinePanelsSpec {
   std::vector<std::vector<double>> y;          // [p][n]
 };
 
+// Lines over a shared x axis (optionally log scale), one per named series, each point marked.
+struct SeriesSpec {
+  std::string title, x_label, y_label;
+  bool log_x = false;
+  std::vector<double> x_ticks;                               // labelled x positions ([] = gnuplot's)
+  std::vector<std::string> names;                            // [s]
+  std::vector<std::vector<std::pair<double, double>>> points; // [s][(x, y)]
+};
+
 // Each returns the files it wrote: {out_base.png, out_base.svg}.
 std::vector<std::string> plot_heatmap(const HeatmapSpec& spec, const std::string& out_base);
 std::vector<std::string> plot_bars(const BarSpec& spec, const std::string& out_base);
 std::vector<std::string> plot_image_grid(const ImageGridSpec& spec, const std::string& out_base);
 std::vector<std::string> plot_line_panels(const LinePanelsSpec& spec, const std::string& out_base);
+// `formats`: which of "png", "svg" to write.
+std::vector<std::string> plot_series(const SeriesSpec& spec, const std::string& out_base,
+                                     const std::vector<std::string>& formats = {"png", "svg"});
 
 // Lower-level: runs `body` (gnuplot commands that draw one picture, reading the named data files
 // from the current folder) once per terminal, `data` being {file name, contents} written first.
 // width/height in pixels. Returns the written files.
 std::vector<std::string> run_gnuplot(const std::string& body, const std::vector<std::pair<std::string, std::string>>& data,
-                                     int width, int height, const std::string& out_base);
+                                     int width, int height, const std::string& out_base,
+                                     const std::vector<std::string>& formats = {"png", "svg"});
 
 }  // namespace moe
