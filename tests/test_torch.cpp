@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/evaluate.h"
 #include "core/reference.h"
+#include "core/routing.h"
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"
 #include "ort/ort_classifier.h"
@@ -45,6 +46,37 @@ TEST(Model, EachRowUsesExactlyTopDistinctExpertsWithWeightsSummingToOne) {
     EXPECT_TRUE((combine.gt(0).sum(1) == top).all().item<bool>()) << "top=" << top;
     EXPECT_TRUE(torch::allclose(combine.sum(1), torch::ones({64}), 1e-5, 1e-6));
   }
+}
+
+// The module's topk + softmax is the one rule of core/routing.h: same experts, same weights, and the
+// statistics of training (routing_stats over gate_probs) see the slots the model used.
+TEST(Model, RoutingMatchesCoreRouteAndTheNoiseFlagIsHonoured) {
+  for (int64_t top : {1, 2, 4}) {
+    Net net = small_net(8, top);
+    net->eval();
+    torch::NoGradGuard no_grad;
+    NetOutput o = net->forward(torch::rand({128, 784}), TorchStyle::sparse);
+    torch::Tensor p = o.moe.gate_probs.contiguous(), idx = o.moe.top_idx.contiguous(), w = o.moe.top_w.contiguous();
+    std::vector<int64_t> chosen(static_cast<size_t>(top));
+    std::vector<float> weights(static_cast<size_t>(top));
+    for (int64_t r = 0; r < 128; ++r) {
+      route(p.data_ptr<float>() + r * 8, 8, top, chosen.data(), weights.data());
+      for (int64_t j = 0; j < top; ++j) {
+        EXPECT_EQ(idx[r][j].item<int64_t>(), chosen[size_t(j)]) << "row " << r << " top=" << top;
+        EXPECT_NEAR(w[r][j].item<float>(), weights[size_t(j)], 1e-6);
+      }
+    }
+  }
+  ModelConfig c;
+  c.noisy_gating = false;
+  torch::manual_seed(0);
+  Net quiet(c);
+  quiet->train();  // training mode, but no noise: the choice is the eval-mode choice
+  const torch::Tensor x = torch::rand({64, 784});
+  torch::NoGradGuard no_grad;
+  const torch::Tensor train_idx = quiet->forward(x).moe.top_idx;
+  quiet->eval();
+  EXPECT_TRUE(torch::equal(train_idx, quiet->forward(x).moe.top_idx));
 }
 
 TEST(Model, ForcedGateRoutesEverythingToThatExpert) {
