@@ -123,6 +123,16 @@ TEST(ExpertsCli, BenchPlotIsDrawnByGnuplotToo) {
   EXPECT_TRUE(contains(bad.err, "bench.jpg: expected a .svg or .png file name")) << bad.err;
 }
 
+TEST(ExpertsCli, HelpDocumentsEveryFlagWithDefaults) {
+  const Result r = run("experts --help");
+  ASSERT_EQ(r.code, 0);
+  for (const char* flag : {"--model", "--split", "--dataset", "--data", "--backend", "--limit", "--json", "--plot", "--drop-expert"})
+    EXPECT_TRUE(contains(r.out, flag)) << flag;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(--split TEXT:\{train,test\}=test)"))) << r.out;
+  EXPECT_TRUE(contains(run("train --help").out, "--no-noise"));
+  EXPECT_TRUE(contains(run("plot-train --help").out, "RUN_DIR"));
+}
+
 TEST(ExpertsCli, BadInputIsAClearError) {
   expect_error("experts --model /nonexistent/model.onnx" + kData, {"/nonexistent/model.onnx"});
   expect_error("experts --model " + kRun + " --split validation" + kData, {"--split", "validation"});
