@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "core/atomic_file.h"
+#include "core/backend_options.h"
 #include "core/checkpoint.h"
 #include "core/dataset.h"
 #include "core/errors.h"
@@ -168,6 +169,7 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
     if (b <= 0) throw InputError("--batches: batch sizes must be > 0, got " + std::to_string(b));
   for (int t : a.threads)
     if (t <= 0) throw InputError("--threads: thread counts must be > 0, got " + std::to_string(t));
+    else check_threads(t, "--threads");
   load_checkpoint_meta(a.model_dir);  // a clear error early when DIR is not a model directory
 
   Dataset d = load_dataset(a.dataset, resolve_data_dir(a.dataset, a.data_dir), a.split);

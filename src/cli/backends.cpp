@@ -28,6 +28,16 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o) {
 }
 
 std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+  check_threads(o.threads, "--threads");
+  // A flag that does nothing in the chosen mode is refused rather than silently ignored.
+  auto only_for = [&](bool given, const char* flag, const char* backends) {
+    if (given) throw InputError(std::string(flag) + " applies to --backend " + backends + " only, not " + to_string(o.backend));
+  };
+  only_for(o.cuda_graph && o.backend != Backend::cuda, "--cuda-graph", "cuda");
+  only_for(o.trt_fp16 && o.backend != Backend::tensorrt, "--trt-fp16", "tensorrt");
+  only_for(!o.trt_cache.empty() && o.backend != Backend::tensorrt, "--trt-cache", "tensorrt");
+  only_for(!o.save_optimized.empty() && o.backend == Backend::torch, "--save-optimized", "cpu, cuda or tensorrt");
+  only_for(o.torch_device != "cpu" && o.backend != Backend::torch, "--torch-device", "torch");
   if (o.backend == Backend::torch) {
 #ifdef MOE_MNIST_HAVE_TORCH
     if (!std::filesystem::is_directory(model))

@@ -21,10 +21,29 @@ int main(int argc, char** argv) {
 #ifdef MOE_MNIST_HAVE_SERVE
   moe::add_serve_command(app);
 #endif
+  // An unknown first word is named as such (CLI11 would only say that a subcommand is required).
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known |= argc > 1 && sub->get_name() == argv[1];
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "moe-mnist: error: unknown subcommand '%s'; expected one of %s (see --help)\n", argv[1], names.c_str());
+    return moe::kExitUsage;
+  }
   try {
     app.parse(argc, argv);  // subcommand actions run inside parse()
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // A flag that does not parse or validate: one line, exit code 2 (usage), like other errors' 1.
+    std::fprintf(stderr, "moe-mnist: error: %s (see --help)\n", e.what());
+    return moe::kExitUsage;
   } catch (const moe::Interrupted& e) {
     std::fprintf(stderr, "moe-mnist: %s\n", e.what());
     return moe::kExitInterrupted;

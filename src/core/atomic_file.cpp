@@ -1,6 +1,11 @@
 #include "core/atomic_file.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
 
 #include <cerrno>
 #include <cstdio>
@@ -37,12 +42,110 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   });
 }
 
-std::string read_file(const std::string& path) {
+namespace {
+
+std::string a_file(const std::string& kind) {
+  const bool vowel = !kind.empty() && std::string("aeioAEIOU").find(kind[0]) != std::string::npos;
+  return (vowel ? "an " : "a ") + kind + " file";
+}
+
+}  // namespace
+
+void check_input_file(const std::string& path, uint64_t max_bytes, const std::string& kind) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw InputError(path + ": cannot open " + kind + " (" + std::strerror(errno) + ")");
+  if (S_ISDIR(st.st_mode)) throw InputError(path + ": is a directory, expected a " + kind + " file");
+  if (!S_ISREG(st.st_mode))
+    throw InputError(path + ": not a regular file (a device, pipe or socket), expected a " + kind + " file");
+  if (uint64_t(st.st_size) > max_bytes)
+    throw InputError(path + ": " + std::to_string(st.st_size) + " bytes, more than the " + std::to_string(max_bytes / kMiB) +
+                     " MiB limit for " + a_file(kind));
+}
+
+std::string read_file(const std::string& path, uint64_t max_bytes, const std::string& kind) {
+  check_input_file(path, max_bytes, kind);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string out;
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    out.append(buf, size_t(in.gcount()));
+    if (out.size() > max_bytes)  // the file grew after the check
+      throw InputError(path + ": more than the " + std::to_string(max_bytes / kMiB) + " MiB limit for " + a_file(kind));
+  }
+  return out;
+}
+
+namespace {
+
+std::string extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  if (!ext.empty()) ext.erase(0, 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  return ext;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "." : ", .") + x;
+  return s;
+}
+
+// The nearest existing folder at or above `p` ("." for a relative path with no existing part).
+std::filesystem::path existing_parent(std::filesystem::path p) {
+  std::error_code ec;
+  while (!p.empty() && !std::filesystem::exists(p, ec)) p = p.parent_path();
+  return p.empty() ? std::filesystem::path(".") : p;
+}
+
+void check_writable_dir(const std::filesystem::path& dir, const std::string& what) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) throw InputError(what + ": " + dir.string() + " is not a folder");
+  // Creating a file is the only test that holds for root, read-only mounts and pseudo file systems.
+  const std::string probe = (dir / (".moe-mnist-probe." + std::to_string(::getpid()))).string();
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) throw InputError(what + ": cannot write in " + dir.string() + " (" + std::strerror(errno) + ")");
+  ::close(fd);
+  ::unlink(probe.c_str());
+}
+
+}  // namespace
+
+void check_output_file(const std::string& out, const std::string& flag, const std::vector<std::string>& allowed_exts,
+                       const std::vector<std::string>& inputs) {
+  static const std::vector<std::string> known = {"onnx", "safetensors", "json", "pt", "svg", "png", "dot", "csv",
+                                                 "pgm",  "jpg",         "jpeg", "gz", "pbtxt", "ubyte"};
+  const std::string what = flag + " " + out;
+  if (out.empty()) throw InputError(flag + ": empty path");
+  const std::string ext = extension(out);
+  if (std::find(known.begin(), known.end(), ext) != known.end() &&
+      std::find(allowed_exts.begin(), allowed_exts.end(), ext) == allowed_exts.end())
+    throw InputError(what + ": a ." + ext + " name for a file that will hold " + join(allowed_exts) +
+                     " content; use a matching extension");
+  std::error_code ec;
+  const auto status = std::filesystem::status(out, ec);
+  if (std::filesystem::is_directory(status)) throw InputError(what + ": is a folder, expected a file name");
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw InputError(what + ": not a regular file (a device, pipe or socket)");
+  for (const auto& in : inputs) {
+    std::error_code e2;
+    if (!in.empty() && std::filesystem::exists(out, e2) && std::filesystem::equivalent(out, in, e2))
+      throw InputError(what + ": is the same file as the input " + in + "; writing it would destroy the input");
+  }
+  std::filesystem::path parent = std::filesystem::path(out).parent_path();
+  if (parent.empty()) parent = ".";
+  if (!std::filesystem::exists(parent, ec)) throw InputError(what + ": the folder " + parent.string() + " does not exist");
+  check_writable_dir(parent, what);
+}
+
+void check_output_dir(const std::string& dir, const std::string& flag) {
+  const std::string what = flag + " " + dir;
+  if (dir.empty()) throw InputError(flag + ": empty path");
+  std::error_code ec;
+  const std::filesystem::path p(dir);
+  if (std::filesystem::exists(p, ec) && !std::filesystem::is_directory(p, ec))
+    throw InputError(what + ": exists and is not a folder");
+  check_writable_dir(existing_parent(p), what);
 }
 
 }  // namespace moe

@@ -18,14 +18,17 @@ CheckpointMeta load_checkpoint_meta(const std::string& dir) {
   if (!std::filesystem::exists(path)) throw InputError(path + ": missing (is " + dir + " a checkpoint written by 'train'?)");
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(read_file(path));
+    j = nlohmann::json::parse(read_file(path, kMaxConfigBytes, "config.json"));
   } catch (const nlohmann::json::exception& e) {
     throw InputError(path + ": not valid JSON (" + e.what() + ")");
   }
   if (!j.is_object() || !j.contains("model")) throw InputError(path + ": expected an object with a \"model\" field");
   CheckpointMeta m;
   m.model = model_config_from_json(j["model"], path);
-  if (j.contains("dataset")) m.dataset = j["dataset"].get<std::string>();
+  if (j.contains("dataset")) {
+    if (!j["dataset"].is_string()) throw InputError(path + ": \"dataset\" must be a string");
+    m.dataset = j["dataset"].get<std::string>();
+  }
   if (j.contains("training")) m.training = j["training"];
   return m;
 }

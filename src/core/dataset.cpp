@@ -52,6 +52,7 @@ Dataset load_dataset(const std::string& dataset, const std::string& dir, const s
   const std::string labels_path = find_file(dir, prefix + "-labels-idx1-ubyte");
   IdxImages images = read_idx_images(images_path);
   std::vector<uint8_t> labels = read_idx_labels(labels_path);
+  if (images.n == 0) throw InputError(images_path + ": holds 0 images; a split needs at least one");
   if (int64_t(labels.size()) != images.n)
     throw InputError(labels_path + ": " + std::to_string(labels.size()) + " labels but " + images_path + " has " +
                      std::to_string(images.n) + " images");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "core/errors.h"
@@ -9,6 +10,14 @@
 namespace moe {
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
+
+void check_finite(const float* logits, int64_t n, const Classifier& model, int64_t i_image) {
+  for (int64_t j = 0; j < n; ++j)
+    if (!std::isfinite(logits[j]))
+      throw InputError("the " + model.backend() + " " + model.precision() + " model gives non-finite logits (" +
+                       std::to_string(logits[j]) + ") at image " + std::to_string(i_image + j / std::max<int64_t>(model.n_classes(), 1)) +
+                       ": its weights are probably NaN or infinite (a diverged training run?)");
+}
 
 namespace {
 
@@ -27,6 +36,7 @@ EvalResult run_stream(Classifier& model, const std::vector<float>& images, const
       const int64_t b = std::min(batch, n - i);
       const auto tb = record_batches ? clock::now() : clock::time_point{};
       model.classify(images.data() + i * n_pixels, b, logits.data(), nullptr);
+      check_finite(logits.data(), b * n_classes, model, i);
       for (int64_t j = 0; j < b; ++j) r.correct += argmax(logits.data() + j * n_classes, n_classes) == labels[i + j];
       if (record_batches) r.batch_seconds.push_back(std::chrono::duration<double>(clock::now() - tb).count());
     }
@@ -47,6 +57,7 @@ EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std:
                              const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
   if (batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(batch));
   if (passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(passes));
+  if (labels.empty()) throw InputError("no images to evaluate (the split is empty)");
   const int64_t n_streams = int64_t(engines.size());
   if (n_streams == 1) return run_stream(*engines[0], images, labels, batch, passes, record_batches, 0, 1);
   std::vector<EvalResult> parts(engines.size());

@@ -10,13 +10,20 @@
 namespace moe {
 
 std::string read_maybe_gzip(const std::string& path) {
-  if (path.size() < 3 || path.compare(path.size() - 3, 3, ".gz") != 0) return read_file(path);
+  if (path.size() < 3 || path.compare(path.size() - 3, 3, ".gz") != 0) return read_file(path, kMaxIdxBytes, "IDX");
+  check_input_file(path, kMaxIdxBytes, "gzip-compressed IDX");
   gzFile f = gzopen(path.c_str(), "rb");
   if (!f) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
   std::string out;
   char buf[1 << 16];
   int got;
-  while ((got = gzread(f, buf, sizeof buf)) > 0) out.append(buf, got);
+  while ((got = gzread(f, buf, sizeof buf)) > 0) {
+    out.append(buf, got);
+    if (out.size() > kMaxIdxBytes) {
+      gzclose(f);
+      throw InputError(path + ": decompresses to more than the " + std::to_string(kMaxIdxBytes / kMiB) + " MiB limit for an IDX file");
+    }
+  }
   int err = 0;
   const char* msg = gzerror(f, &err);
   const bool bad = got < 0 || (err != Z_OK && err != Z_STREAM_END);

@@ -137,7 +137,7 @@ void check_pnm_header(const std::string& bytes, const std::string& path) {
 
 }  // namespace
 
-GreyImage load_grey_image(const std::string& path) { return decode_grey_image(read_file(path), path); }
+GreyImage load_grey_image(const std::string& path) { return decode_grey_image(read_file(path, kMaxImageBytes, "image"), path); }
 
 GreyImage decode_grey_image(const std::string& bytes, const std::string& path, int64_t max_pixels) {
   if (bytes.empty()) throw InputError(path + ": empty file (PNG, JPEG or PGM expected)");

@@ -1,5 +1,6 @@
 #include "core/model_config.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/errors.h"
@@ -7,17 +8,32 @@
 namespace moe {
 
 void ModelConfig::validate() const {
-  auto positive = [](const char* name, int64_t v) {
-    if (v <= 0) throw InputError(std::string("model config: ") + name + " must be > 0, got " + std::to_string(v));
+  auto in_range = [](const char* name, int64_t v, int64_t lo, int64_t hi, const char* why) {
+    if (v < lo || v > hi)
+      throw InputError(std::string("model config: ") + name + " must be in " + std::to_string(lo) + ".." +
+                       std::to_string(hi) + " (" + why + "), got " + std::to_string(v));
   };
-  positive("input_size", input_size);
-  positive("experts", experts);
-  positive("emb_size", emb_size);
-  positive("n_classes", n_classes);
+  if (input_size != kInputSize)
+    throw InputError("model config: input_size must be " + std::to_string(kInputSize) + " (28x28 images), got " +
+                     std::to_string(input_size));
+  in_range("experts", experts, 1, kMaxExperts, "the limit of this tool");
+  in_range("emb_size", emb_size, 1, kMaxEmbSize, "the limit of this tool");
+  in_range("n_classes", n_classes, 2, kMaxClasses, "a classifier needs 2 or more classes");
   if (top < 1 || top > experts)
     throw InputError("model config: top must be in 1..experts (" + std::to_string(experts) + "), got " +
                      std::to_string(top));
-  if (!(w_importance >= 0.0)) throw InputError("model config: w_importance must be >= 0");
+  if (!(w_importance >= 0.0) || !std::isfinite(w_importance))
+    throw InputError("model config: w_importance must be a finite number >= 0");
+  if (n_parameters() > kMaxParameters)
+    throw InputError("model config: " + std::to_string(n_parameters()) + " parameters (experts " + std::to_string(experts) +
+                     ", emb_size " + std::to_string(emb_size) + "), more than the limit of " +
+                     std::to_string(kMaxParameters));
+}
+
+int64_t ModelConfig::n_parameters() const {
+  // Every factor is bounded by validate()'s range checks before this is trusted, so no overflow.
+  const int64_t D = emb_size, E = experts;
+  return D * input_size + D + 2 * (E * D + E) + E * 2 * (D * D + D) + n_classes * D + n_classes;
 }
 
 nlohmann::json to_json(const ModelConfig& c) {

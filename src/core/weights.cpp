@@ -42,7 +42,7 @@ void save_weights(const std::string& path, const Weights& weights) {
 }
 
 Weights load_weights(const std::string& path) {
-  const std::string bytes = read_file(path);
+  const std::string bytes = read_file(path, kMaxWeightsBytes, "safetensors");
   if (bytes.size() < 8) throw InputError(path + ": not a safetensors file (shorter than its 8-byte header length)");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(bytes[i])) << (8 * i);
@@ -62,6 +62,19 @@ Weights load_weights(const std::string& path) {
       if (info.at("dtype") != "F32") throw InputError(path + ": tensor '" + name + "' has dtype " + info.at("dtype").dump() + ", expected \"F32\"");
       Tensor t;
       t.shape = info.at("shape").get<std::vector<int64_t>>();
+      // Bound every dimension before multiplying, so a hostile header cannot overflow or allocate.
+      if (t.shape.size() > 8) throw InputError(path + ": tensor '" + name + "' has " + std::to_string(t.shape.size()) + " dimensions, at most 8 expected");
+      for (int64_t d : t.shape)
+        if (d < 0 || d > kMaxParameters)
+          throw InputError(path + ": tensor '" + name + "' has shape " + shape_string(t.shape) + ", a dimension outside 0.." +
+                           std::to_string(kMaxParameters));
+      int64_t numel = 1;
+      for (int64_t d : t.shape) {
+        numel *= d;
+        if (numel > kMaxParameters)
+          throw InputError(path + ": tensor '" + name + "' has shape " + shape_string(t.shape) + ", more than " +
+                           std::to_string(kMaxParameters) + " values");
+      }
       const auto off = info.at("data_offsets").get<std::vector<uint64_t>>();
       if (off.size() != 2 || off[0] > off[1] || off[1] > data_size ||
           off[1] - off[0] != uint64_t(t.numel()) * sizeof(float))

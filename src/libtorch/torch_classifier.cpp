@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "core/backend_options.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
 #include <torch/version.h>
@@ -58,7 +59,8 @@ std::unique_ptr<Classifier> make_torch_classifier(const std::string& dir, const 
 }
 
 void set_torch_threads(int n) {
-  if (n <= 0) return;
+  check_threads(n, "--threads");
+  if (n == 0) return;
   torch::set_num_threads(n);
   // Debian's LibTorch calls whichever libblas.so.3 is installed; OpenBLAS keeps its own count.
   using SetThreads = void (*)(int);

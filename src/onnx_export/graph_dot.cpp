@@ -203,13 +203,7 @@ std::string truncated(const std::string& s, size_t n) { return s.size() <= n ? s
 
 onnx::ModelProto load_model(const std::string& path) {
   const std::string prefix = path + ": not a valid ONNX model (";
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(prefix + "is a directory)");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(prefix + "cannot open: " + std::strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
+  const std::string bytes = read_file(path, kMaxOnnxBytes, "ONNX model");
   if (bytes.empty()) throw InputError(prefix + "empty file)");
   onnx::ModelProto model;
   if (!model.ParseFromString(bytes)) throw InputError(prefix + "protobuf parse failed)");

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/model_config.h"
 
@@ -112,6 +113,13 @@ void append_tensorrt(Ort::SessionOptions& so, const BackendOptions& o) {
   }
 }
 
+// ONNX Runtime's messages can span lines and carry its source locations; errors stay one line.
+std::string one_line(std::string why) {
+  for (char& ch : why)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  return why.size() > 400 ? why.substr(0, 400) + "..." : why;
+}
+
 // The "precision" metadata of a model, read through a plain CPU session without optimisations, so a
 // GPU backend can refuse a CPU-only model before it loads (or fails to load) any provider library.
 Precision precision_metadata(const std::string& path) {
@@ -124,7 +132,7 @@ Precision precision_metadata(const std::string& path) {
     if (auto p = session.GetModelMetadata().LookupCustomMetadataMapAllocated("precision", alloc))
       return parse_choice<Precision>(p.get(), path + " metadata 'precision'");
   } catch (const Ort::Exception& e) {
-    throw InputError(path + ": ONNX Runtime cannot load it (" + std::string(e.what()) + ")");
+    throw InputError(path + ": ONNX Runtime cannot load it (" + one_line(e.what()) + ")");
   }
   return Precision::fp32;
 }
@@ -133,7 +141,9 @@ class OrtClassifier final : public Classifier {
  public:
   OrtClassifier(const std::string& path, const BackendOptions& o) : backend_(to_string(o.backend)) {
     if (o.backend == Backend::torch) throw InputError("--backend torch is not an ONNX Runtime backend");
-    if (!std::filesystem::is_regular_file(path)) throw InputError(path + ": no such ONNX model file");
+    check_input_file(path, kMaxOnnxBytes, "ONNX model");
+    if (std::filesystem::file_size(path) == 0) throw InputError(path + ": empty file, expected an ONNX model");
+    if (!o.save_optimized.empty()) check_output_file(o.save_optimized, "--save-optimized", {"onnx", "ort"}, {path});
     if (is_gpu(o.backend)) check_backend_runs_precision(o.backend, precision_metadata(path), path);
     Ort::SessionOptions so;
     so.SetIntraOpNumThreads(o.threads);
@@ -149,7 +159,7 @@ class OrtClassifier final : public Classifier {
     try {
       session_ = Ort::Session(env(), path.c_str(), so);
     } catch (const Ort::Exception& e) {
-      const std::string why = e.what();
+      const std::string why = one_line(e.what());
       if (why.find("NOT_IMPLEMENTED") != std::string::npos || why.find("Could not find an implementation") != std::string::npos)
         throw UnavailableError(path + ": ONNX Runtime's " + backend_ + " execution provider has no kernel for part of this model (" +
                                why + ")" + (o.backend == Backend::cpu ? "; fp16 models need --backend cuda or tensorrt" : ""));
@@ -163,14 +173,54 @@ class OrtClassifier final : public Classifier {
     if (session_.GetInputCount() != 1 || session_.GetOutputCount() != 2)
       throw InputError(path + ": expected 1 input and 2 outputs (logits, gate_probs), found " +
                        std::to_string(session_.GetInputCount()) + " and " + std::to_string(session_.GetOutputCount()));
-    auto dim1 = [&](size_t i) { return session_.GetOutputTypeInfo(i).GetTensorTypeAndShapeInfo().GetShape().at(1); };
-    n_classes_ = dim1(0);
-    n_experts_ = dim1(1);
+    check_io(path, meta, alloc);
+  }
+
+  // What classify() relies on, checked once when the session opens: input `input` float [N,1,28,28],
+  // outputs `logits` float [N,C] and `gate_probs` float [N,E], with C and E in range and agreeing
+  // with the model_config metadata (which also gives k; without it k is taken as min(2, E)).
+  void check_io(const std::string& path, Ort::ModelMetadata& meta, Ort::AllocatorWithDefaultOptions& alloc) {
+    auto fail = [&](const std::string& what) { throw InputError(path + ": " + what + "; not a model exported by 'moe-mnist export'"); };
+    auto shape_of = [](Ort::TypeInfo info) {
+      auto t = info.GetTensorTypeAndShapeInfo();
+      return std::make_pair(t.GetElementType(), t.GetShape());
+    };
+    if (std::string(session_.GetInputNameAllocated(0, alloc).get()) != "input") fail("its input is not named 'input'");
+    const auto [in_type, in_shape] = shape_of(session_.GetInputTypeInfo(0));
+    if (in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || in_shape.size() != 4 || in_shape[1] != 1 || in_shape[2] != 28 || in_shape[3] != 28)
+      fail("input 'input' is not float [N,1,28,28]");
+    int64_t dims[2] = {0, 0};
+    const char* names[2] = {"logits", "gate_probs"};
+    for (size_t i = 0; i < 2; ++i) {
+      if (std::string(session_.GetOutputNameAllocated(i, alloc).get()) != names[i])
+        fail(std::string("output ") + std::to_string(i) + " is not named '" + names[i] + "'");
+      const auto [type, shape] = shape_of(session_.GetOutputTypeInfo(i));
+      if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || shape.size() != 2)
+        fail(std::string("output '") + names[i] + "' is not a float [N, n] tensor");
+      dims[i] = shape[1];
+    }
+    ModelConfig c;
+    bool have_config = false;
     if (auto p = meta.LookupCustomMetadataMapAllocated("model_config", alloc)) {
       const auto j = nlohmann::json::parse(p.get(), nullptr, /*allow_exceptions=*/false);
       if (j.is_discarded()) throw InputError(path + ": metadata 'model_config' is not valid JSON");
-      top_k_ = model_config_from_json(j, path + " metadata 'model_config'").top;
+      c = model_config_from_json(j, path + " metadata 'model_config'");  // validates the sizes and their limits
+      have_config = true;
     }
+    for (int i = 0; i < 2; ++i) {
+      const int64_t want = i == 0 ? c.n_classes : c.experts;
+      if (dims[i] < 0 && have_config) dims[i] = want;  // a symbolic dimension: the metadata says
+      if (have_config && dims[i] != want)
+        fail(std::string("output '") + names[i] + "' has " + std::to_string(dims[i]) + " columns but its model_config says " +
+             std::to_string(want));
+    }
+    if (dims[0] < 2 || dims[0] > kMaxClasses)
+      fail("output 'logits' has " + std::to_string(dims[0]) + " classes, expected 2.." + std::to_string(kMaxClasses));
+    if (dims[1] < 1 || dims[1] > kMaxExperts)
+      fail("output 'gate_probs' has " + std::to_string(dims[1]) + " experts, expected 1.." + std::to_string(kMaxExperts));
+    n_classes_ = dims[0];
+    n_experts_ = dims[1];
+    top_k_ = have_config ? c.top : std::min<int64_t>(2, n_experts_);
   }
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
