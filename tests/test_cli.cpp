@@ -7,6 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <fstream>
 #include <regex>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+#include <onnx/onnx_pb.h>
 
 #include "core/choices.h"
 #include "core/dataset.h"
@@ -255,6 +260,187 @@ TEST(Cli, TrainHelpDocumentsEveryFlagWithDefaults) {
     EXPECT_TRUE(contains(r.out, flag)) << flag;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(--epochs INT=50)"))) << r.out;
   EXPECT_TRUE(contains(r.out, "MOE_MNIST_DATA"));
+}
+
+// --- issue #9: hostile-but-realistic input. Every case: the command a user would type, a clean exit
+// with the expected code and one line naming the culprit; never a signal, a hang or a huge allocation.
+
+// A copy of the trained checkpoint (config + weights) whose config.json is edited by `edit`.
+std::string checkpoint_copy(const std::string& tag, const std::function<void(nlohmann::json&)>& edit = {}) {
+  const std::string dir = test::temp_dir(tag) + "/ck";
+  std::filesystem::create_directories(dir);
+  for (const char* f : {"/weights.safetensors", "/config.json"}) std::filesystem::copy_file(kRun + f, dir + f);
+  if (edit) {
+    auto j = nlohmann::json::parse(std::ifstream(dir + "/config.json"));
+    edit(j);
+    std::ofstream(dir + "/config.json") << j.dump();
+  }
+  return dir;
+}
+
+TEST(Hardening, HugeSizesAreRefusedBeforeAnyAllocation) {
+  for (const int64_t experts : {int64_t(1000000000), int64_t(1) << 40}) {
+    const std::string ck = checkpoint_copy("experts", [&](nlohmann::json& j) { j["model"]["experts"] = experts; });
+    const std::string n = std::to_string(experts);
+    expect_error("export --checkpoint " + ck, 1, {ck + "/config.json", "experts", "1..256", n});
+    expect_error("eval --backend torch --model " + ck + kData, 1, {"experts", "1..256"});
+    expect_error("predict --backend torch --index 0 --model " + ck + kData, 1, {"experts", "1..256"});
+  }
+  expect_error("train --experts 1000000000 --epochs 1 --out /tmp/never" + kData, 1, {"experts", "1..256"});
+  expect_error("train --emb-size 1000000 --epochs 1 --out /tmp/never" + kData, 1, {"emb_size", "1..1024"});
+  expect_error("train --experts 256 --emb-size 1024 --epochs 1 --out /tmp/never" + kData, 1, {"parameters", "limit"});
+  const std::string ck = checkpoint_copy("classes", [](nlohmann::json& j) { j["model"]["n_classes"] = 1; });
+  expect_error("export --checkpoint " + ck, 1, {"n_classes", "2 or more"});
+  // A safetensors header that promises a [2^31, 2^31] tensor.
+  const std::string big = checkpoint_copy("safetensors");
+  const std::string header = R"({"embedding.weight":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,4]}})";
+  std::string bytes(8, '\0');
+  bytes[0] = char(header.size());
+  test::write_bytes(big + "/weights.safetensors", bytes + header + "abcd");
+  expect_error("export --checkpoint " + big, 1, {"weights.safetensors", "embedding.weight", "2147483648"});
+}
+
+// An IDX split with 0 images (a valid header, no payload).
+std::string empty_data_dir() {
+  const std::string dir = test::temp_dir("empty-idx");
+  const std::string images("\x00\x00\x08\x03\x00\x00\x00\x00\x00\x00\x00\x1c\x00\x00\x00\x1c", 16);
+  const std::string labels("\x00\x00\x08\x01\x00\x00\x00\x00", 8);
+  for (const char* split : {"t10k", "train"}) {
+    test::write_bytes(dir + "/" + split + "-images-idx3-ubyte", images);
+    test::write_bytes(dir + "/" + split + "-labels-idx1-ubyte", labels);
+  }
+  return dir;
+}
+
+TEST(Hardening, AnEmptySplitIsAClearError) {
+  const std::string data = " --data " + empty_data_dir();
+  for (const std::string& cmd : {"eval --model " + kRun + "/model.fp32.onnx", "eval --backend torch --model " + kRun,
+                                 "predict --index 0 --model " + kRun + "/model.fp32.onnx",
+                                 "bench --model-dir " + kRun + " --passes 1 --repeats 1 --batches 64 --threads 1",
+                                 std::string("train --epochs 1 --out /tmp/never")})
+    expect_error(cmd + data, 1, {"-images-idx3-ubyte", "0 images"});
+}
+
+TEST(Hardening, ThreadCountsAreBounded) {
+  for (const std::string n : {"100000", "-1"}) {
+    expect_error("eval --threads " + n + " --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--threads " + n, "expected 0"});
+    expect_error("predict --index 0 --threads " + n + " --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--threads " + n});
+    expect_error("eval --backend torch --threads " + n + " --model " + kRun + kData, 1, {"--threads " + n});
+    expect_error("train --epochs 1 --threads " + n + " --out /tmp/never" + kData, 1, {"--threads " + n});
+  }
+  expect_error("bench --model-dir " + kRun + " --threads 100000" + kData, 1, {"--threads 100000"});
+}
+
+// The fp32 model with its `logits` output declared [N, 0] and a model_config that says 12 classes.
+TEST(Hardening, ModelOutputsAreCheckedWhenTheSessionOpens) {
+  onnx::ModelProto m;
+  {
+    std::ifstream f(kRun + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  m.mutable_graph()->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(0);
+  for (auto& p : *m.mutable_metadata_props())
+    if (p.key() == "model_config") {
+      auto j = nlohmann::json::parse(p.value());
+      j["n_classes"] = 12;
+      p.set_value(j.dump());
+    }
+  const std::string path = test::temp_dir("outputs") + "/zero-classes.onnx";
+  {
+    std::ofstream f(path, std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&f));
+  }
+  expect_error("predict --index 0 --model " + path + kData, 1, {path, "logits", "model_config says 12"});
+  expect_error("eval --model " + path + kData, 1, {path, "logits"});
+}
+
+TEST(Hardening, NonFiniteWeightsAreReportedNotAveraged) {
+  const std::string ck = checkpoint_copy("nan");
+  std::string w = test::read_bytes(ck + "/weights.safetensors");
+  uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(w[i])) << (8 * i);
+  const auto header = nlohmann::json::parse(w.substr(8, n));
+  const auto off = header["classifier.weight"]["data_offsets"].get<std::vector<uint64_t>>();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (uint64_t at = 8 + n + off[0]; at < 8 + n + off[1]; at += 4) std::memcpy(&w[at], &nan, 4);
+  test::write_bytes(ck + "/weights.safetensors", w);
+  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
+  expect_error("predict --index 0 --model " + ck + "/model.fp32.onnx" + kData, 1, {"non-finite"});
+  expect_error("eval --model " + ck + "/model.fp32.onnx" + kData, 1, {"non-finite"});
+  expect_error("eval --backend torch --model " + ck + kData, 1, {"non-finite"});
+}
+
+TEST(Hardening, InputFilesAreCheckedForKindAndSizeBeforeReading) {
+  const std::string model = " --model " + kRun + "/model.fp32.onnx";
+  const std::string dir = test::temp_dir("inputs");
+  expect_error("predict --image " + dir + model, 1, {dir, "is a directory"});
+  expect_error("predict --image /dev/zero" + model, 1, {"/dev/zero", "not a regular file"});
+  expect_error("eval --model /dev/zero" + kData, 1, {"/dev/zero", "not a regular file"});
+  expect_error("graph --model /dev/zero --out " + dir + "/g.svg", 1, {"/dev/zero", "not a regular file"});
+  test::write_bytes(dir + "/empty.onnx", "");
+  expect_error("eval --model " + dir + "/empty.onnx" + kData, 1, {"empty.onnx", "empty file"});
+  test::write_bytes(dir + "/junk.onnx", "not a protobuf at all");
+  expect_error("eval --model " + dir + "/junk.onnx" + kData, 1, {"junk.onnx"});
+  const std::string ck = checkpoint_copy("big-config");
+  {
+    std::ofstream f(ck + "/config.json", std::ios::binary);
+    f << std::string(2 << 20, ' ');
+  }
+  expect_error("export --checkpoint " + ck, 1, {"config.json", "MiB limit"});
+}
+
+TEST(Hardening, UsageErrorsAreOneLineWithExitCodeTwo) {
+  expect_error("evl --model x", 2, {"unknown subcommand 'evl'", "eval"});
+  expect_error("eval --split foo", 2, {"--split"});
+  expect_error("eval --cuda-graph --model " + kRun + "/model.fp32.onnx" + kData, 1, {"--cuda-graph", "cuda only"});
+  expect_error("eval --save-optimized /nonexistent/o.onnx --model " + kRun + "/model.fp32.onnx" + kData, 1,
+               {"--save-optimized /nonexistent/o.onnx", "does not exist"});
+}
+
+TEST(Hardening, OutputsThatAliasInputsAreRefused) {
+  const std::string ck = checkpoint_copy("alias");
+  const std::string weights = test::read_bytes(ck + "/weights.safetensors");
+  expect_error("export --checkpoint " + ck + " --out " + ck + "/weights.safetensors", 1, {"--out", "weights.safetensors", ".onnx"});
+  expect_error("export --checkpoint " + ck + " --out " + ck + "/config.json", 1, {"--out", "config.json"});
+  EXPECT_EQ(test::read_bytes(ck + "/weights.safetensors"), weights);
+  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
+  const std::string model = ck + "/model.fp32.onnx", onnx = test::read_bytes(model);
+  expect_error("graph --model " + model + " --out " + model + " --format dot", 1, {"--out", "model.fp32.onnx", ".dot"});
+  expect_error("graph --model " + model + " --out " + model, 1, {"--out", "model.fp32.onnx"});
+  std::filesystem::create_symlink(model, ck + "/link.dot");
+  expect_error("graph --model " + model + " --out " + ck + "/link.dot --format dot", 1, {"same file as the input"});
+  EXPECT_EQ(test::read_bytes(model), onnx);
+  expect_error("eval --model " + model + " --save-optimized " + model + kData, 1, {"--save-optimized", "same file"});
+  expect_error("export --checkpoint " + ck + " --precision fp32 --per-tensor", 1, {"--per-tensor", "int8"});
+}
+
+TEST(Hardening, OutputLocationsAreCheckedBeforeTheWork) {
+  const std::string dir = test::temp_dir("outputs");
+  test::write_bytes(dir + "/file", "x");
+  expect_error("train --epochs 1 --out " + dir + "/file" + kData, 1, {"--out", "not a folder"});
+  expect_error("train --epochs 1 --out " + dir + "/file/sub" + kData, 1, {"--out", "not a folder"});
+  expect_error("train --epochs 1 --out /proc/moe-mnist-run" + kData, 1, {"--out", "cannot write"});
+  expect_error("bench --model-dir " + kRun + " --plot /nonexistent/p.svg" + kData, 1, {"--plot", "/nonexistent"});
+  expect_error("bench --model-dir " + kRun + " --plot " + dir + "/p.onnx" + kData, 1, {"--plot", ".svg"});
+  expect_error("graph --model " + kRun + "/model.fp32.onnx --out /nonexistent/g.svg", 1, {"--out", "/nonexistent"});
+}
+
+// An existing checkpoint is replaced only when asked; --resume refuses sizes it would ignore.
+TEST(Hardening, TrainNeverReplacesACheckpointUnasked) {
+  const std::string ck = checkpoint_copy("retrain");
+  test::write_bytes(ck + "/model.fp32.onnx", "old export");
+  const std::string weights = test::read_bytes(ck + "/weights.safetensors");
+  expect_error("train --epochs 1 --out " + ck + kData, 1, {"--out " + ck, "already holds a checkpoint", "--force", "--resume"});
+  expect_error("train --epochs 1 --resume --experts 4 --out " + ck + kData, 1, {"--experts 4", "contradicts", "(8)"});
+  expect_error("train --epochs 1 --resume --force --out " + ck + kData, 1, {"--resume", "--force"});
+  EXPECT_EQ(test::read_bytes(ck + "/weights.safetensors"), weights);
+  EXPECT_TRUE(std::filesystem::exists(ck + "/model.fp32.onnx"));
+}
+
+TEST(Hardening, TrainStopsWhenTheLossIsNotFinite) {
+  const std::string dir = test::temp_dir("diverge");
+  expect_error("train --epochs 1 --lr 1e30 --threads 2 --out " + dir + "/ck" + kData, 1, {"diverged", "--lr"});
+  expect_error("train --epochs 1 --lr inf --out " + dir + "/ck" + kData, 1, {"--lr"});
 }
 
 }  // namespace

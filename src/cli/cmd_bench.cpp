@@ -6,6 +6,7 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/atomic_file.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"
@@ -53,6 +54,7 @@ void add_bench_command(CLI::App& app) {
                 "Also time the fp16 model on the CPU EP, which has no fast fp16 kernels on x86 (hundreds of times slower)");
   cmd->add_option("--plot", a->plot, "Also write throughput vs batch size as FILE.svg or FILE.png");
   cmd->callback([a] {
+    if (!a->plot.empty()) check_output_file(a->plot, "--plot", {"svg", "png"});  // before minutes of timing
     std::vector<std::pair<std::string, std::string>> versions = engine_versions();
 #ifdef MOE_MNIST_HAVE_ONNX
     versions.push_back({"onnx", onnx_version()});

@@ -44,9 +44,15 @@ void add_export_command(CLI::App& app) {
   cmd->add_flag("--force", a->force, "--triton-repo: replace the model's folder files if they exist");
   repo->excludes(cmd->get_option("--out"));
   cmd->callback([a] {
-    const Checkpoint ck = load_checkpoint(a->checkpoint);
     const ExportOptions& o = a->options;
+    if (o.precision != Precision::int8 && !o.per_channel)
+      throw InputError("--per-tensor applies to --precision int8 only, not " + to_string(o.precision));
+    if (o.precision != Precision::int8 && o.int8_input != Int8Input{})
+      throw InputError("--int8-input applies to --precision int8 only, not " + to_string(o.precision));
     std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input) : a->out;
+    const std::vector<std::string> inputs = {config_path(a->checkpoint), weights_path(a->checkpoint), train_state_path(a->checkpoint)};
+    if (a->triton_repo.empty()) check_output_file(out, "--out", {"onnx"}, inputs);
+    const Checkpoint ck = load_checkpoint(a->checkpoint);
     if (!a->triton_repo.empty()) {
       check_model_name(a->triton.name, "--name");
       if (o.routing == Routing::moe)

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 #include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
@@ -34,6 +35,7 @@ void add_graph_command(CLI::App& app) {
       const auto dot = a->model.rfind('.');
       out = (dot == std::string::npos ? a->model : a->model.substr(0, dot)) + "." + format;
     }
+    check_output_file(out, a->out.empty() ? "graph output" : "--out", {format}, {a->model});
     render_dot(onnx_to_dot(a->model), format, out);
     std::fprintf(stderr, "wrote %s\n", out.c_str());
   });

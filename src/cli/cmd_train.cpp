@@ -1,10 +1,13 @@
 // `moe-mnist train`
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/atomic_file.h"
+#include "core/checkpoint.h"
 #include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
@@ -13,11 +16,52 @@
 
 namespace moe {
 
+#ifdef MOE_MNIST_HAVE_TORCH
+namespace {
+
+// Everything about --out that can be known before training starts, so a run is never lost at the
+// end: the folder can be written, an existing checkpoint is not replaced unasked, and --resume does
+// not silently ignore sizes given on the command line.
+void check_train_out(const TrainOptions& o, bool force, const CLI::App& cmd) {
+  check_output_dir(o.out, "--out");
+  const bool has_checkpoint = std::filesystem::exists(config_path(o.out));
+  if (o.resume && force) throw InputError("--resume and --force contradict each other (continue, or replace?)");
+  if (o.resume) {
+    const CheckpointMeta meta = load_checkpoint_meta(o.out);
+    auto same = [&](const char* flag, const std::string& given, const std::string& saved) {
+      if (cmd.count(flag) && given != saved)
+        throw InputError(std::string(flag) + " " + given + " contradicts the checkpoint in " + o.out + " (" + saved +
+                         "); --resume keeps the checkpoint's settings, so drop the flag");
+    };
+    same("--experts", std::to_string(o.model.experts), std::to_string(meta.model.experts));
+    same("--top", std::to_string(o.model.top), std::to_string(meta.model.top));
+    same("--emb-size", std::to_string(o.model.emb_size), std::to_string(meta.model.emb_size));
+    same("--w-importance", std::to_string(o.model.w_importance), std::to_string(meta.model.w_importance));
+    same("--dataset", o.dataset, meta.dataset);
+    return;
+  }
+  if (!has_checkpoint) return;
+  if (!force)
+    throw InputError("--out " + o.out + " already holds a checkpoint (config.json); add --resume to continue it or --force to replace it");
+  // Exports of the old weights would sit beside the new ones and be benchmarked as if they belonged.
+  for (const auto& entry : std::filesystem::directory_iterator(o.out)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model", 0) == 0 && entry.path().extension() == ".onnx") {
+      std::filesystem::remove(entry.path());
+      std::fprintf(stderr, "train --force: removed %s (exported from the replaced weights)\n", entry.path().c_str());
+    }
+  }
+}
+
+}  // namespace
+#endif
+
 void add_train_command(CLI::App& app) {
 #ifdef MOE_MNIST_HAVE_TORCH
   auto* cmd = app.add_subcommand("train", "Train the MoE classifier with LibTorch and write a checkpoint directory");
   auto o = std::make_shared<TrainOptions>();
   auto json = std::make_shared<bool>(false);
+  auto force = std::make_shared<bool>(false);
   add_model_options(cmd, o->model);
   add_data_options(cmd, o->dataset, o->data_dir);
   cmd->add_option("--epochs", o->epochs, "Passes over the training set")->capture_default_str();
@@ -32,7 +76,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag_callback("--no-noise", [o] { o->model.noisy_gating = false; },
                          "Train without noisy top-k gating (the gate's probabilities decide alone)");
   cmd->add_flag("--json", *json, "Print a JSON summary on stdout (logs stay on stderr)");
-  cmd->callback([o, json] {
+  cmd->add_flag("--force", *force,
+                "Replace a checkpoint already in --out (its model*.onnx exports, made from the old weights, are removed)");
+  cmd->callback([o, json, force, cmd] {
+    check_train_out(*o, *force, *cmd);
     const TrainSummary s = train(*o);
     if (*json) {
       nlohmann::json epochs = nlohmann::json::array();

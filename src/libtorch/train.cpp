@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -153,7 +154,7 @@ TrainSummary train(const TrainOptions& opts) {
   TrainOptions o = opts;
   if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
   if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
-  if (!(o.lr > 0)) throw InputError("--lr must be > 0");
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw InputError("--lr must be a finite number > 0");
   if (o.save_every < 0) throw InputError("--save-every must be >= 0");
   set_torch_threads(o.threads);
   const torch::Device device = parse_device(o.device, "--device");
@@ -219,11 +220,21 @@ TrainSummary train(const TrainOptions& opts) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
       NetOutput out = net->forward(train_set.x.index_select(0, idx), TorchStyle::sparse);
       torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
+      const double loss_value = loss.item<double>();
+      if (!std::isfinite(loss_value)) {
+        progress.finish();
+        // Nothing is saved: the checkpoint on disk (if any) is the last good one.
+        throw InputError("training diverged: the loss is " + std::to_string(loss_value) + " at iteration " +
+                         std::to_string(iteration + 1) + "; " +
+                         (std::filesystem::exists(config_path(o.out)) ? "the last good checkpoint in " + o.out + " is kept"
+                                                                     : std::string("nothing was saved")) +
+                         " (try a lower --lr)");
+      }
       flat.grads.zero_();
       loss.backward();
       opt.step();
       ++iteration;
-      loss_sum += loss.item<double>();
+      loss_sum += loss_value;
       ++loss_count;
       char extra[48];
       std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / double(loss_count));
