@@ -14,7 +14,7 @@ scripts/setup.sh
 scripts/build.sh
 
 echo "== train: $epochs epochs -> $out" >&2
-"$bin" train --epochs "$epochs" --out "$out"
+"$bin" train --epochs "$epochs" --out "$out" --force  # a fresh run replaces an earlier one and its exports
 
 echo "== export" >&2
 # Each lands in $out under the name bench looks for (model.fp32.onnx, model.int8-static.onnx, ...).

@@ -29,7 +29,7 @@ train() {
   local dir=$1; shift
   if [ -f "$dir/summary.json" ] && [ "$(cat "$dir/args" 2>/dev/null)" = "$*" ]; then return; fi
   say "train $dir: $*"
-  "$CLI" train --threads "$THREADS" --save-every 0 --json --out "$dir" "${data[@]}" "$@" > "$dir.summary.tmp" 2> "$dir.log.tmp"
+  "$CLI" train --force --threads "$THREADS" --save-every 0 --json --out "$dir" "${data[@]}" "$@" > "$dir.summary.tmp" 2> "$dir.log.tmp"
   mv "$dir.summary.tmp" "$dir/summary.json"; mv "$dir.log.tmp" "$dir/train.log"; echo "$*" > "$dir/args"
 }
 
