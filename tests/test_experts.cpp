@@ -120,7 +120,7 @@ TEST(ExpertsCli, BenchPlotIsDrawnByGnuplotToo) {
   EXPECT_FALSE(std::filesystem::exists(dir + "/bench.svg"));
   const Result bad = run(common + " --plot " + dir + "/bench.jpg" + kData);  // bench logs its rows to stderr first
   EXPECT_EQ(bad.code, 1);
-  EXPECT_TRUE(contains(bad.err, "bench.jpg: expected a .svg or .png file name")) << bad.err;
+  for (const char* part : {"bench.jpg", ".svg", ".png"}) EXPECT_TRUE(contains(bad.err, part)) << bad.err;
 }
 
 TEST(ExpertsCli, HelpDocumentsEveryFlagWithDefaults) {
