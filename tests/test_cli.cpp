@@ -443,5 +443,29 @@ TEST(Hardening, TrainStopsWhenTheLossIsNotFinite) {
   expect_error("train --epochs 1 --lr inf --out " + dir + "/ck" + kData, 1, {"--lr"});
 }
 
+TEST(Hardening, ImagesWithoutInkOrOfTheOtherPolarityAreNamed) {
+  const std::string dir = test::temp_dir("ink"), model = " --model " + kRun + "/model.fp32.onnx";
+  test::write_bytes(dir + "/white.pgm", "P5\n28 28\n255\n" + std::string(784, char(255)));
+  test::write_bytes(dir + "/black.pgm", "P5\n28 28\n255\n" + std::string(784, char(0)));
+  expect_error("predict --image " + dir + "/white.pgm" + model, 1, {"white.pgm", "no ink", "--invert"});
+  expect_error("predict --image " + dir + "/black.pgm" + model, 1, {"black.pgm", "no ink"});
+  // The first test digit (a 7) as a dark digit on light paper, without --invert.
+  const Dataset d = load_dataset("mnist", test::mnist_dir(), "test");
+  std::string inverted = "P5\n28 28\n255\n", ascii = "P2\n# a seven\n28 28\n255\n";
+  for (int i = 0; i < 784; ++i) {
+    inverted += char(255 - d.pixels[size_t(i)]);
+    ascii += std::to_string(int(d.pixels[size_t(i)])) + (i % 28 == 27 ? "\n" : " ");
+  }
+  test::write_bytes(dir + "/inverted.pgm", inverted);
+  expect_error("predict --image " + dir + "/inverted.pgm" + model, 1, {"no ink", "add --invert"});
+  // ASCII PGM (P2) is read like the binary form.
+  test::write_bytes(dir + "/ascii.pgm", ascii);
+  const Result r = run("predict --image " + dir + "/ascii.pgm" + model);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "prediction: 7")) << r.out;
+  test::write_bytes(dir + "/ascii.ppm", "P3\n1 1\n255\n0 0 0\n");
+  expect_error("predict --image " + dir + "/ascii.ppm" + model, 1, {"P3", "P2 ASCII, P5 binary"});
+}
+
 }  // namespace
 }  // namespace moe

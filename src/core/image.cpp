@@ -135,6 +135,33 @@ void check_pnm_header(const std::string& bytes, const std::string& path) {
   }
 }
 
+// An ASCII PGM (P2), which stb_image does not read: converted to the binary form (P5) it does.
+std::string ascii_pgm_to_binary(const std::string& bytes, const std::string& path) {
+  size_t at = 2;
+  auto next = [&]() -> int64_t {
+    while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
+      if (bytes[at] == '#')
+        while (at < bytes.size() && bytes[at] != '\n') ++at;
+      else
+        ++at;
+    }
+    int64_t v = 0;
+    size_t digits = 0;
+    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at])) && digits < 7) v = v * 10 + (bytes[at++] - '0'), ++digits;
+    if (digits == 0 || digits > 6) throw InputError(path + ": ASCII PGM (P2): expected a number of 1-6 digits at byte " + std::to_string(at));
+    return v;
+  };
+  const int64_t w = next(), h = next(), maxval = next();
+  if (w <= 0 || h <= 0 || w * h > kMaxPixels)
+    throw InputError(path + ": ASCII PGM (P2) is " + std::to_string(w) + "x" + std::to_string(h) + ", expected 1.." +
+                     std::to_string(kMaxPixels) + " pixels");
+  if (maxval <= 0 || maxval > 255) throw InputError(path + ": ASCII PGM (P2) maxval " + std::to_string(maxval) + ", expected 1..255");
+  std::string out = "P5\n" + std::to_string(w) + " " + std::to_string(h) + "\n255\n";
+  out.reserve(out.size() + size_t(w * h));
+  for (int64_t i = 0; i < w * h; ++i) out += char(std::min<int64_t>(next(), maxval) * 255 / maxval);
+  return out;
+}
+
 }  // namespace
 
 GreyImage load_grey_image(const std::string& path) { return decode_grey_image(read_file(path, kMaxImageBytes, "image"), path); }
@@ -142,6 +169,9 @@ GreyImage load_grey_image(const std::string& path) { return decode_grey_image(re
 GreyImage decode_grey_image(const std::string& bytes, const std::string& path, int64_t max_pixels) {
   if (bytes.empty()) throw InputError(path + ": empty file (PNG, JPEG or PGM expected)");
   if (bytes.size() > size_t(INT_MAX)) throw InputError(path + ": file too large for an image (over 2 GiB)");
+  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == '2') return decode_grey_image(ascii_pgm_to_binary(bytes, path), path, max_pixels);
+  if (bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '1' || bytes[1] == '3' || bytes[1] == '4'))
+    throw InputError(path + ": a P" + std::string(1, bytes[1]) + " PNM file; supported are PGM (P2 ASCII, P5 binary) and PPM (P6 binary)");
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = int(bytes.size());
 

@@ -11,7 +11,7 @@ struct GreyImage {
   std::vector<uint8_t> pixels;  // [height, width], row-major, 0..255
 };
 
-// Loads a PNG, JPEG or binary PGM/PPM (P5/P6) of any size, grey or colour (colour is converted to luma,
+// Loads a PNG, JPEG, PGM (ASCII P2 or binary P5) or binary PPM (P6) of any size, grey or colour (colour is converted to luma,
 // alpha is dropped). Throws InputError naming the file when it is missing or unreadable, empty, not an
 // image in one of those formats, or implausibly large (over 64 Mpixel).
 GreyImage load_grey_image(const std::string& path);
