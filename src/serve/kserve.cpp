@@ -137,7 +137,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
   const auto shape = in.find("shape");
   const std::string shape_hint = "expected [N,1,28,28] with 1 <= N <= " + std::to_string(m.max_batch_request);
   if (shape == in.end() || !shape->is_array() || shape->size() != 4)
-    throw HttpError(400, "inputs[0].shape: " + shape_hint);
+    throw HttpError(400, "inputs[0].shape: " + shape_hint + ", got " + (shape == in.end() ? std::string("nothing") : brief(*shape)));
   for (const auto& d : *shape)
     if (!d.is_number_integer()) throw HttpError(400, "inputs[0].shape: " + shape_hint + ", got " + brief(*shape));
   const int64_t n = (*shape)[0].get<int64_t>();
