@@ -467,5 +467,26 @@ TEST(Hardening, ImagesWithoutInkOrOfTheOtherPolarityAreNamed) {
   expect_error("predict --image " + dir + "/ascii.ppm" + model, 1, {"P3", "P2 ASCII, P5 binary"});
 }
 
+// Exports carry the checkpoint's weights_hash and dataset; a model that does not belong is named.
+TEST(Hardening, ModelsFromAnotherCheckpointOrDatasetAreWarnedAbout) {
+  const std::string ck = checkpoint_copy("provenance", [](nlohmann::json& j) { j["dataset"] = "fashion-mnist"; });
+  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
+  const std::string model = ck + "/model.fp32.onnx";
+  Result r = run("eval --model " + model + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "was trained on fashion-mnist, but the data is mnist")) << r.err;
+  EXPECT_FALSE(contains(r.err, "other weights")) << r.err;
+  // Retrained weights (one value changed) beside the old export.
+  std::string w = test::read_bytes(ck + "/weights.safetensors");
+  w[w.size() - 1] ^= 1;
+  test::write_bytes(ck + "/weights.safetensors", w);
+  r = run("eval --model " + model + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, model + " was exported from other weights than " + ck + "/weights.safetensors")) << r.err;
+  r = run("bench --model-dir " + ck + " --backends cpu --limit 64 --passes 1 --repeats 1 --batches 64 --threads 1 --json" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "exported from other weights")) << r.err;
+}
+
 }  // namespace
 }  // namespace moe

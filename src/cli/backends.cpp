@@ -1,8 +1,11 @@
 #include "cli/backends.h"
 
+#include <cstdio>
 #include <filesystem>
+#include <set>
 
 #include "cli/options.h"
+#include "core/checkpoint.h"
 #include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
@@ -55,6 +58,27 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
 #else
   throw UnavailableError(to_string(o.backend) + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");
 #endif
+}
+
+void warn_if_mismatched(const Classifier& model, const std::string& model_path, const std::string& dataset) {
+  static std::set<std::string> warned;
+  if (!warned.insert(model_path).second) return;
+  std::string trained_on = model.provenance("dataset");
+  if (model.backend() == "torch" && trained_on.empty()) trained_on = load_checkpoint_meta(model_path).dataset;
+  if (!trained_on.empty() && trained_on != dataset)
+    std::fprintf(stderr, "moe-mnist: warning: %s was trained on %s, but the data is %s: accuracy will mean little\n",
+                 model_path.c_str(), trained_on.c_str(), dataset.c_str());
+  const std::string hash = model.provenance("weights_hash");
+  const std::string dir = std::filesystem::path(model_path).parent_path().string();
+  const std::string weights = weights_path(dir.empty() ? "." : dir);
+  if (hash.empty() || !std::filesystem::is_regular_file(weights)) return;
+  try {
+    if (weights_hash(load_weights(weights)) != hash)
+      std::fprintf(stderr, "moe-mnist: warning: %s was exported from other weights than %s (retrained since?); re-export it\n",
+                   model_path.c_str(), weights.c_str());
+  } catch (const InputError&) {
+    // An unreadable checkpoint beside the model is not this command's business.
+  }
 }
 
 std::vector<std::string> built_backends() {

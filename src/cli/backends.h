@@ -17,6 +17,11 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o);
 // Throws UnavailableError when the backend is not in this build or cannot run on this machine.
 std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o);
 
+// Warns once per model on stderr when it does not match what it is used with: an ONNX model whose
+// "weights_hash" differs from the checkpoint in its folder (exported before a retrain), or a model
+// trained on another dataset than `dataset`.
+void warn_if_mismatched(const Classifier& model, const std::string& model_path, const std::string& dataset);
+
 // Which backends this build has (whether or not this machine can run them).
 std::vector<std::string> built_backends();
 

@@ -59,7 +59,13 @@ void add_bench_command(CLI::App& app) {
 #ifdef MOE_MNIST_HAVE_ONNX
     versions.push_back({"onnx", onnx_version()});
 #endif
-    const BenchReport report = run_bench(a->config, open_backend, versions);
+    const std::string dataset = a->config.dataset;
+    auto open = [dataset](const std::string& model, const BackendOptions& o) {
+      auto engine = open_backend(model, o);
+      warn_if_mismatched(*engine, model, dataset);
+      return engine;
+    };
+    const BenchReport report = run_bench(a->config, open, versions);
     if (a->json)
       std::printf("%s", to_json(report).c_str());
     else if (a->csv)

@@ -41,6 +41,7 @@ void add_eval_command(CLI::App& app) {
     // The first call (first-run allocations, lazy initialisation) is the warm-up, outside the timing.
     const OpenedEngines opened = open_timed(1, [&] { return open_backend(a->model, a->backend); }, x, a->batch);
     Classifier* model = opened.engines[0].get();
+    warn_if_mismatched(*model, a->model, a->dataset);
     const double t_session = opened.session_ms / 1e3;
     const EvalResult r = evaluate(*model, x, d.labels, a->batch, a->passes);
     if (a->json) {

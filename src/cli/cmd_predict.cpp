@@ -61,6 +61,7 @@ void add_predict_command(CLI::App& app) {
       label = d.labels[size_t(a->index)];
     }
     auto model = open_backend(a->model, a->backend);
+    if (!*image) warn_if_mismatched(*model, a->model, a->dataset);
     const int64_t C = model->n_classes(), E = model->n_experts();
     std::vector<float> logits(static_cast<size_t>(C)), probs(static_cast<size_t>(E));
     model->classify(x.data(), 1, logits.data(), probs.data());

@@ -22,6 +22,9 @@ class Classifier {
   virtual std::string backend() const = 0;
   // "fp32", "fp16" or "int8"
   virtual std::string precision() const = 0;
+  // Where the model came from, when it says: "dataset" and "weights_hash" (see weights_hash() in
+  // weights.h). "" when unknown.
+  virtual std::string provenance(const std::string& /*key*/) const { return ""; }
 };
 
 }  // namespace moe

@@ -119,6 +119,22 @@ const Tensor& get_param(const Weights& weights, const std::string& name, const s
   return it->second;
 }
 
+std::string weights_hash(const Weights& weights) {
+  uint64_t h = 14695981039346656037ULL;
+  auto mix = [&](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  };
+  for (const auto& [name, t] : weights) {
+    mix(name.data(), name.size() + 1);
+    mix(t.shape.data(), t.shape.size() * sizeof(int64_t));
+    mix(t.data.data(), t.data.size() * sizeof(float));
+  }
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return std::string("fnv1a64:") + hex;
+}
+
 void check_weights(const Weights& weights, const ModelConfig& config, const std::string& where) {
   for (const auto& [name, shape] : expected_params(config)) get_param(weights, name, shape, where);
 }

@@ -34,6 +34,11 @@ const Tensor& get_param(const Weights& weights, const std::string& name, const s
                         const std::string& where);
 
 // Checks every expected parameter is present with the right shape.
+// The checkpoint's identity: FNV-1a 64 over every tensor's name, shape and float bytes, as
+// "fnv1a64:<16 hex digits>". export writes it into the ONNX metadata ("weights_hash"), so a model can
+// be matched with the checkpoint it came from.
+std::string weights_hash(const Weights& weights);
+
 void check_weights(const Weights& weights, const ModelConfig& config, const std::string& where);
 
 std::string shape_string(const std::vector<int64_t>& shape);

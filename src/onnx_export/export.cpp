@@ -171,6 +171,7 @@ void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions
   };
   put("model_config", to_json(ck.meta.model).dump());
   put("dataset", ck.meta.dataset);
+  put("weights_hash", weights_hash(ck.weights));
   if (ck.meta.training.contains("test_accuracy")) put("test_accuracy", ck.meta.training["test_accuracy"].dump());
   put("precision", to_string(o.precision));
   put("routing", to_string(o.routing));

@@ -170,6 +170,8 @@ class OrtClassifier final : public Classifier {
     Ort::AllocatorWithDefaultOptions alloc;
     Ort::ModelMetadata meta = session_.GetModelMetadata();
     if (auto p = meta.LookupCustomMetadataMapAllocated("precision", alloc)) precision_ = p.get();
+    for (const char* key : {"dataset", "weights_hash"})
+      if (auto p = meta.LookupCustomMetadataMapAllocated(key, alloc)) provenance_[key] = p.get();
     if (session_.GetInputCount() != 1 || session_.GetOutputCount() != 2)
       throw InputError(path + ": expected 1 input and 2 outputs (logits, gate_probs), found " +
                        std::to_string(session_.GetInputCount()) + " and " + std::to_string(session_.GetOutputCount()));
@@ -248,6 +250,10 @@ class OrtClassifier final : public Classifier {
   int64_t top_k() const override { return top_k_; }
   std::string backend() const override { return backend_; }
   std::string precision() const override { return precision_; }
+  std::string provenance(const std::string& key) const override {
+    auto it = provenance_.find(key);
+    return it == provenance_.end() ? "" : it->second;
+  }
 
  private:
   std::string backend_, precision_ = "fp32";
@@ -256,6 +262,7 @@ class OrtClassifier final : public Classifier {
   Ort::MemoryInfo mem_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   int64_t n_classes_ = 0, n_experts_ = 0, top_k_ = 0;
   std::vector<float> scratch_;
+  std::unordered_map<std::string, std::string> provenance_;
 };
 
 }  // namespace
