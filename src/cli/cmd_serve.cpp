@@ -26,7 +26,8 @@ void add_serve_command(CLI::App& app) {
       "Serve an exported model over HTTP: the KServe v2 protocol (JSON and Triton's binary tensor extension) at /v2,\n"
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
       "Requests are batched dynamically: a worker runs the requests that arrive within --max-delay-us of the oldest\n"
-      "as one batch of up to --max-batch images. Defaults were measured on a 2-core machine (README, 'serve'):\n"
+      "as one batch of up to --max-batch images (waiting only under concurrent load unless --fixed-delay).\n"
+      "Defaults were measured on a 2-core machine (README, 'serve'):\n"
       "one worker with one intra-op thread and one HTTP thread leave a core to the clients and the kernel.\n"
       "SIGINT/SIGTERM stop it gracefully: no new connections, queued requests answered, exit 0.");
   cmd->add_option("--model", a->model, "Exported .onnx file (fp32, int8; fp16 needs --backend cuda/tensorrt)")->capture_default_str();
@@ -40,6 +41,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
                   "How long the oldest queued request waits for others to join its batch (0 = no batching)")
       ->capture_default_str()->check(CLI::Range(0, 1'000'000));
+  cmd->add_flag("!--fixed-delay", a->service.batching.adaptive_delay,
+                "Always hold a request for --max-delay-us (as Triton's max_queue_delay); by default it waits only while\n"
+                "requests arrive concurrently (the last batch joined several), so a lone client is not delayed");
   cmd->add_option("--max-queue", a->service.batching.max_queue_images, "Images that may wait in the queue; beyond, 503")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-batch-request", a->service.model.max_batch_request, "Images one request may carry; beyond, 400")

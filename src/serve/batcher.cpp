@@ -64,7 +64,7 @@ void Batcher::work(Classifier& engine) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
     // Wait for the batch to fill, but never past the oldest request's deadline.
-    if (options_.max_delay_us > 0) {
+    if (options_.max_delay_us > 0 && (!options_.adaptive_delay || last_batch_requests_ > 1)) {
       const auto deadline = queue_.front().enqueued + delay;
       while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && clock::now() < deadline)
         cv_.wait_until(lock, deadline);
@@ -93,6 +93,7 @@ void Batcher::work(Classifier& engine) {
       queue_.pop_front();
     }
     if (jobs.empty()) continue;
+    last_batch_requests_ = jobs.size();
     lock.unlock();
     for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
     run(engine, jobs, n);

@@ -272,6 +272,29 @@ void concurrent_requests_match(int64_t max_delay_us, int workers) {
 }
 
 TEST(Service, BatchedAnswersEqualUnbatchedAnswers) { concurrent_requests_match(2000, 1); }
+
+// The adaptive delay: one client at a time is never held back, the fixed delay holds every request.
+TEST(Service, ALoneClientIsNotDelayedByTheAdaptiveBatcher) {
+  for (bool adaptive : {true, false}) {
+    ServiceOptions o = options();
+    o.batching.max_delay_us = 100'000;
+    o.batching.adaptive_delay = adaptive;
+    Service s(o, engines(1));
+    httplib::Client c("127.0.0.1", s.port());
+    size_t hl = 0;
+    const std::string body = binary_request(test::random_images(1, 2), &hl);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 3; ++i)
+      ASSERT_EQ(c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                       "application/octet-stream")->status, 200);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (adaptive) {
+      EXPECT_LT(seconds, 0.25) << "three sequential requests waited for company";
+    } else {
+      EXPECT_GE(seconds, 0.3) << "the fixed delay did not hold each request 100 ms";
+    }
+  }
+}
 TEST(Service, NoBatchingWithZeroDelayAndTwoWorkers) { concurrent_requests_match(0, 2); }
 
 TEST(Service, MetricsAreWellFormedPrometheusText) {
@@ -310,6 +333,7 @@ TEST(Service, MetricsAreWellFormedPrometheusText) {
 
 TEST(Service, ShutdownAnswersWhatIsQueuedAndRefusesNewWork) {
   ServiceOptions o = options();
+  o.batching.adaptive_delay = false;  // every request waits the full delay
   o.batching.max_delay_us = 300'000;  // requests sit in the queue until shutdown flushes them
   o.batching.max_batch = 1000;
   auto s = std::make_unique<Service>(o, engines(1));
@@ -377,6 +401,7 @@ TEST(Service, ServesHundredsOfKeepAliveConnections) {
 
 TEST(Service, FullQueueIs503) {
   ServiceOptions o = options();
+  o.batching.adaptive_delay = false;  // every request waits the full delay
   o.batching.max_delay_us = 500'000;
   o.batching.max_batch = 1000;
   o.batching.max_queue_images = 2;
@@ -400,6 +425,7 @@ TEST(Service, FullQueueIs503) {
 
 TEST(Service, QueuedTooLongIs503) {
   ServiceOptions o = options();
+  o.batching.adaptive_delay = false;  // every request waits the full delay
   o.batching.max_delay_us = 200'000;
   o.batching.max_batch = 1000;
   o.batching.timeout_us = 50'000;
