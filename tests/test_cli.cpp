@@ -423,6 +423,8 @@ TEST(Hardening, OutputLocationsAreCheckedBeforeTheWork) {
   expect_error("bench --model-dir " + kRun + " --plot /nonexistent/p.svg" + kData, 1, {"--plot", "/nonexistent"});
   expect_error("bench --model-dir " + kRun + " --plot " + dir + "/p.onnx" + kData, 1, {"--plot", ".svg"});
   expect_error("graph --model " + kRun + "/model.fp32.onnx --out /nonexistent/g.svg", 1, {"--out", "/nonexistent"});
+  expect_error("plot-train " + kRun + " --out /nonexistent/t", 1, {"--out", "/nonexistent"});
+  expect_error("experts --model " + kRun + "/model.fp32.onnx --plot /proc/moe-mnist-plots" + kData, 1, {"--plot", "cannot write"});
 }
 
 // An existing checkpoint is replaced only when asked; --resume refuses sizes it would ignore.

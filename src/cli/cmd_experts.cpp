@@ -10,6 +10,7 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
+#include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/dataset.h"
 #include "core/errors.h"
@@ -225,6 +226,7 @@ void add_experts_command(CLI::App& app) {
                   "re-normalised) and report the accuracy change. Needs a checkpoint directory (reference forward pass)");
   cmd->callback([a] {
     if (a->limit < 0) throw InputError("--limit must be >= 0, got " + std::to_string(a->limit));
+    if (!a->plot_dir.empty()) check_output_dir(a->plot_dir, "--plot");  // before the work
     const bool is_dir = std::filesystem::is_directory(a->model);
     if (!is_dir && !std::filesystem::exists(a->model))
       throw InputError(a->model + ": no such file or directory (give an exported .onnx file or a checkpoint directory)");

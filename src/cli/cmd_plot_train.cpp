@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/plot.h"
 
@@ -23,6 +24,12 @@ void add_plot_train_command(CLI::App& app) {
     const std::string csv = a->run_dir + "/history.csv";
     std::ifstream in(csv);
     if (!in) throw InputError(csv + ": cannot read it (train writes history.csv after each epoch; is " + a->run_dir + " a run folder?)");
+    {
+      const std::string base = a->out.empty() ? a->run_dir + "/train" : a->out;
+      const std::string flag = a->out.empty() ? "plot-train output" : "--out";
+      for (const char* ext : {"png", "svg"}) check_output_file(base + "." + ext, flag, {ext}, {csv});
+      check_input_file(csv, kMaxConfigBytes, "history.csv");
+    }
     std::string line;
     std::getline(in, line);
     if (line.rfind("epoch,seconds,loss,test_accuracy,load_cv", 0) != 0)
