@@ -422,6 +422,7 @@ TEST(Hardening, OutputLocationsAreCheckedBeforeTheWork) {
   expect_error("train --epochs 1 --out /proc/moe-mnist-run" + kData, 1, {"--out", "cannot write"});
   expect_error("bench --model-dir " + kRun + " --plot /nonexistent/p.svg" + kData, 1, {"--plot", "/nonexistent"});
   expect_error("bench --model-dir " + kRun + " --plot " + dir + "/p.onnx" + kData, 1, {"--plot", ".svg"});
+  expect_error("bench --model-dir " + kRun + " --plot " + dir + "/p.txt" + kData, 1, {"--plot", "p.txt", ".svg or .png"});
   expect_error("graph --model " + kRun + "/model.fp32.onnx --out /nonexistent/g.svg", 1, {"--out", "/nonexistent"});
   expect_error("plot-train " + kRun + " --out /nonexistent/t", 1, {"--out", "/nonexistent"});
   expect_error("experts --model " + kRun + "/model.fp32.onnx --plot /proc/moe-mnist-plots" + kData, 1, {"--plot", "cannot write"});

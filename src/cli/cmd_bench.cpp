@@ -1,5 +1,6 @@
 // `moe-mnist bench`: the flags of the bench engine (src/bench/bench.h) and the report printer to use.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "bench/bench.h"
@@ -7,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "core/atomic_file.h"
+#include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"
@@ -54,7 +56,11 @@ void add_bench_command(CLI::App& app) {
                 "Also time the fp16 model on the CPU EP, which has no fast fp16 kernels on x86 (hundreds of times slower)");
   cmd->add_option("--plot", a->plot, "Also write throughput vs batch size as FILE.svg or FILE.png");
   cmd->callback([a] {
-    if (!a->plot.empty()) check_output_file(a->plot, "--plot", {"svg", "png"});  // before minutes of timing
+    if (!a->plot.empty()) {  // before minutes of timing
+      const std::string ext = std::filesystem::path(a->plot).extension().string();
+      if (ext != ".svg" && ext != ".png") throw InputError("--plot " + a->plot + ": expected a .svg or .png file name");
+      check_output_file(a->plot, "--plot", {"svg", "png"});
+    }
     std::vector<std::pair<std::string, std::string>> versions = engine_versions();
 #ifdef MOE_MNIST_HAVE_ONNX
     versions.push_back({"onnx", onnx_version()});
