@@ -20,28 +20,8 @@
 namespace moe {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs the CLI with `args` (shell words), capturing stdout and stderr separately. `prefix` (shell
-// words) runs before it, e.g. "cd DIR &&" or "env VAR=value".
-Result run(const std::string& args, const std::string& prefix = "") {
-  const std::string err_file = std::filesystem::temp_directory_path() / ("moe-cli-" + std::to_string(::getpid()) + ".err");
-  const std::string cmd = prefix + " " + std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, got);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream e(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(e), {});
-  std::filesystem::remove(err_file);
-  return r;
-}
+using Result = test::CliResult;
+Result run(const std::string& args, const std::string& prefix = "") { return test::run_cli(args, prefix); }
 
 const std::string kRun = MOE_MNIST_TEST_RUN;
 const std::string kData = " --data " + test::mnist_dir();

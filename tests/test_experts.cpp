@@ -15,25 +15,8 @@
 namespace moe {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  const std::string err_file = std::filesystem::temp_directory_path() / ("moe-experts-" + std::to_string(::getpid()) + ".err");
-  const std::string cmd = std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, got);
-  const int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = test::read_bytes(err_file);
-  std::filesystem::remove(err_file);
-  return r;
-}
+using Result = test::CliResult;
+Result run(const std::string& args) { return test::run_cli(args); }
 
 const std::string kRun = MOE_MNIST_TEST_RUN;
 const std::string kData = " --data " + test::mnist_dir();

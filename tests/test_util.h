@@ -2,7 +2,11 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -34,6 +38,31 @@ inline std::string read_bytes(const std::string& path) {
 }
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+#ifdef MOE_MNIST_CLI
+// What one run of the CLI printed and returned (code -1: killed by a signal).
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the CLI with `args` (shell words), capturing stdout and stderr separately. `prefix` (shell
+// words) runs before it, e.g. "cd DIR &&" or "env VAR=value".
+inline CliResult run_cli(const std::string& args, const std::string& prefix = "") {
+  const std::string err_file = std::filesystem::temp_directory_path() / ("moe-cli-" + std::to_string(::getpid()) + ".err");
+  const std::string cmd = prefix + " " + std::string(MOE_MNIST_CLI) + " " + args + " 2>" + err_file + " </dev/null";
+  CliResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, got);
+  const int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = read_bytes(err_file);
+  std::filesystem::remove(err_file);
+  return r;
+}
+#endif
 
 // Whether `s` contains `part`, ignoring ASCII case ("CUDA EP" names the cuda backend).
 inline bool contains_nocase(std::string s, std::string part) {
