@@ -10,9 +10,9 @@ namespace {
 TEST(ModelConfig, RejectsOutOfRangeSizes) {
   ModelConfig c;
   EXPECT_NO_THROW(c.validate());
-  c.top = 9;
+  c.top_k = 9;
   EXPECT_THROW(c.validate(), InputError);
-  c.top = 0;
+  c.top_k = 0;
   EXPECT_THROW(c.validate(), InputError);
   c = ModelConfig{};
   c.emb_size = 0;
@@ -27,8 +27,8 @@ TEST(ModelConfig, RejectsOutOfRangeSizes) {
 TEST(Weights, RoundTripsThroughSafetensors) {
   const auto dir = test::temp_dir("rt");
   ModelConfig c;
-  c.experts = 4;
-  c.top = 1;
+  c.n_experts = 4;
+  c.top_k = 1;
   Checkpoint ck = test::random_checkpoint(c, 1);
   save_weights(dir + "/w.safetensors", ck.weights);
   const Weights back = load_weights(dir + "/w.safetensors");
@@ -82,8 +82,8 @@ TEST(Checkpoint, MissingPiecesAreNamed) {
 // the experts, and each expert adds a constant so its contribution is visible in the logits.
 TEST(Reference, TopTwoExpertsAndWeightsAreTheHandComputedOnes) {
   ModelConfig c;
-  c.experts = 4;
-  c.top = 2;
+  c.n_experts = 4;
+  c.top_k = 2;
   c.emb_size = 2;
   c.n_classes = 2;
   Checkpoint ck = test::random_checkpoint(c, 3);

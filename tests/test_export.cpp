@@ -13,14 +13,14 @@ namespace moe {
 namespace {
 
 struct Case {
-  int64_t experts, top, emb;
+  int64_t n_experts, top_k, emb_size;
 };
 
 ModelConfig config_of(const Case& c) {
   ModelConfig m;
-  m.experts = c.experts;
-  m.top = c.top;
-  m.emb_size = c.emb;
+  m.n_experts = c.n_experts;
+  m.top_k = c.top_k;
+  m.emb_size = c.emb_size;
   return m;
 }
 
@@ -36,7 +36,7 @@ TEST(Export, CheckerPassesAndGraphIsStaticForEveryConfigAndPrecision) {
         o.precision = precision;
         o.routing = routing;
         const onnx::ModelProto m = build_onnx_model(test::random_checkpoint(config_of(c), 7), o);
-        EXPECT_NO_THROW(check_onnx_model(m)) << to_string(precision) << " " << to_string(routing) << " E=" << c.experts;
+        EXPECT_NO_THROW(check_onnx_model(m)) << to_string(precision) << " " << to_string(routing) << " E=" << c.n_experts;
         for (const auto& n : m.graph().node()) EXPECT_EQ(forbidden.count(n.op_type()), 0u) << n.op_type();
         EXPECT_EQ(m.graph().input(0).type().tensor_type().shape().dim(0).dim_param(), "N");
       }
@@ -94,16 +94,16 @@ TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {
       oo.threads = 1;
       auto ort = make_ort_classifier(path, oo);
       ReferenceClassifier ref(ck);
-      EXPECT_EQ(ort->top_k(), c.top);
+      EXPECT_EQ(ort->top_k(), c.top_k);
       for (int64_t n : {1, 7, 64, 1000}) {
         const auto x = test::random_images(n, unsigned(n));
-        std::vector<float> a(static_cast<size_t>(n * 10)), b(static_cast<size_t>(n * 10)), pa(static_cast<size_t>(n * c.experts)), pb(static_cast<size_t>(n * c.experts));
+        std::vector<float> a(static_cast<size_t>(n * 10)), b(static_cast<size_t>(n * 10)), pa(static_cast<size_t>(n * c.n_experts)), pb(static_cast<size_t>(n * c.n_experts));
         ort->classify(x.data(), n, a.data(), pa.data());
         ref.classify(x.data(), n, b.data(), pb.data());
         float diff = 0, pdiff = 0;
         for (size_t i = 0; i < a.size(); ++i) diff = std::max(diff, std::fabs(a[i] - b[i]));
         for (size_t i = 0; i < pa.size(); ++i) pdiff = std::max(pdiff, std::fabs(pa[i] - pb[i]));
-        EXPECT_LT(diff, 1e-4f) << to_string(routing) << " E=" << c.experts << " top=" << c.top << " emb=" << c.emb << " n=" << n;
+        EXPECT_LT(diff, 1e-4f) << to_string(routing) << " E=" << c.n_experts << " top=" << c.top_k << " emb=" << c.emb_size << " n=" << n;
         EXPECT_LT(pdiff, 1e-5f);
       }
     }

@@ -139,13 +139,13 @@ TEST(RoutingStats, DropExpertRenormalisesAndTheReferenceNeverRoutesThere) {
   ReferenceClassifier ref(test::random_checkpoint(c, 5));
   const int64_t n = 64;
   const auto x = test::random_images(n, 6);
-  std::vector<float> logits(size_t(n * c.n_classes)), g(size_t(n * c.experts));
+  std::vector<float> logits(size_t(n * c.n_classes)), g(size_t(n * c.n_experts));
   ref.set_dropped_expert(3);
   ref.classify(x.data(), n, logits.data(), g.data());
-  const RoutingStats s = routing_stats(g.data(), n, c.experts, c.top);
+  const RoutingStats s = routing_stats(g.data(), n, c.n_experts, c.top_k);
   EXPECT_EQ(s.load[3], 0.0);
   EXPECT_NEAR(std::accumulate(s.importance.begin(), s.importance.end(), 0.0), 1.0, 1e-5);
-  EXPECT_THROW(ref.set_dropped_expert(c.experts), InputError);
+  EXPECT_THROW(ref.set_dropped_expert(c.n_experts), InputError);
 }
 
 // PNG: 8-byte signature, then the IHDR chunk with big-endian width and height.

@@ -20,8 +20,8 @@ namespace {
 Net small_net(int64_t experts = 8, int64_t top = 2) {
   torch::manual_seed(0);
   ModelConfig c;
-  c.experts = experts;
-  c.top = top;
+  c.n_experts = experts;
+  c.top_k = top;
   return Net(c);
 }
 

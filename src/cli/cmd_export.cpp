@@ -70,7 +70,7 @@ void add_export_command(CLI::App& app) {
                  (long long)s.n_parameters, s.bytes / 1024.0);
     if (!a->triton_repo.empty()) {
       a->triton.n_classes = ck.meta.model.n_classes;
-      a->triton.n_experts = ck.meta.model.experts;
+      a->triton.n_experts = ck.meta.model.n_experts;
       write_file_atomically(triton_config_file(a->triton_repo, a->triton.name), triton_config_pbtxt(a->triton));
       std::fprintf(stderr, "wrote %s (Triton model repository: tritonserver --model-repository %s)\n",
                    triton_config_file(a->triton_repo, a->triton.name).c_str(), a->triton_repo.c_str());

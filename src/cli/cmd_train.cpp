@@ -33,8 +33,8 @@ void check_train_out(const TrainOptions& o, bool force, const CLI::App& cmd) {
         throw InputError(std::string(flag) + " " + given + " contradicts the checkpoint in " + o.out + " (" + saved +
                          "); --resume keeps the checkpoint's settings, so drop the flag");
     };
-    same("--experts", std::to_string(o.model.experts), std::to_string(meta.model.experts));
-    same("--top", std::to_string(o.model.top), std::to_string(meta.model.top));
+    same("--experts", std::to_string(o.model.n_experts), std::to_string(meta.model.n_experts));
+    same("--top", std::to_string(o.model.top_k), std::to_string(meta.model.top_k));
     same("--emb-size", std::to_string(o.model.emb_size), std::to_string(meta.model.emb_size));
     same("--w-importance", std::to_string(o.model.w_importance), std::to_string(meta.model.w_importance));
     same("--dataset", o.dataset, meta.dataset);

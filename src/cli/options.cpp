@@ -3,8 +3,8 @@
 namespace moe {
 
 void add_model_options(CLI::App* cmd, ModelConfig& c) {
-  cmd->add_option("--experts", c.experts, "Number of experts E")->capture_default_str();
-  cmd->add_option("--top", c.top, "Experts chosen per image (1..E)")->capture_default_str();
+  cmd->add_option("--experts", c.n_experts, "Number of experts E")->capture_default_str();
+  cmd->add_option("--top", c.top_k, "Experts chosen per image (1..E)")->capture_default_str();
   cmd->add_option("--emb-size", c.emb_size, "Embedding / expert width")->capture_default_str();
   cmd->add_option("--w-importance", c.w_importance, "Weight of the importance (load-balancing) loss")->capture_default_str();
 }

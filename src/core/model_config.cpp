@@ -16,28 +16,28 @@ void ModelConfig::validate() const {
   if (input_size != kInputSize)
     throw InputError("model config: input_size must be " + std::to_string(kInputSize) + " (28x28 images), got " +
                      std::to_string(input_size));
-  in_range("experts", experts, 1, kMaxExperts, "the limit of this tool");
+  in_range("experts", n_experts, 1, kMaxExperts, "the limit of this tool");
   in_range("emb_size", emb_size, 1, kMaxEmbSize, "the limit of this tool");
   in_range("n_classes", n_classes, 2, kMaxClasses, "a classifier needs 2 or more classes");
-  if (top < 1 || top > experts)
-    throw InputError("model config: top must be in 1..experts (" + std::to_string(experts) + "), got " +
-                     std::to_string(top));
+  if (top_k < 1 || top_k > n_experts)
+    throw InputError("model config: top must be in 1..experts (" + std::to_string(n_experts) + "), got " +
+                     std::to_string(top_k));
   if (!(w_importance >= 0.0) || !std::isfinite(w_importance))
     throw InputError("model config: w_importance must be a finite number >= 0");
   if (n_parameters() > kMaxParameters)
-    throw InputError("model config: " + std::to_string(n_parameters()) + " parameters (experts " + std::to_string(experts) +
+    throw InputError("model config: " + std::to_string(n_parameters()) + " parameters (experts " + std::to_string(n_experts) +
                      ", emb_size " + std::to_string(emb_size) + "), more than the limit of " +
                      std::to_string(kMaxParameters));
 }
 
 int64_t ModelConfig::n_parameters() const {
   // Every factor is bounded by validate()'s range checks before this is trusted, so no overflow.
-  const int64_t D = emb_size, E = experts;
+  const int64_t D = emb_size, E = n_experts;
   return D * input_size + D + 2 * (E * D + E) + E * 2 * (D * D + D) + n_classes * D + n_classes;
 }
 
 nlohmann::json to_json(const ModelConfig& c) {
-  return {{"input_size", c.input_size}, {"experts", c.experts},     {"top", c.top},
+  return {{"input_size", c.input_size}, {"experts", c.n_experts},     {"top", c.top_k},
           {"emb_size", c.emb_size},     {"n_classes", c.n_classes}, {"w_importance", c.w_importance},
           {"noisy_gating", c.noisy_gating}};
 }
@@ -47,8 +47,8 @@ ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& w
   if (!j.is_object()) throw InputError(where + ": model config must be a JSON object");
   try {
     if (j.contains("input_size")) c.input_size = j.at("input_size").get<int64_t>();
-    if (j.contains("experts")) c.experts = j.at("experts").get<int64_t>();
-    if (j.contains("top")) c.top = j.at("top").get<int64_t>();
+    if (j.contains("experts")) c.n_experts = j.at("experts").get<int64_t>();
+    if (j.contains("top")) c.top_k = j.at("top").get<int64_t>();
     if (j.contains("emb_size")) c.emb_size = j.at("emb_size").get<int64_t>();
     if (j.contains("n_classes")) c.n_classes = j.at("n_classes").get<int64_t>();
     if (j.contains("w_importance")) c.w_importance = j.at("w_importance").get<double>();

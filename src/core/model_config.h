@@ -18,8 +18,8 @@ inline constexpr int64_t kMaxParameters = int64_t(1) << 26;  // 67M floats = 256
 
 struct ModelConfig {
   int64_t input_size = 784;    // flattened 28x28 image
-  int64_t experts = 8;         // E
-  int64_t top = 2;             // k experts chosen per image, 1..E
+  int64_t n_experts = 8;       // E (config.json and flag: "experts")
+  int64_t top_k = 2;           // k (config.json and flag: "top") experts chosen per image, 1..E
   int64_t emb_size = 16;       // embedding width, also each expert's width
   int64_t n_classes = 10;
   double w_importance = 0.01;  // weight of the importance (load-balancing) loss in training

@@ -51,7 +51,7 @@ ReferenceClassifier::ReferenceClassifier(const Checkpoint& ck) : c_(ck.meta.mode
   gate_b_ = w.at("moe.gate.bias").data;
   cls_w_ = transposed(w.at("classifier.weight"));
   cls_b_ = w.at("classifier.bias").data;
-  for (int64_t e = 0; e < c_.experts; ++e) {
+  for (int64_t e = 0; e < c_.n_experts; ++e) {
     fc1_w_.push_back(transposed(w.at(expert_param(e, "fc1", "weight"))));
     fc1_b_.push_back(w.at(expert_param(e, "fc1", "bias")).data);
     fc2_w_.push_back(transposed(w.at(expert_param(e, "fc2", "weight"))));
@@ -60,7 +60,7 @@ ReferenceClassifier::ReferenceClassifier(const Checkpoint& ck) : c_(ck.meta.mode
 }
 
 void ReferenceClassifier::classify(const float* images, int64_t n, float* logits, float* gate_probs) {
-  const int64_t I = c_.input_size, D = c_.emb_size, E = c_.experts, K = c_.top, C = c_.n_classes;
+  const int64_t I = c_.input_size, D = c_.emb_size, E = c_.n_experts, K = c_.top_k, C = c_.n_classes;
   std::vector<float> h(static_cast<size_t>(D)), p(static_cast<size_t>(E)), hidden(static_cast<size_t>(D)), out(static_cast<size_t>(D)), y(static_cast<size_t>(D)), w(static_cast<size_t>(K));
   std::vector<int64_t> chosen(static_cast<size_t>(K));
   for (int64_t r = 0; r < n; ++r) {
@@ -83,9 +83,9 @@ void ReferenceClassifier::classify(const float* images, int64_t n, float* logits
 }
 
 void ReferenceClassifier::set_dropped_expert(int64_t e) {
-  if (e >= c_.experts) throw InputError("expert " + std::to_string(e) + " does not exist: the model has " +
-                                        std::to_string(c_.experts) + " experts (0.." + std::to_string(c_.experts - 1) + ")");
-  if (e >= 0 && c_.experts == 1) throw InputError("cannot drop the only expert of a 1-expert model");
+  if (e >= c_.n_experts) throw InputError("expert " + std::to_string(e) + " does not exist: the model has " +
+                                        std::to_string(c_.n_experts) + " experts (0.." + std::to_string(c_.n_experts - 1) + ")");
+  if (e >= 0 && c_.n_experts == 1) throw InputError("cannot drop the only expert of a 1-expert model");
   dropped_ = e < 0 ? -1 : e;
 }
 

@@ -14,8 +14,8 @@ class ReferenceClassifier final : public Classifier {
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override;
   int64_t n_classes() const override { return c_.n_classes; }
-  int64_t n_experts() const override { return c_.experts; }
-  int64_t top_k() const override { return c_.top; }
+  int64_t n_experts() const override { return c_.n_experts; }
+  int64_t top_k() const override { return c_.top_k; }
   std::string backend() const override { return "reference"; }
   std::string precision() const override { return "fp32"; }
 

@@ -96,10 +96,10 @@ std::string expert_param(int64_t i_expert, const char* layer, const char* kind) 
 std::vector<std::pair<std::string, std::vector<int64_t>>> expected_params(const ModelConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> p = {
       {"embedding.weight", {c.emb_size, c.input_size}}, {"embedding.bias", {c.emb_size}},
-      {"moe.gate.weight", {c.experts, c.emb_size}},     {"moe.gate.bias", {c.experts}},
-      {"moe.noise.weight", {c.experts, c.emb_size}},    {"moe.noise.bias", {c.experts}},
+      {"moe.gate.weight", {c.n_experts, c.emb_size}},     {"moe.gate.bias", {c.n_experts}},
+      {"moe.noise.weight", {c.n_experts, c.emb_size}},    {"moe.noise.bias", {c.n_experts}},
   };
-  for (int64_t e = 0; e < c.experts; ++e)
+  for (int64_t e = 0; e < c.n_experts; ++e)
     for (const char* layer : {"fc1", "fc2"}) {
       p.push_back({expert_param(e, layer, "weight"), {c.emb_size, c.emb_size}});
       p.push_back({expert_param(e, layer, "bias"), {c.emb_size}});

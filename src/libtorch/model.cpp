@@ -14,14 +14,14 @@ ExpertImpl::ExpertImpl(int64_t emb) {
 torch::Tensor ExpertImpl::forward(const torch::Tensor& x) { return fc2(torch::relu(fc1(x))); }
 
 MoEImpl::MoEImpl(const ModelConfig& c) : config(c) {
-  gate = register_module("gate", torch::nn::Linear(c.emb_size, c.experts));
-  noise = register_module("noise", torch::nn::Linear(c.emb_size, c.experts));
+  gate = register_module("gate", torch::nn::Linear(c.emb_size, c.n_experts));
+  noise = register_module("noise", torch::nn::Linear(c.emb_size, c.n_experts));
   experts = register_module("experts", torch::nn::ModuleList());
-  for (int64_t e = 0; e < c.experts; ++e) experts->push_back(Expert(c.emb_size));
+  for (int64_t e = 0; e < c.n_experts; ++e) experts->push_back(Expert(c.emb_size));
 }
 
 MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
-  const int64_t B = x.size(0), k = config.top, E = config.experts;
+  const int64_t B = x.size(0), k = config.top_k, E = config.n_experts;
   MoEOutput o;
   o.gate_probs = torch::softmax(gate(x), 1);  // [B, E]
   torch::Tensor scores = o.gate_probs;

@@ -36,13 +36,13 @@ class TorchClassifier final : public Classifier {
     std::memcpy(logits, l.data_ptr<float>(), sizeof(float) * size_t(n * c.n_classes));
     if (gate_probs) {
       torch::Tensor g = o.moe.gate_probs.cpu().contiguous();
-      std::memcpy(gate_probs, g.data_ptr<float>(), sizeof(float) * size_t(n * c.experts));
+      std::memcpy(gate_probs, g.data_ptr<float>(), sizeof(float) * size_t(n * c.n_experts));
     }
   }
 
   int64_t n_classes() const override { return net_->config.n_classes; }
-  int64_t n_experts() const override { return net_->config.experts; }
-  int64_t top_k() const override { return net_->config.top; }
+  int64_t n_experts() const override { return net_->config.n_experts; }
+  int64_t top_k() const override { return net_->config.top_k; }
   std::string backend() const override { return device_.is_cuda() ? "torch-cuda" : "torch"; }
   std::string precision() const override { return "fp32"; }
 

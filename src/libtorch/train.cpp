@@ -48,7 +48,7 @@ struct Quality {
 Quality measure(Net& net, const Split& s) {
   net->eval();
   torch::NoGradGuard no_grad;
-  const int64_t n = s.x.size(0), E = net->config.experts;
+  const int64_t n = s.x.size(0), E = net->config.n_experts;
   int64_t correct = 0;
   std::vector<float> probs(static_cast<size_t>(n * E));  // [n, E]
   for (int64_t i = 0; i < n; i += 1000) {
@@ -61,7 +61,7 @@ Quality measure(Net& net, const Split& s) {
   net->train();
   Quality q;
   q.accuracy = n ? double(correct) / double(n) : 0.0;
-  q.routing = routing_stats(probs.data(), n, E, net->config.top);
+  q.routing = routing_stats(probs.data(), n, E, net->config.top_k);
   return q;
 }
 

@@ -41,7 +41,7 @@ Folded fold(const Checkpoint& ck) {
   const ModelConfig& c = ck.meta.model;
   const Weights& w = ck.weights;
   const std::string where = "checkpoint";
-  Folded f{c.input_size, c.emb_size, c.experts, c.n_classes, {}, {}, {}, {}, {}, {}, {}};
+  Folded f{c.input_size, c.emb_size, c.n_experts, c.n_classes, {}, {}, {}, {}, {}, {}, {}};
   const int64_t I = f.I, D = f.D, E = f.E, C = f.C;
   const auto& We = get_param(w, "embedding.weight", {D, I}, where).data;
   const auto& be = get_param(w, "embedding.bias", {D}, where).data;
@@ -185,7 +185,7 @@ struct Frame {
   GraphBuilder& b;
   const Checkpoint& ck;
   const Folded& f;
-  int64_t top;
+  int64_t top_k;
   int ftype;
   std::string probs, logits;
 };
@@ -214,7 +214,7 @@ void build_moe_routing(Frame& fr) {
   auto* moe = b.node("MoE", {"embedding.out", fr.probs, "moe.experts.fc1.weight", "moe.experts.fc1.bias",
                              "moe.experts.fc2.weight", "moe.experts.fc2.bias"},
                      {"moe.out"}, "moe", "com.microsoft");
-  set_attr(moe, "k", fr.top);
+  set_attr(moe, "k", fr.top_k);
   set_attr(moe, "activation_type", std::string("relu"));
   set_attr(moe, "normalize_routing_weights", int64_t(1));
   b.floats("classifier.weight", {C, D}, fr.ck.weights.at("classifier.weight").data);
@@ -228,7 +228,7 @@ void build_gather_routing(Frame& fr) {
   GraphBuilder& b = fr.b;
   const Folded& f = fr.f;
   const int64_t D = f.D, E = f.E, C = f.C;
-  add_topk(b, fr.probs, fr.top);
+  add_topk(b, fr.probs, fr.top_k);
   std::vector<float> w1(static_cast<size_t>(E * D * D)), b1(static_cast<size_t>(E * D));
   for (int64_t e = 0; e < E; ++e) {
     const auto& W = fr.ck.weights.at(expert_param(e, "fc1", "weight")).data;  // [out, in]
@@ -266,7 +266,7 @@ void build_dense_routing(Frame& fr) {
   GraphBuilder& b = fr.b;
   const Folded& f = fr.f;
   const int64_t D = f.D, E = f.E, C = f.C;
-  add_topk(b, fr.probs, fr.top);
+  add_topk(b, fr.probs, fr.top_k);
   // Exact zeros of shape [N, E]; unlike Shape + ConstantOfShape this keeps every shape inferable.
   b.node("Sub", {fr.probs, fr.probs}, {"moe.zeros"});
   set_attr(b.node("ScatterElements", {"moe.zeros", "moe.topk.indices", "moe.topk.weights"}, {"moe.combine"},
@@ -305,7 +305,7 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
   m.set_ir_version(8);
   m.set_producer_name("moe-mnist");
   m.set_producer_version(MOE_MNIST_VERSION);
-  m.set_doc_string("Mixture-of-Experts MNIST classifier: embedding -> top-" + std::to_string(c.top) + " of " +
+  m.set_doc_string("Mixture-of-Experts MNIST classifier: embedding -> top-" + std::to_string(c.top_k) + " of " +
                    std::to_string(f.E) + " experts -> classifier");
   auto* opset = m.add_opset_import();
   opset->set_domain("");
@@ -327,7 +327,7 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
   b.int64s("split_sizes", {2}, {f.D, f.E});
   set_attr(b.node("Split", {"embedding+moe.gate.out", "split_sizes"}, {"embedding.out", "moe.gate.logits"}, "split"),
            "axis", int64_t(1));
-  Frame fr{b, ck, f, c.top, ftype, ftype == F32 ? "gate_probs" : "moe.gate.probs", ftype == F32 ? "logits" : "logits.fp16"};
+  Frame fr{b, ck, f, c.top_k, ftype, ftype == F32 ? "gate_probs" : "moe.gate.probs", ftype == F32 ? "logits" : "logits.fp16"};
   set_attr(b.node("Softmax", {"moe.gate.logits"}, {fr.probs}, "moe.gate.softmax"), "axis", int64_t(1));  // [N, E]
 
   switch (o.routing) {

@@ -210,7 +210,7 @@ class OrtClassifier final : public Classifier {
       have_config = true;
     }
     for (int i = 0; i < 2; ++i) {
-      const int64_t want = i == 0 ? c.n_classes : c.experts;
+      const int64_t want = i == 0 ? c.n_classes : c.n_experts;
       if (dims[i] < 0 && have_config) dims[i] = want;  // a symbolic dimension: the metadata says
       if (have_config && dims[i] != want)
         fail(std::string("output '") + names[i] + "' has " + std::to_string(dims[i]) + " columns but its model_config says " +
@@ -222,7 +222,7 @@ class OrtClassifier final : public Classifier {
       fail("output 'gate_probs' has " + std::to_string(dims[1]) + " experts, expected 1.." + std::to_string(kMaxExperts));
     n_classes_ = dims[0];
     n_experts_ = dims[1];
-    top_k_ = have_config ? c.top : std::min<int64_t>(2, n_experts_);
+    top_k_ = have_config ? c.top_k : std::min<int64_t>(2, n_experts_);
   }
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
