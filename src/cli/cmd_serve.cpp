@@ -2,7 +2,6 @@
 #include <csignal>
 #include <cstdio>
 #include <memory>
-#include <thread>
 
 #include "cli/backends.h"
 #include "cli/commands.h"

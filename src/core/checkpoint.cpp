@@ -29,7 +29,10 @@ CheckpointMeta load_checkpoint_meta(const std::string& dir) {
     if (!j["dataset"].is_string()) throw InputError(path + ": \"dataset\" must be a string");
     m.dataset = j["dataset"].get<std::string>();
   }
-  if (j.contains("training")) m.training = j["training"];
+  if (j.contains("training")) {
+    if (!j["training"].is_object()) throw InputError(path + ": \"training\" must be an object");
+    m.training = j["training"];
+  }
   return m;
 }
 

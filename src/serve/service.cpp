@@ -237,13 +237,12 @@ void Service::predict(HttpRequest& req, Reply reply) {
     else if (!(*v == "0" || *v == "false")) return reply(error(400, "invert: expected 0 or 1, got '" + *v + "'"));
   }
   std::vector<float> x;
-  bool ink = true;
   try {
     x = to_mnist_input(decode_grey_image(req.body, "request body", options_.max_image_pixels), invert);
   } catch (const InputError& e) {
     return reply(error(400, e.what()));
   }
-  ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });
+  const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
   submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
     const int64_t C = options_.model.n_classes, E = options_.model.n_experts, k = options_.model.top_k;
     const float mx = *std::max_element(b.logits.begin(), b.logits.end());
