@@ -7,6 +7,7 @@
 #include "cli/options.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
+#include "native/native_classifier.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
 #include "libtorch/torch_api.h"
@@ -18,7 +19,7 @@
 namespace moe {
 
 void add_backend_options(CLI::App* cmd, BackendOptions& o) {
-  add_choice_option(cmd, "--backend", o.backend, "torch (checkpoint dir), cpu, cuda or tensorrt (.onnx file)");
+  add_choice_option(cmd, "--backend", o.backend, "torch or native (checkpoint dir), cpu, cuda or tensorrt (.onnx file)");
   cmd->add_option("--threads", o.threads, "Intra-op threads (0 = one per core)")->capture_default_str();
   add_choice_option(cmd, "--opt-level", o.opt_level, "ONNX Runtime graph optimisation: disable, basic, extended, all");
   cmd->add_option("--device-id", o.device_id, "GPU index for cuda / tensorrt")->capture_default_str();
@@ -39,8 +40,14 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
   only_for(o.cuda_graph && o.backend != Backend::cuda, "--cuda-graph", "cuda");
   only_for(o.trt_fp16 && o.backend != Backend::tensorrt, "--trt-fp16", "tensorrt");
   only_for(!o.trt_cache.empty() && o.backend != Backend::tensorrt, "--trt-cache", "tensorrt");
-  only_for(!o.save_optimized.empty() && o.backend == Backend::torch, "--save-optimized", "cpu, cuda or tensorrt");
+  only_for(!o.save_optimized.empty() && (o.backend == Backend::torch || o.backend == Backend::native), "--save-optimized",
+           "cpu, cuda or tensorrt");
   only_for(o.torch_device != "cpu" && o.backend != Backend::torch, "--torch-device", "torch");
+  if (o.backend == Backend::native) {
+    if (!std::filesystem::is_directory(model))
+      throw InputError(model + ": the native backend reads a checkpoint directory (what 'train --out' wrote), not a file");
+    return make_native_classifier(model, NativeOptions{o.threads, isa_from_env()});
+  }
   if (o.backend == Backend::torch) {
 #ifdef MOE_MNIST_HAVE_TORCH
     if (!std::filesystem::is_directory(model))
@@ -82,7 +89,7 @@ void warn_if_mismatched(const Classifier& model, const std::string& model_path, 
 }
 
 std::vector<std::string> built_backends() {
-  std::vector<std::string> b;
+  std::vector<std::string> b = {"native"};
 #ifdef MOE_MNIST_HAVE_TORCH
   b.push_back("torch");
 #endif

@@ -31,7 +31,7 @@ const Table<Int8Input>& table() {
 template <>
 const Table<Backend>& table() {
   static const Table<Backend> t = {
-      {Backend::torch, "torch"}, {Backend::cpu, "cpu"}, {Backend::cuda, "cuda"}, {Backend::tensorrt, "tensorrt"}};
+      {Backend::torch, "torch"}, {Backend::cpu, "cpu"}, {Backend::cuda, "cuda"}, {Backend::tensorrt, "tensorrt"}, {Backend::native, "native"}};
   return t;
 }
 template <>

@@ -10,7 +10,7 @@ namespace moe {
 enum class Precision { fp32, fp16, int8 };
 enum class Routing { dense, gather, moe };          // see ExportOptions::routing
 enum class Int8Input { dynamic, static_scale };     // spelled "dynamic" / "static"
-enum class Backend { torch, cpu, cuda, tensorrt };  // cpu/cuda/tensorrt are ONNX Runtime providers
+enum class Backend { torch, cpu, cuda, tensorrt, native };  // cpu/cuda/tensorrt are ONNX Runtime providers; native: src/native
 enum class OptLevel { disable, basic, extended, all };  // ONNX Runtime graph optimisation
 enum class TorchStyle { sparse, loop };             // LibTorch MoE forward, see make_torch_classifier
 

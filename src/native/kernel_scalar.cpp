@@ -1,0 +1,34 @@
+// The portable path: one float per "vector", for any CPU.
+#include "native/kernel_paths.h"
+
+namespace moe::native_paths {
+namespace {
+
+struct Scalar {
+  using V = float;
+  static constexpr int kLanes = 1;
+  static V zero() { return 0.f; }
+  static V set1(float v) { return v; }
+  static V load(const float* p) { return *p; }
+  static void store(float* p, V v) { *p = v; }
+  static V add(V a, V b) { return a + b; }
+  static V fmadd(V a, V b, V c) { return a * b + c; }
+  static unsigned nonzero8(const float* x) {
+    unsigned m = 0;
+    for (int i = 0; i < 8; ++i) m |= unsigned(x[i] != 0.f) << i;
+    return m;
+  }
+};
+
+}  // namespace
+}  // namespace moe::native_paths
+
+#include "native/kernel_impl.h"
+
+namespace moe::native_paths {
+
+void forward_scalar(const PackedView& m, const float* images, int64_t n, float* logits, float* gate_probs) {
+  forward_rows<Scalar>(m, images, n, logits, gate_probs);
+}
+
+}  // namespace moe::native_paths

@@ -1,0 +1,80 @@
+#include "native/native_classifier.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "core/checkpoint.h"
+#include "native/spin_pool.h"
+
+namespace moe {
+
+namespace {
+
+// Rows per part at least this many, so a small batch is not split into parts that cost more to
+// hand out than to compute (one image takes ~0.3 us).
+constexpr int64_t kMinRowsPerPart = 8;
+
+class NativeClassifier final : public Classifier {
+ public:
+  NativeClassifier(const FoldedModel& f, const NativeOptions& o, std::string dataset, std::string hash)
+      : model_(pack_model(f, o.isa)),
+        pool_(o.threads > 0 ? o.threads : std::max(1, int(std::thread::hardware_concurrency()))),
+        dataset_(std::move(dataset)),
+        hash_(std::move(hash)) {}
+
+  void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
+    const int64_t parts = std::min<int64_t>(pool_.n_threads(), std::max<int64_t>(1, n / kMinRowsPerPart));
+    if (parts <= 1) {
+      native_forward(model_, images, n, logits, gate_probs);
+      return;
+    }
+    Job job{this, images, n, logits, gate_probs, parts};
+    pool_.run(&run_part, &job);
+  }
+
+  int64_t n_classes() const override { return model_.C; }
+  int64_t n_experts() const override { return model_.E; }
+  int64_t top_k() const override { return model_.K; }
+  std::string backend() const override { return "native"; }
+  std::string precision() const override { return "fp32"; }
+  std::string provenance(const std::string& key) const override {
+    return key == "dataset" ? dataset_ : key == "weights_hash" ? hash_ : "";
+  }
+
+ private:
+  struct Job {
+    NativeClassifier* self;
+    const float* images;
+    int64_t n;
+    float *logits, *gate_probs;
+    int64_t parts;
+  };
+
+  // Part i of `parts` takes a contiguous block of rows; parts beyond job.parts have nothing to do.
+  static void run_part(void* ctx, int part) {
+    const Job& j = *static_cast<const Job*>(ctx);
+    if (part >= j.parts) return;
+    const int64_t begin = j.n * part / j.parts, end = j.n * (part + 1) / j.parts;
+    const PackedModel& m = j.self->model_;
+    native_forward(m, j.images + begin * m.I, end - begin, j.logits + begin * m.C,
+                   j.gate_probs ? j.gate_probs + begin * m.E : nullptr);
+  }
+
+  PackedModel model_;
+  SpinPool pool_;
+  std::string dataset_, hash_;
+};
+
+}  // namespace
+
+std::unique_ptr<Classifier> make_native_classifier(const FoldedModel& model, const NativeOptions& options,
+                                                   std::string dataset, std::string hash) {
+  return std::make_unique<NativeClassifier>(model, options, std::move(dataset), std::move(hash));
+}
+
+std::unique_ptr<Classifier> make_native_classifier(const std::string& checkpoint_dir, const NativeOptions& options) {
+  const Checkpoint ck = load_checkpoint(checkpoint_dir);
+  return make_native_classifier(fold_model(ck), options, ck.meta.dataset, weights_hash(ck.weights));
+}
+
+}  // namespace moe

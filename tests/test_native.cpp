@@ -1,0 +1,159 @@
+// `--backend native` against the reference forward pass, on every code path this CPU can run
+// (scalar, AVX2, AVX-512): max |logit diff| <= 1e-4 and the same argmax on all 10 000 MNIST test
+// images; rows whose k-th and (k+1)-th gate probabilities nearly tie may route differently and are
+// counted and reported, not compared.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/checkpoint.h"
+#include "core/dataset.h"
+#include "core/errors.h"
+#include "core/evaluate.h"
+#include "core/reference.h"
+#include "native/native_classifier.h"
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+struct Outputs {
+  std::vector<float> logits, probs;
+};
+
+Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch) {
+  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t b = std::min(batch, n - i);
+    m.classify(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
+  }
+  return o;
+}
+
+bool near_tie(const float* p, int64_t E, int64_t k) {
+  std::vector<float> s(p, p + E);
+  std::sort(s.rbegin(), s.rend());
+  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
+}
+
+std::vector<Isa> paths_here() {
+  std::vector<Isa> v;
+  for (Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512})
+    if (cpu_supports(isa)) v.push_back(isa);
+    else std::printf("native path %s: compiled, not tested (this CPU lacks it)\n", to_string(isa).c_str());
+  return v;
+}
+
+const std::vector<float>& mnist_test_images() {
+  static const std::vector<float> x = load_dataset("mnist", test::mnist_dir(), "test").to_float();
+  return x;
+}
+
+// Every path, 1 and 2 threads, batches 1000 and 37 (a remainder that splits unevenly), against the reference.
+void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std::string& what) {
+  const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
+  ReferenceClassifier ref(ck);
+  const Outputs want = run_all(ref, x, n, 1000);
+  const FoldedModel folded = fold_model(ck);
+  for (Isa isa : paths_here())
+    for (int threads : {1, 2})
+      for (int64_t batch : {int64_t(1000), int64_t(37)}) {
+        auto m = make_native_classifier(folded, NativeOptions{threads, isa});
+        const Outputs got = run_all(*m, x, n, batch);
+        int64_t ties = 0;
+        float max_logit = 0, max_prob = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          for (int64_t e = 0; e < E; ++e)
+            max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - want.probs[size_t(i * E + e)]));
+          if (near_tie(&want.probs[size_t(i * E)], E, K)) {
+            ++ties;
+            continue;
+          }
+          for (int64_t c = 0; c < C; ++c)
+            max_logit = std::max(max_logit, std::fabs(got.logits[size_t(i * C + c)] - want.logits[size_t(i * C + c)]));
+          ASSERT_EQ(argmax(&got.logits[size_t(i * C)], C), argmax(&want.logits[size_t(i * C)], C))
+              << what << " " << to_string(isa) << " image " << i;
+        }
+        std::printf("%s: native %s, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld images; "
+                    "%lld near-tie rows reported, not compared\n",
+                    what.c_str(), to_string(isa).c_str(), threads, (long long)batch, double(max_logit), double(max_prob),
+                    (long long)n, (long long)ties);
+        EXPECT_LE(max_logit, 1e-4f) << what << " " << to_string(isa);
+        EXPECT_LE(max_prob, 1e-5f) << what << " " << to_string(isa);
+        EXPECT_LE(ties, 10) << what;
+      }
+}
+
+TEST(NativeParity, RandomModelOnAllMnistTestImagesEveryPath) {
+  expect_parity(test::random_checkpoint(ModelConfig{}, 13), mnist_test_images(), "random 8x16 top-2");
+}
+
+// Other sizes reach the kernel's other register blockings (1, 2 and 4 vectors per row) and the
+// general one (more than 4 vectors), and k = 1 and k = 4.
+TEST(NativeParity, OtherModelSizes) {
+  const std::vector<float> x(mnist_test_images().begin(), mnist_test_images().begin() + 2000 * 784);
+  struct Size { int64_t E, K, D, C; };
+  for (Size s : {Size{4, 1, 4, 10}, Size{4, 4, 12, 10}, Size{16, 4, 16, 10}, Size{16, 2, 40, 3}, Size{1, 1, 7, 2}}) {
+    ModelConfig c;
+    c.n_experts = s.E, c.top_k = s.K, c.emb_size = s.D, c.n_classes = s.C;
+    expect_parity(test::random_checkpoint(c, 7, 0.2f), x,
+                  "random E" + std::to_string(s.E) + " k" + std::to_string(s.K) + " D" + std::to_string(s.D) + " C" + std::to_string(s.C));
+  }
+}
+
+// The trained checkpoint of the CLI tests, when CTest names it (full build, after the train test).
+TEST(NativeParity, TrainedCheckpoint) {
+  const char* dir = std::getenv("MOE_MNIST_NATIVE_CHECKPOINT");
+  if (!dir) GTEST_SKIP() << "MOE_MNIST_NATIVE_CHECKPOINT not set (the full build's CTest sets it)";
+  expect_parity(load_checkpoint(dir), mnist_test_images(), "trained");
+}
+
+TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
+  const std::vector<float> x = test::random_images(100, 5);
+  auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa()});
+  auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa()});
+  const Outputs a = run_all(*one, x, 100, 100);
+  for (int64_t batch : {1, 9, 16, 17, 63, 100}) {
+    const Outputs b = run_all(*two, x, 100, batch);
+    EXPECT_EQ(a.logits, b.logits) << "batch " << batch;
+    EXPECT_EQ(a.probs, b.probs) << "batch " << batch;
+  }
+}
+
+TEST(Native, PathChoiceFromTheEnvironment) {
+  ::setenv("MOE_MNIST_NATIVE_ISA", "scalar", 1);
+  EXPECT_EQ(isa_from_env(), Isa::scalar);
+  ::setenv("MOE_MNIST_NATIVE_ISA", "sse9", 1);
+  try {
+    isa_from_env();
+    ADD_FAILURE() << "an unknown path name was accepted";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "MOE_MNIST_NATIVE_ISA")) << e.what();
+    EXPECT_TRUE(test::contains(e.what(), "avx2")) << e.what();
+  }
+  if (!cpu_supports(Isa::avx512)) {
+    ::setenv("MOE_MNIST_NATIVE_ISA", "avx512", 1);
+    EXPECT_THROW(isa_from_env(), UnavailableError);
+  }
+  ::unsetenv("MOE_MNIST_NATIVE_ISA");
+  EXPECT_EQ(isa_from_env(), best_isa());
+}
+
+TEST(Native, RejectsInconsistentFoldedWeights) {
+  FoldedModel f = fold_model(test::random_checkpoint(ModelConfig{}, 1));
+  f.fc1_b.pop_back();
+  try {
+    make_native_classifier(f, NativeOptions{1, Isa::scalar});
+    ADD_FAILURE() << "a short tensor was accepted";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "fc1 bias")) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe
