@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <map>
 
 #include "core/dataset.h"
 #include "core/errors.h"
@@ -135,6 +136,48 @@ TEST(Model, LoopAndSparseDispatchAndReferenceAgree) {
   ref.classify(x.contiguous().data_ptr<float>(), 100, logits.data(), nullptr);
   torch::Tensor r = torch::from_blob(logits.data(), {100, 10});
   EXPECT_LT((sparse - r).abs().max().item<float>(), 1e-5f);
+}
+
+// The batched style (every expert on every row, a combine matrix zero for unchosen experts) is the
+// sparse model: same logits, same loss, and the same gradient for every parameter, including zero
+// for experts no row chose. Routing is made deterministic (no gate noise) so both see the same
+// experts; the importance loss stays in.
+TEST(Model, BatchedExpertsGiveTheSparseOutputsAndGradients) {
+  for (int64_t top : {1, 2, 3}) {
+    for (int64_t batch : {1, 5, 64}) {
+      ModelConfig c;
+      c.top_k = top;
+      c.noisy_gating = false;
+      torch::manual_seed(7);
+      Net net(c);
+      net->train();
+      torch::Tensor x = torch::rand({batch, 784}), labels = torch::randint(0, 10, {batch});
+      std::map<TorchStyle, std::vector<torch::Tensor>> grads;
+      std::map<TorchStyle, torch::Tensor> logits;
+      for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop, TorchStyle::batched}) {
+        net->zero_grad();
+        NetOutput o = net->forward(x, style);
+        (torch::cross_entropy_loss(o.logits, labels) + o.moe.importance_loss).backward();
+        logits[style] = o.logits.detach();
+        for (const auto& p : net->parameters()) grads[style].push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+      }
+      const auto names = net->named_parameters().keys();
+      for (TorchStyle style : {TorchStyle::loop, TorchStyle::batched}) {
+        EXPECT_LT((logits[style] - logits[TorchStyle::sparse]).abs().max().item<float>(), 1e-5f) << to_string(style);
+        for (size_t i = 0; i < names.size(); ++i) {
+          const torch::Tensor& want = grads[TorchStyle::sparse][i];
+          const torch::Tensor& got = grads[style][i];
+          EXPECT_TRUE(torch::allclose(got, want, 1e-4, 1e-6))
+              << to_string(style) << " top " << top << " batch " << batch << " " << names[i] << ": max diff "
+              << (got - want).abs().max().item<float>();
+          // An expert no row chose gets exactly zero, not a rounding residue.
+          if (want.abs().max().item<float>() == 0.f) {
+            EXPECT_EQ(got.abs().max().item<float>(), 0.f) << names[i];
+          }
+        }
+      }
+    }
+  }
 }
 
 // --- parity on the trained checkpoint (CTest fixture: train + export ran first) ---------------

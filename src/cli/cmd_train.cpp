@@ -68,7 +68,15 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--batch", o->batch, "Mini-batch size")->capture_default_str();
   cmd->add_option("--lr", o->lr, "Adam learning rate")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed for initialisation, shuffling and gate noise")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "Threads for LibTorch and OpenBLAS (0 = all cores)")->capture_default_str();
+  cmd->add_option("--threads", o->threads,
+                  "Threads for LibTorch and OpenBLAS (0 = all cores). 1 by default: this model's ops are too small to "
+                  "share, so 2 threads gave no gain on a quiet 2-core machine and were 3x slower while another process "
+                  "kept a core busy")
+      ->capture_default_str();
+  add_choice_option(cmd, "--forward", o->forward,
+                    "MoE forward in training steps: batched (every expert on every row, weighted by a combine matrix: "
+                    "the fewest ops, fastest here), sparse (rows sorted by expert) or loop (the original's per-expert "
+                    "masks); same outputs and gradients");
   cmd->add_option("--out", o->out, "Checkpoint directory (config.json, weights.safetensors, train_state.pt)")->capture_default_str();
   cmd->add_option("--save-every", o->save_every, "Save the checkpoint every N iterations (0 = only at the end)")->capture_default_str();
   cmd->add_flag("--resume", o->resume, "Continue from the checkpoint in --out (weights, optimizer state, iteration)");

@@ -42,7 +42,7 @@ const Table<OptLevel>& table() {
 }
 template <>
 const Table<TorchStyle>& table() {
-  static const Table<TorchStyle> t = {{TorchStyle::sparse, "sparse"}, {TorchStyle::loop, "loop"}};
+  static const Table<TorchStyle> t = {{TorchStyle::sparse, "sparse"}, {TorchStyle::loop, "loop"}, {TorchStyle::batched, "batched"}};
   return t;
 }
 

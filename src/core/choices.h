@@ -12,7 +12,7 @@ enum class Routing { dense, gather, moe };          // see ExportOptions::routin
 enum class Int8Input { dynamic, static_scale };     // spelled "dynamic" / "static"
 enum class Backend { torch, cpu, cuda, tensorrt, native };  // cpu/cuda/tensorrt are ONNX Runtime providers; native: src/native
 enum class OptLevel { disable, basic, extended, all };  // ONNX Runtime graph optimisation
-enum class TorchStyle { sparse, loop };             // LibTorch MoE forward, see make_torch_classifier
+enum class TorchStyle { sparse, loop, batched };    // LibTorch MoE forward, see MoEImpl::forward
 
 std::string to_string(Precision v);
 std::string to_string(Routing v);

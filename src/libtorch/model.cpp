@@ -20,6 +20,32 @@ MoEImpl::MoEImpl(const ModelConfig& c) : config(c) {
   for (int64_t e = 0; e < c.n_experts; ++e) experts->push_back(Expert(c.emb_size));
 }
 
+// Every expert on every row, as two matrix products over the experts' weights laid side by side,
+// with a combine matrix that is zero for the experts a row did not choose. Zero weights give zero
+// outputs and zero gradients, so this is the sparse model's function and gradients (up to float
+// summation order) in ~10 LibTorch ops instead of ~4 per expert plus sorting and gathering; the E/k
+// times more multiply-adds cost less than the ops they replace at emb 16.
+torch::Tensor MoEImpl::batched_experts(const torch::Tensor& x, const torch::Tensor& top_i, const torch::Tensor& top_w) {
+  const int64_t B = x.size(0), E = config.n_experts, emb = config.emb_size;
+  Stacked s = stacked;
+  if (!s.w1.defined()) {
+    std::vector<torch::Tensor> w1, b1, w2, b2;
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& ex = experts[e]->as<Expert>();
+      w1.push_back(ex->fc1->weight);
+      b1.push_back(ex->fc1->bias);
+      w2.push_back(ex->fc2->weight);
+      b2.push_back(ex->fc2->bias);
+    }
+    s = {torch::stack(w1), torch::stack(b1), torch::stack(w2), torch::stack(b2)};
+  }
+  torch::Tensor combine = torch::zeros({B, E}, x.options()).scatter(1, top_i, top_w);                        // [B, E]
+  torch::Tensor h = torch::relu(torch::addmm(s.b1.reshape({E * emb}), x, s.w1.reshape({E * emb, emb}).t()));  // [B, E*emb]
+  h = (h.view({B, E, emb}) * combine.unsqueeze(2)).view({B, E * emb});                                        // [B, E*emb]
+  torch::Tensor w2_rows = s.w2.transpose(1, 2).reshape({E * emb, emb});                                     // [E*emb, emb]
+  return torch::addmm(torch::mm(combine, s.b2), h, w2_rows);                                               // [B, emb]
+}
+
 MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
   const int64_t B = x.size(0), k = config.top_k, E = config.n_experts;
   MoEOutput o;
@@ -31,8 +57,11 @@ MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
   o.top_idx = top_i;
   o.top_w = torch::softmax(top_v, 1);       // [B, k]
 
-  torch::Tensor y = torch::zeros_like(x);   // [B, emb]
-  if (style == TorchStyle::loop) {
+  torch::Tensor y;                          // [B, emb]
+  if (style == TorchStyle::batched) {
+    y = batched_experts(x, top_i, o.top_w);
+  } else if (style == TorchStyle::loop) {
+    y = torch::zeros_like(x);
     for (int64_t e = 0; e < E; ++e)
       for (int64_t j = 0; j < k; ++j) {
         torch::Tensor rows = (top_i.select(1, j) == e).nonzero().squeeze(1);
@@ -41,6 +70,7 @@ MoEOutput MoEImpl::forward(const torch::Tensor& x, TorchStyle style) {
         y.index_add_(0, rows, w * experts[e]->as<Expert>()->forward(x.index_select(0, rows)));
       }
   } else {
+    y = torch::zeros_like(x);
     // Sort the B*k (row, expert) slots by expert so each expert runs once on a contiguous slice.
     torch::Tensor flat_e = top_i.reshape({-1});                                  // [B*k]
     torch::Tensor order = flat_e.argsort();

@@ -26,9 +26,18 @@ struct MoEOutput {
 
 struct MoEImpl : torch::nn::Module {
   explicit MoEImpl(const ModelConfig& c);
-  // style: sparse (sort rows by expert, run each expert once on its rows) or loop (the original's
-  // per-expert, per-slot NonZero masks). Both compute the same function.
+  // style: sparse (sort rows by expert, run each expert once on its rows), loop (the original's
+  // per-expert, per-slot NonZero masks) or batched (every expert on every row, weighted by a combine
+  // matrix that is zero for unchosen experts). All three compute the same function and gradients.
   MoEOutput forward(const torch::Tensor& x, TorchStyle style = TorchStyle::sparse);
+  // x [B, emb], top_i/top_w [B, k] -> [B, emb]: the batched style's expert mixture.
+  torch::Tensor batched_experts(const torch::Tensor& x, const torch::Tensor& top_i, const torch::Tensor& top_w);
+  // The experts' parameters stacked over the experts, each a leaf whose memory the per-expert
+  // parameters share (training's flat buffer sets them up): the batched style then uses them as they
+  // are instead of stacking E tensors per step and splitting the gradient back. Undefined = stack.
+  struct Stacked {
+    torch::Tensor w1, b1, w2, b2;  // [E, emb, emb] ([out, in] per expert), [E, emb], [E, emb, emb], [E, emb]
+  } stacked;
   ModelConfig config;
   torch::nn::Linear gate{nullptr}, noise{nullptr};
   torch::nn::ModuleList experts;

@@ -22,7 +22,8 @@ struct TrainOptions {
   int64_t batch = 64;
   double lr = 1e-3;
   uint64_t seed = 42;
-  int threads = 0;              // 0 = LibTorch's default
+  int threads = 1;              // 0 = LibTorch's default (all cores); see train --help for why 1
+  TorchStyle forward = TorchStyle::batched;  // the MoE forward used in training steps
   int64_t save_every = 1000;    // iterations between checkpoints; 0 = only at the end
   bool resume = false;
   std::string device = "cpu";   // "cpu" or "cuda[:N]" when LibTorch has CUDA

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
+#include <set>
 
 #include "core/atomic_file.h"
 #include "core/checkpoint.h"
@@ -94,28 +95,61 @@ void save(Net& net, torch::optim::Adam& opt, const TrainOptions& o, const Checkp
 // one Adam step is ~10 tensor ops instead of ~10 per parameter tensor: with 4E+8 small tensors,
 // the per-tensor version was the largest cost of a step. Gradients of experts that got no rows
 // in a batch are zeros rather than undefined, as with PyTorch's default zero_grad() in 1.13.
+constexpr const char* kParamLayout = "experts-stacked";  // flatten()'s order, which train_state.pt follows
+
 struct FlatParams {
   torch::Tensor params;  // [P], a leaf whose .grad() is `grads`
   torch::Tensor grads;   // [P]
 };
 
+// Layout: the experts' parameters first, grouped by kind over the experts (every fc1.weight, every
+// fc1.bias, every fc2.weight, every fc2.bias), so each group is one [E, ...] block that becomes a leaf
+// of its own (MoEImpl::stacked) for the batched forward; then every other parameter in module order.
+// train_state.pt (Adam's moments) follows this order, hence kParamLayout in config.json.
 FlatParams flatten(Net& net) {
-  std::vector<torch::Tensor> ps = net->parameters();
+  MoEImpl& moe = *net->moe;
+  const int64_t E = moe.config.n_experts;
+  std::vector<std::vector<torch::Tensor>> groups(4);  // [kind][expert]
+  std::set<const void*> grouped;
+  for (int64_t e = 0; e < E; ++e) {
+    const auto& ex = moe.experts[e]->as<Expert>();
+    int kind = 0;
+    for (const torch::Tensor& p : {ex->fc1->weight, ex->fc1->bias, ex->fc2->weight, ex->fc2->bias}) {
+      groups[size_t(kind++)].push_back(p);
+      grouped.insert(p.unsafeGetTensorImpl());
+    }
+  }
+  std::vector<torch::Tensor> rest;
+  for (const auto& p : net->parameters())
+    if (!grouped.count(p.unsafeGetTensorImpl())) rest.push_back(p);
   int64_t total = 0;
-  for (const auto& p : ps) total += p.numel();
+  for (const auto& p : net->parameters()) total += p.numel();
   FlatParams f;
-  f.params = torch::empty({total}, ps.front().options().requires_grad(false));
-  f.grads = torch::zeros({total}, ps.front().options().requires_grad(false));
+  f.params = torch::empty({total}, rest.front().options().requires_grad(false));
+  f.grads = torch::zeros({total}, rest.front().options().requires_grad(false));
   int64_t offset = 0;
   torch::NoGradGuard no_grad;
-  for (auto& p : ps) {
+  auto place = [&](torch::Tensor p) {
     const int64_t n = p.numel();
     torch::Tensor slot = f.params.narrow(0, offset, n).view(p.sizes());
     slot.copy_(p);
     p.set_data(slot);
     p.mutable_grad() = f.grads.narrow(0, offset, n).view(p.sizes());
     offset += n;
+  };
+  torch::Tensor* stacked[4] = {&moe.stacked.w1, &moe.stacked.b1, &moe.stacked.w2, &moe.stacked.b2};
+  for (size_t kind = 0; kind < 4; ++kind) {
+    const int64_t start = offset;
+    for (const auto& p : groups[kind]) place(p);
+    std::vector<int64_t> shape = groups[kind].front().sizes().vec();
+    shape.insert(shape.begin(), E);
+    torch::Tensor leaf = torch::empty({0}, f.params.options());
+    leaf.set_data(f.params.narrow(0, start, offset - start).view(shape));
+    leaf.set_requires_grad(true);
+    leaf.mutable_grad() = f.grads.narrow(0, start, offset - start).view(shape);
+    *stacked[kind] = leaf;
   }
+  for (const auto& p : rest) place(p);
   f.params.set_requires_grad(true);
   f.params.mutable_grad() = f.grads;
   return f;
@@ -188,13 +222,16 @@ TrainSummary train(const TrainOptions& opts) {
   if (o.resume) {
     if (!std::filesystem::exists(train_state_path(o.out)))
       throw InputError(train_state_path(o.out) + ": missing, cannot resume the optimizer state");
+    if (meta.training.value("param_layout", std::string()) != kParamLayout)
+      throw InputError(train_state_path(o.out) + ": written by an older moe-mnist whose optimizer state has another parameter order; "
+                       "start again with --force");
     torch::load(opt, train_state_path(o.out));
     std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
                  (long long)(iteration / iters_per_epoch + 1));
   }
   meta.training = {{"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
                    {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch},
-                   {"history", history}};
+                   {"param_layout", kParamLayout}, {"history", history}};
 
   g_interrupted = false;
   auto previous = std::signal(SIGINT, on_sigint);
@@ -218,7 +255,7 @@ TrainSummary train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
-      NetOutput out = net->forward(train_set.x.index_select(0, idx), TorchStyle::sparse);
+      NetOutput out = net->forward(train_set.x.index_select(0, idx), o.forward);
       torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
       const double loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
