@@ -197,7 +197,7 @@ TEST(Export, BenchLibraryMeasuresEveryAvailableVariant) {
     EXPECT_GT(row.session_ms, 0) << row.name();
   }
   EXPECT_EQ(measured, 4);     // reference and cpu fp32 dense, at batch 1 and 64
-  EXPECT_EQ(unavailable, 4);  // gather, moe, int8, int8-static were not exported
+  EXPECT_EQ(unavailable, 5);  // gather, moe, fused, int8, int8-static were not exported
   EXPECT_FALSE(to_markdown(r).empty());
 }
 

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "core/atomic_file.h"
 #include "core/backend_options.h"
@@ -14,6 +15,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/evaluate.h"
+#include "core/ort_profile.h"
 #include "core/plot.h"
 #include "core/process.h"
 #include "core/reference.h"
@@ -24,6 +26,7 @@ namespace moe {
 namespace {
 
 bool has(const std::vector<std::string>& v, const std::string& x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+bool has_batch(const std::vector<int64_t>& v, int64_t x) { return std::find(v.begin(), v.end(), x) != v.end(); }
 
 // One engine configuration to measure.
 struct Variant {
@@ -42,6 +45,11 @@ std::vector<Variant> variants(const BenchConfig& a) {
     v.push_back(x);
   };
   if (want("reference")) v.push_back({"reference", "fp32", "plain", a.model_dir, {}});
+  if (want("native")) {
+    Variant x{"native", "fp32", "fused", a.model_dir, {}};
+    x.options.backend = Backend::native;
+    v.push_back(x);
+  }
   if (want("torch"))
     for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop}) {
       Variant x{"torch", "fp32", to_string(style), a.model_dir, {}};
@@ -54,6 +62,7 @@ std::vector<Variant> variants(const BenchConfig& a) {
     onnx(Backend::cpu, Precision::fp32, "dense", fp32);
     onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
     onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
+    onnx(Backend::cpu, Precision::fp32, "fused", model_file_name(Precision::fp32, Routing::fused));
     if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
     onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
     onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
@@ -71,7 +80,7 @@ std::vector<Variant> variants(const BenchConfig& a) {
 
 std::unique_ptr<Classifier> open_variant(const Variant& v, int threads, const OpenEngine& open) {
   if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
-  if (v.backend != "torch" && !std::filesystem::exists(v.model))
+  if (v.backend != "torch" && v.backend != "native" && !std::filesystem::exists(v.model))
     throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
                            std::filesystem::path(v.model).parent_path().string() + " ...)");
   BackendOptions o = v.options;
@@ -116,6 +125,45 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   return row;
 }
 
+volatile uint32_t g_read_sink = 0;
+
+// How fast this machine can merely read the images: `threads` threads each sum (XOR) a contiguous
+// share of them, `passes` times, timed like a bench run. The bound `native` is held against.
+BenchRow measure_read_bound(int threads, const BenchConfig& a, const std::vector<float>& x) {
+  BenchRow row = BenchRow::of("memory", "fp32", "read-bound", "intra", threads, 0);
+  const size_t n = x.size();
+  std::vector<uint32_t> sink(size_t(threads) * 16, 0);  // one cache line per thread
+  auto read_share = [&](int t) {
+    const uint32_t* p = reinterpret_cast<const uint32_t*>(x.data());
+    const size_t begin = n * size_t(t) / size_t(threads), end = n * size_t(t + 1) / size_t(threads);
+    uint32_t acc = 0;
+    for (int64_t pass = 0; pass < a.passes; ++pass)
+      for (size_t i = begin; i < end; ++i) acc ^= p[i];
+    sink[size_t(t) * 16] ^= acc;
+  };
+  auto run_once = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads; ++t) pool.emplace_back(read_share, t);
+    read_share(0);
+    for (auto& th : pool) th.join();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  run_once();  // warm-up
+  std::vector<double> ips, seconds;
+  const double images = double(n / 784) * double(a.passes);
+  for (int64_t r = 0; r < a.repeats; ++r) {
+    seconds.push_back(run_once());
+    ips.push_back(images / seconds.back());
+  }
+  row.seconds = median(seconds);
+  row.images_per_second = median(ips);
+  row.ips_min = *std::min_element(ips.begin(), ips.end());
+  row.ips_max = *std::max_element(ips.begin(), ips.end());
+  for (uint32_t s : sink) g_read_sink = g_read_sink ^ s;  // the sums are used, so the reads cannot be optimised away
+  return row;
+}
+
 // The reference row is the yardstick only if it computes what LibTorch computes.
 void check_reference(const BenchConfig& a, const OpenEngine& open, const std::vector<float>& x, int64_t n) {
   std::unique_ptr<Classifier> torch;
@@ -138,6 +186,59 @@ void check_reference(const BenchConfig& a, const OpenEngine& open, const std::ve
     throw InputError("bench: the reference forward pass disagrees with LibTorch (max |logit diff| " + std::to_string(diff) +
                      " > 1e-4 on " + std::to_string(m) + " images); not benchmarking against a wrong yardstick");
   std::fprintf(stderr, "bench: reference vs LibTorch: max |logit diff| %.1e on %lld images\n", double(diff), (long long)m);
+}
+
+// The native row is the yardstick of the ONNX Runtime rows only if it computes what the reference
+// computes (rows whose k-th and (k+1)-th gate probabilities tie within 1e-6 may route differently).
+void check_native(const BenchConfig& a, const OpenEngine& open, const std::vector<float>& x, int64_t n) {
+  BackendOptions o;
+  o.backend = Backend::native;
+  o.threads = 1;
+  std::unique_ptr<Classifier> native = open(a.model_dir, o);
+  ReferenceClassifier ref(load_checkpoint(a.model_dir));
+  const int64_t m = std::min<int64_t>(n, 2000), C = ref.n_classes(), E = ref.n_experts(), K = ref.top_k();
+  std::vector<float> l1(size_t(m * C)), l2(size_t(m * C)), p1(size_t(m * E)), p2(size_t(m * E));
+  ref.classify(x.data(), m, l1.data(), p1.data());
+  native->classify(x.data(), m, l2.data(), p2.data());
+  float diff = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    std::vector<float> p(p1.begin() + i * E, p1.begin() + (i + 1) * E);
+    std::sort(p.rbegin(), p.rend());
+    if (K < E && p[size_t(K - 1)] - p[size_t(K)] < 1e-6f) continue;
+    for (int64_t c = 0; c < C; ++c) diff = std::max(diff, std::fabs(l1[size_t(i * C + c)] - l2[size_t(i * C + c)]));
+  }
+  if (!(diff <= 1e-4f))
+    throw InputError("bench: the native forward pass disagrees with the reference (max |logit diff| " + std::to_string(diff) +
+                     " > 1e-4 on " + std::to_string(m) + " images); not benchmarking against a wrong yardstick");
+  std::fprintf(stderr, "bench: native vs reference: max |logit diff| %.1e on %lld images\n", double(diff), (long long)m);
+}
+
+// bench --profile: each ONNX Runtime CPU fp32 graph once more with the profiler on (see BenchConfig::profile).
+void profile_graphs(const BenchConfig& a, const std::vector<Variant>& vs, const OpenEngine& open, const std::vector<float>& x,
+                    const std::vector<uint8_t>& y, BenchReport& report) {
+  const int64_t batch = has_batch(a.batches, 64) ? 64 : a.batches.front();
+  const int threads = *std::max_element(a.threads.begin(), a.threads.end());
+  const int64_t n = std::min<int64_t>(int64_t(y.size()), 100 * batch);
+  const std::vector<float> xs(x.begin(), x.begin() + n * 784);
+  const std::vector<uint8_t> ys(y.begin(), y.begin() + n);
+  const std::string stem = a.profile.size() > 5 && a.profile.substr(a.profile.size() - 5) == ".json"
+                               ? a.profile.substr(0, a.profile.size() - 5) : a.profile;
+  for (const Variant& v : vs) {
+    if (v.backend != "cpu" || v.precision != "fp32") continue;
+    BackendOptions o = v.options;
+    o.threads = threads;
+    o.profile = stem + "." + v.variant + ".json";
+    try {
+      std::unique_ptr<Classifier> engine = open(v.model, o);
+      evaluate(*engine, xs, ys, batch, 1);
+    } catch (const UnavailableError&) {
+      continue;  // listed as not available in the table already
+    }
+    report.profiles.push_back("profile " + o.profile + ": cpu fp32 " + v.variant + ", batch " + std::to_string(batch) + ", " +
+                              std::to_string(threads) + " intra-op thread(s), " + std::to_string(n) + " images\n" +
+                              to_text(summarize_profile(o.profile)));
+    std::fprintf(stderr, "bench: wrote %s\n", o.profile.c_str());
+  }
 }
 
 }  // namespace
@@ -191,6 +292,7 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
     std::fprintf(stderr, "\n*** WARNING: this is a %s build; timings are not representative. ***\n\n",
                  report.context.build_type.c_str());
   if (has(a.backends, "reference")) check_reference(a, open, x, d.n);
+  if (has(a.backends, "native")) check_native(a, open, x, d.n);
 
   const std::vector<Variant> vs = variants(a);
   for (const Variant& v : vs) {
@@ -221,7 +323,15 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
       }
     }
   }
+  if (has(a.backends, "native"))
+    for (int threads : a.threads) {
+      std::fprintf(stderr, "bench: %-22s %-7s threads %d             ", "memory read-bound", "intra", threads);
+      report.rows.push_back(measure_read_bound(threads, a, x));
+      std::fprintf(stderr, "%12.0f images/s\n", report.rows.back().images_per_second);
+    }
+  set_native_ratios(report.rows);
   report.summary = summarize(report.rows);
+  if (!a.profile.empty()) profile_graphs(a, vs, open, x, d.labels, report);
   return report;
 }
 

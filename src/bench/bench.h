@@ -20,12 +20,16 @@ struct BenchConfig {
   std::string dataset = "mnist", data_dir, split = "train";  // data_dir "" = resolve_data_dir's search
   std::vector<int64_t> batches = {1, 64, 1024};
   std::vector<int> threads = {1, 2};
-  std::vector<std::string> backends = {"reference", "torch", "cpu", "cuda", "tensorrt"};
+  std::vector<std::string> backends = {"reference", "native", "torch", "cpu", "cuda", "tensorrt"};
   std::vector<std::string> modes = {"intra", "streams"};  // intra: intra-op threads; streams: an engine per thread
   int64_t repeats = 5;   // timed runs per configuration
   int64_t passes = 10;   // passes over the images per timed run
   int64_t limit = 0;     // only the first `limit` images (0 = all)
   bool cpu_fp16 = false; // also the fp16 model on the CPU provider (very slow on x86)
+  // "" = no profiling; else, after the timing, each ONNX Runtime CPU fp32 graph runs 100 batches
+  // (batch 64 when asked for, else the first batch size; the most threads asked for) with ONNX
+  // Runtime's profiler on, into FILE with ".<variant>" before ".json", summarised in the report.
+  std::string profile;
 };
 
 // Opens a model (.onnx file, or checkpoint folder for torch) with the given options; the CLI passes

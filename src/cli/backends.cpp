@@ -43,6 +43,7 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
   only_for(!o.save_optimized.empty() && (o.backend == Backend::torch || o.backend == Backend::native), "--save-optimized",
            "cpu, cuda or tensorrt");
   only_for(o.torch_device != "cpu" && o.backend != Backend::torch, "--torch-device", "torch");
+  only_for(!o.profile.empty() && (o.backend == Backend::torch || o.backend == Backend::native), "--profile", "cpu, cuda or tensorrt");
   if (o.backend == Backend::native) {
     if (!std::filesystem::is_directory(model))
       throw InputError(model + ": the native backend reads a checkpoint directory (what 'train --out' wrote), not a file");

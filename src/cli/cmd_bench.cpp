@@ -29,7 +29,7 @@ void add_bench_command(CLI::App& app) {
       "Every available backend x precision x batch size x threads, side by side on the same images.\n"
       "Per configuration: engine creation and the first call timed separately, one untimed warm-up\n"
       "pass, then --repeats timed runs of --passes passes; median images/s, min-max, batch latency p50/p90/p99.");
-  cmd->add_option("--model-dir", c.model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp16,int8,int8-static}.onnx")->capture_default_str();
+  cmd->add_option("--model-dir", c.model_dir, "Checkpoint directory holding model.{fp32,fp32-gather,fp32-moe,fp32-fused,fp16,int8,int8-static}.onnx")->capture_default_str();
   cmd->add_option("--batches", c.batches, "Batch sizes")->delimiter(',')->capture_default_str();
   cmd->add_option("--threads", c.threads, "CPU thread counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--modes", c.modes,
@@ -38,9 +38,12 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::IsMember({"intra", "streams"}))
       ->capture_default_str();
-  cmd->add_option("--backends", c.backends, "Which of reference, torch, cpu, cuda, tensorrt")
+  cmd->add_option("--backends", c.backends,
+                  "Which of reference, native, torch, cpu, cuda, tensorrt. native (the fused hand-written kernel) is the "
+                  "yardstick: every other row's 'x native' is its images/s over native's at the same batch and threads, "
+                  "and with native the memory read bound is measured too")
       ->delimiter(',')
-      ->check(CLI::IsMember({"reference", "torch", "cpu", "cuda", "tensorrt"}))
+      ->check(CLI::IsMember({"reference", "native", "torch", "cpu", "cuda", "tensorrt"}))
       ->capture_default_str();
   cmd->add_option("--repeats", c.repeats, "Timed runs per configuration")->capture_default_str();
   cmd->add_option("--passes", c.passes, "Passes over the split per timed run (the original: 10 over the training set)")->capture_default_str();
@@ -55,7 +58,12 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--cpu-fp16", c.cpu_fp16,
                 "Also time the fp16 model on the CPU EP, which has no fast fp16 kernels on x86 (hundreds of times slower)");
   cmd->add_option("--plot", a->plot, "Also write throughput vs batch size as FILE.svg or FILE.png");
+  cmd->add_option("--profile", c.profile,
+                  "After the timing, run each ONNX Runtime CPU fp32 graph (dense, gather, moe, fused) for 100 batches with "
+                  "ONNX Runtime's profiler on, write FILE.<variant>.json and print where the time went, per node and op type");
   cmd->callback([a] {
+    if (!a->config.profile.empty() && std::filesystem::path(a->config.profile).extension() != ".json")
+      throw InputError("--profile " + a->config.profile + ": expected a .json file name");
     if (!a->plot.empty()) {  // before minutes of timing
       const std::string ext = std::filesystem::path(a->plot).extension().string();
       if (ext != ".svg" && ext != ".png") throw InputError("--plot " + a->plot + ": expected a .svg or .png file name");
@@ -80,6 +88,8 @@ void add_bench_command(CLI::App& app) {
       std::printf("%s", to_markdown(report).c_str());
     else
       std::printf("%s", to_table(report).c_str());
+    if (!a->json && !a->csv)
+      for (const std::string& p : report.profiles) std::printf("\n%s", p.c_str());
     if (!a->plot.empty()) {
       write_plot(report, a->plot);
       std::fprintf(stderr, "bench: wrote %s\n", a->plot.c_str());

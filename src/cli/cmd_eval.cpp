@@ -10,6 +10,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/evaluate.h"
+#include "core/ort_profile.h"
 
 namespace moe {
 
@@ -33,13 +34,16 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--passes", a->passes, "Passes over the split (the original timed 10 over the 60 000 training images)")->capture_default_str();
   cmd->add_option("--batch", a->batch, "Batch size; the last partial batch runs at its own size")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout (logs stay on stderr)");
+  cmd->add_option("--profile", a->backend.profile,
+                  "ONNX Runtime backends: write ONNX Runtime's profiling JSON (every node of every Run) to this .json file "
+                  "and print where the time went, per node and per op type");
   cmd->callback([a] {
     if (a->batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(a->batch));
     if (a->passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(a->passes));
     const Dataset d = load_dataset(a->dataset, resolve_data_dir(a->dataset, a->data_dir), a->split);
     const std::vector<float> x = d.to_float();
     // The first call (first-run allocations, lazy initialisation) is the warm-up, outside the timing.
-    const OpenedEngines opened = open_timed(1, [&] { return open_backend(a->model, a->backend); }, x, a->batch);
+    OpenedEngines opened = open_timed(1, [&] { return open_backend(a->model, a->backend); }, x, a->batch);
     Classifier* model = opened.engines[0].get();
     warn_if_mismatched(*model, a->model, a->dataset);
     const double t_session = opened.session_ms / 1e3;
@@ -56,6 +60,11 @@ void add_eval_command(CLI::App& app) {
                   (long long)r.images, (long long)a->batch, (long long)a->passes, a->passes == 1 ? "" : "es",
                   1e3 * t_session);
       std::printf("accuracy: %.2f%% time: %.2f s (%.0f images/s)\n", 100.0 * r.accuracy(), r.seconds, r.images_per_second());
+    }
+    if (!a->backend.profile.empty()) {
+      opened.engines.clear();  // closing the session writes the profile
+      std::fprintf(a->json ? stderr : stdout, "profile %s (the timed passes and the warm-up batch; profiling slows the run):\n%s",
+                   a->backend.profile.c_str(), to_text(summarize_profile(a->backend.profile)).c_str());
     }
   });
 }

@@ -32,7 +32,9 @@ void add_export_command(CLI::App& app) {
   add_choice_option(cmd, "--precision", a->options.precision, "fp32, fp16 (float32 inputs/outputs) or int8 (dynamic quantisation)");
   add_choice_option(cmd, "--routing", a->options.routing,
                     "dense: TopK + combine matrix, all experts in one MatMul; gather: each row gathers its k experts' "
-                    "weights; moe: ONNX Runtime's com.microsoft.MoE operator");
+                    "weights; moe: ONNX Runtime's com.microsoft.MoE operator; fused: one ai.moe_mnist.MoeMnist node, the native "
+                    "kernel as an ONNX Runtime custom op (fp32; needs libmoe_mnist_ops.so, which moe-mnist registers itself). "
+                    "dense is the default: it runs on any ONNX runtime");
   add_choice_option(cmd, "--int8-input", a->options.int8_input,
                     "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)");
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
@@ -55,8 +57,9 @@ void add_export_command(CLI::App& app) {
     const Checkpoint ck = load_checkpoint(a->checkpoint);
     if (!a->triton_repo.empty()) {
       check_model_name(a->triton.name, "--name");
-      if (o.routing == Routing::moe)
-        throw InputError("--triton-repo: --routing moe needs ONNX Runtime's contrib ops; Triton serves dense or gather");
+      if (o.routing == Routing::moe || o.routing == Routing::fused)
+        throw InputError("--triton-repo: --routing " + to_string(o.routing) +
+                         " needs ONNX Runtime with its contrib / custom ops; Triton serves dense or gather");
       out = triton_model_file(a->triton_repo, a->triton.name);
       if (std::filesystem::exists(triton_config_file(a->triton_repo, a->triton.name)) && !a->force)
         throw InputError(triton_config_file(a->triton_repo, a->triton.name) + " exists; add --force to replace the model there");

@@ -21,6 +21,7 @@ struct BackendOptions {
   std::string trt_cache;               // tensorrt: engine cache folder ("" = no cache)
   int64_t max_batch = 1024;            // tensorrt: optimisation profile covers batch 1..max_batch
   std::string save_optimized;          // ONNX Runtime: write the graph it runs after its optimisations ("" = no)
+  std::string profile;                 // ONNX Runtime: write its profiling JSON here when the engine closes ("" = no)
   TorchStyle torch_style = TorchStyle::sparse;
   std::string torch_device = "cpu";    // torch: cpu or cuda[:N] (needs a CUDA LibTorch)
 };

@@ -55,21 +55,22 @@ struct Column {
 const std::vector<Column> kColumns = {
     {"backend", true},      {"precision", true},   {"variant", true},     {"mode", true},
     {"threads", false},     {"batch", false},      {"accuracy %", false}, {"seconds", false}, {"images/s (median)", false},
-    {"images/s min-max", false}, {"batch p50 us", false}, {"batch p90 us", false}, {"batch p99 us", false},
+    {"images/s min-max", false}, {"x native", false}, {"batch p50 us", false}, {"batch p90 us", false}, {"batch p99 us", false},
     {"session ms", false},  {"first run ms", false}};
 
 std::vector<std::string> cells(const BenchRow& r) {
   if (!r.available) return {r.backend, r.precision, r.variant, "-", "-", "-", "not available: " + r.reason};
-  std::vector<std::string> c = {r.backend, r.precision, r.variant, r.mode, std::to_string(r.threads), std::to_string(r.batch)};
-  c.push_back(fmt("%.2f", 100.0 * r.accuracy));
+  std::vector<std::string> c = {r.backend, r.precision, r.variant, r.mode, std::to_string(r.threads),
+                                r.batch > 0 ? std::to_string(r.batch) : "-"};
+  const bool read_bound = r.backend == "memory";  // no model ran: no accuracy, no per-batch latency
+  c.push_back(read_bound ? "-" : fmt("%.2f", 100.0 * r.accuracy));
   c.push_back(fmt("%.3f", r.seconds));
   c.push_back(grouped(r.images_per_second));
   c.push_back(grouped(r.ips_min) + " - " + grouped(r.ips_max));
-  c.push_back(fmt("%.1f", r.p50_us));
-  c.push_back(fmt("%.1f", r.p90_us));
-  c.push_back(fmt("%.1f", r.p99_us));
-  c.push_back(fmt("%.1f", r.session_ms));
-  c.push_back(fmt("%.2f", r.first_run_ms));
+  c.push_back(r.vs_native > 0 ? fmt("%.2f", r.vs_native) : "-");
+  for (double us : {r.p50_us, r.p90_us, r.p99_us}) c.push_back(read_bound ? "-" : fmt("%.1f", us));
+  c.push_back(read_bound ? "-" : fmt("%.1f", r.session_ms));
+  c.push_back(read_bound ? "-" : fmt("%.2f", r.first_run_ms));
   return c;
 }
 
@@ -175,29 +176,32 @@ std::string to_json(const BenchReport& r) {
                 {"images_per_second", x.images_per_second},
                 {"images_per_second_min", x.ips_min},
                 {"images_per_second_max", x.ips_max},
+                {"vs_native", x.vs_native},
                 {"batch_latency_us", {{"p50", x.p50_us}, {"p90", x.p90_us}, {"p99", x.p99_us}}},
                 {"session_ms", x.session_ms},
                 {"first_run_ms", x.first_run_ms}});
     }
     rows.push_back(j);
   }
-  return nlohmann::json({{"context", ctx}, {"results", rows}, {"summary", r.summary}}).dump(2) + "\n";
+  nlohmann::json j = {{"context", ctx}, {"results", rows}, {"summary", r.summary}};
+  if (!r.profiles.empty()) j["profiles"] = r.profiles;
+  return j.dump(2) + "\n";
 }
 
 std::string to_csv(const BenchReport& r) {
   std::ostringstream s;
   s << "backend,precision,variant,mode,threads,batch,available,reason,accuracy,seconds,images_per_second,images_per_second_min,"
-       "images_per_second_max,p50_us,p90_us,p99_us,session_ms,first_run_ms\n";
+       "images_per_second_max,vs_native,p50_us,p90_us,p99_us,session_ms,first_run_ms\n";
   for (const auto& x : r.rows) {
     std::string reason = x.reason;
     std::replace(reason.begin(), reason.end(), '"', '\'');
     s << x.backend << "," << x.precision << "," << x.variant << "," << x.mode << "," << x.threads << "," << x.batch << ","
       << (x.available ? "true" : "false") << ",\"" << reason << "\",";
     if (x.available)
-      s << x.accuracy << "," << x.seconds << "," << x.images_per_second << "," << x.ips_min << "," << x.ips_max << "," << x.p50_us << ","
+      s << x.accuracy << "," << x.seconds << "," << x.images_per_second << "," << x.ips_min << "," << x.ips_max << "," << x.vs_native << "," << x.p50_us << ","
         << x.p90_us << "," << x.p99_us << "," << x.session_ms << "," << x.first_run_ms;
     else
-      s << ",,,,,,,,,";
+      s << ",,,,,,,,,,";
     s << "\n";
   }
   return s.str();
@@ -227,6 +231,66 @@ SeriesSpec throughput_series(const BenchReport& r) {
   }
   return s;
 }
+
+void set_native_ratios(std::vector<BenchRow>& rows) {
+  for (auto& r : rows) {
+    r.vs_native = 0;
+    if (!r.available || r.backend == "native" || r.backend == "memory") continue;
+    double best = 0;
+    for (const auto& n : rows)
+      if (n.available && n.backend == "native" && n.batch == r.batch && n.threads == r.threads) best = std::max(best, n.images_per_second);
+    if (best > 0) r.vs_native = r.images_per_second / best;
+  }
+}
+
+namespace {
+
+// Issue #13's targets, each a line saying the figures and whether the target was met.
+void target_lines(const std::vector<BenchRow>& rows, std::vector<std::string>& out) {
+  auto best = [&](auto pred) {
+    const BenchRow* b = nullptr;
+    for (const auto& r : rows)
+      if (r.available && pred(r) && (!b || r.images_per_second > b->images_per_second)) b = &r;
+    return b;
+  };
+  auto verdict = [](bool met) { return met ? std::string("met") : std::string("MISSED"); };
+  auto ort_fp32 = [](const BenchRow& r, bool fused) { return r.backend == "cpu" && r.precision == "fp32" && (r.variant == "fused") == fused; };
+  for (int64_t batch : {int64_t(64)})
+    for (int threads : {2}) {
+      const BenchRow* native = best([&](const BenchRow& r) { return r.backend == "native" && r.batch == batch && r.threads == threads; });
+      if (!native) continue;
+      const std::string at = "batch " + std::to_string(batch) + ", " + std::to_string(threads) + " threads: ";
+      for (bool fused : {false, true}) {
+        const BenchRow* ort = best([&](const BenchRow& r) { return ort_fp32(r, fused) && r.batch == batch && r.threads == threads; });
+        if (!ort) continue;
+        const double ratio = ort->images_per_second / native->images_per_second, target = fused ? 0.85 : 0.5;
+        out.push_back(at + (fused ? "ONNX Runtime with the fused operator (" : "best portable ONNX Runtime graph (") + ort->variant + ", " +
+                      ort->mode + ") " + grouped(ort->images_per_second) + " images/s = " + fmt("%.2f", ratio) + "x native (" +
+                      grouped(native->images_per_second) + ", " + native->mode + "); target >= " + fmt("%.2f", target) + ": " +
+                      verdict(ratio >= target));
+      }
+    }
+  for (bool fused : {true, false}) {
+    const BenchRow* lowest = nullptr;
+    for (const auto& r : rows)
+      if (r.available && ort_fp32(r, fused) && r.batch == 1 && (!lowest || r.p50_us < lowest->p50_us)) lowest = &r;
+    if (!lowest) continue;
+    out.push_back(std::string("batch 1: ONNX Runtime p50 ") + fmt("%.1f", lowest->p50_us) + " us per image with the " +
+                  (fused ? "fused operator" : "portable graph (" + lowest->variant + ")") +
+                  (fused ? "; target <= 4 us: " + verdict(lowest->p50_us <= 4.0) : std::string("")));
+  }
+  for (const auto& mem : rows) {
+    if (!mem.available || mem.backend != "memory") continue;
+    const BenchRow* native = best([&](const BenchRow& r) { return r.backend == "native" && r.batch == 1024 && r.threads == mem.threads; });
+    if (!native) continue;
+    const double ratio = mem.images_per_second / native->images_per_second;
+    out.push_back("batch 1024, " + std::to_string(mem.threads) + " thread(s): native " + grouped(native->images_per_second) +
+                  " images/s; reading the images once runs at " + grouped(mem.images_per_second) + " images/s, so native takes " +
+                  fmt("%.2f", ratio) + "x the memory-read time; target <= 1.5x: " + verdict(ratio <= 1.5));
+  }
+}
+
+}  // namespace
 
 std::vector<std::string> summarize(const std::vector<BenchRow>& rows) {
   auto best = [&](auto pred) {
@@ -264,6 +328,7 @@ std::vector<std::string> summarize(const std::vector<BenchRow>& rows) {
     out.push_back("batch 1: ONNX Runtime CPU fp32 p50 latency " + fmt("%.1f", lowest->p50_us) + " us per image (" +
                   describe(lowest) + ")");
   }
+  target_lines(rows, out);
   return out;
 }
 

@@ -9,7 +9,7 @@
 namespace moe {
 
 struct BenchRow {
-  std::string backend;     // reference | torch | cpu | cuda | tensorrt
+  std::string backend;     // reference | native | torch | cpu | cuda | tensorrt | memory (the read bound)
   std::string precision;   // fp32 | fp16 | int8
   std::string variant;     // graph or code path: dense, moe (contrib op), sparse, loop (original style), plain
   std::string mode;        // intra: one engine, intra-op threads; streams: one engine per thread, batches split
@@ -21,6 +21,7 @@ struct BenchRow {
   double seconds = 0;                     // median duration of one timed run
   double images_per_second = 0;           // median over repeats
   double ips_min = 0, ips_max = 0;        // spread over repeats
+  double vs_native = 0;    // images/s over the best `native` row at the same batch and threads (0: no such row)
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch
   double session_ms = 0;   // creating the engine(s): session / engine build / weight loading
   double first_run_ms = 0; // the first classify() call, cold
@@ -41,6 +42,7 @@ struct BenchReport {
   BenchContext context;
   std::vector<BenchRow> rows;
   std::vector<std::string> summary;  // derived ratio lines, computed from rows
+  std::vector<std::string> profiles; // bench --profile: one per-node time summary per graph (core/ort_profile.h)
 };
 
 // The context of this machine and build (CPU model, cores, date, the commit CMake configured from).
@@ -54,7 +56,11 @@ std::string to_csv(const BenchReport& r);
 // modes), for plot_series (core/plot.h).
 SeriesSpec throughput_series(const BenchReport& r);
 
-// Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1 latency.
+// Sets every row's vs_native from the native rows (best over modes at the same batch and threads).
+void set_native_ratios(std::vector<BenchRow>& rows);
+
+// Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1
+// latency, and issue #13's targets against `native` (met / missed).
 std::vector<std::string> summarize(const std::vector<BenchRow>& rows);
 
 }  // namespace moe

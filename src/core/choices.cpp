@@ -20,7 +20,7 @@ const Table<Precision>& table() {
 }
 template <>
 const Table<Routing>& table() {
-  static const Table<Routing> t = {{Routing::dense, "dense"}, {Routing::gather, "gather"}, {Routing::moe, "moe"}};
+  static const Table<Routing> t = {{Routing::dense, "dense"}, {Routing::gather, "gather"}, {Routing::moe, "moe"}, {Routing::fused, "fused"}};
   return t;
 }
 template <>

@@ -8,7 +8,7 @@
 namespace moe {
 
 enum class Precision { fp32, fp16, int8 };
-enum class Routing { dense, gather, moe };          // see ExportOptions::routing
+enum class Routing { dense, gather, moe, fused };   // see ExportOptions::routing; fused: one ai.moe_mnist node (src/ort_op)
 enum class Int8Input { dynamic, static_scale };     // spelled "dynamic" / "static"
 enum class Backend { torch, cpu, cuda, tensorrt, native };  // cpu/cuda/tensorrt are ONNX Runtime providers; native: src/native
 enum class OptLevel { disable, basic, extended, all };  // ONNX Runtime graph optimisation
@@ -34,7 +34,7 @@ inline bool is_gpu(Backend b) { return b == Backend::cuda || b == Backend::tenso
 
 // The file `export` writes by default and `bench` looks for in a checkpoint folder:
 // model.fp32.onnx, model.fp16.onnx, model.int8.onnx, model.int8-static.onnx, model.fp32-gather.onnx,
-// model.fp32-moe.onnx (routing and int8 input appear only when not the default).
+// model.fp32-moe.onnx, model.fp32-fused.onnx (routing and int8 input appear only when not the default).
 std::string model_file_name(Precision precision, Routing routing = Routing::dense, Int8Input int8_input = Int8Input::dynamic);
 
 }  // namespace moe

@@ -15,6 +15,7 @@ struct ExportOptions {
   // dense: TopK + combine matrix (ScatterElements), every expert in one MatMul (static, runs anywhere)
   // gather: TopK indices gather each row's k experts' weights ([N,k,emb,emb]); batched MatMuls
   // moe:   ONNX Runtime's com.microsoft.MoE contrib operator (ORT CPU/CUDA only)
+  // fused: one ai.moe_mnist.MoeMnist node, the native kernel as a custom op (src/ort_op; fp32)
   Routing routing = Routing::dense;
   bool per_channel = true;  // int8: one weight scale per output column (else one per tensor)
   // int8 activations: dynamic (DynamicQuantizeLinear: scale from each batch's min/max) or static

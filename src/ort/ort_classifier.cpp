@@ -4,6 +4,8 @@
 
 #include <dlfcn.h>
 
+#include <cstdio>
+
 #include <filesystem>
 #include <mutex>
 #include <unordered_map>
@@ -14,6 +16,7 @@
 #include "core/atomic_file.h"
 #include "core/errors.h"
 #include "core/model_config.h"
+#include "ort_op/moe_mnist_op.h"
 
 namespace moe {
 
@@ -126,6 +129,7 @@ Precision precision_metadata(const std::string& path) {
   Ort::SessionOptions so;
   so.SetGraphOptimizationLevel(ORT_DISABLE_ALL);
   so.SetIntraOpNumThreads(1);
+  add_moe_mnist_ops(so);
   try {
     Ort::Session session(env(), path.c_str(), so);
     Ort::AllocatorWithDefaultOptions alloc;
@@ -149,7 +153,13 @@ class OrtClassifier final : public Classifier {
     so.SetIntraOpNumThreads(o.threads);
     so.SetInterOpNumThreads(1);
     so.SetGraphOptimizationLevel(ort_level(o.opt_level));
+    add_moe_mnist_ops(so);  // `export --routing fused` models: the ai.moe_mnist domain
     if (!o.save_optimized.empty()) so.SetOptimizedModelFilePath(o.save_optimized.c_str());
+    if (!o.profile.empty()) {
+      check_output_file(o.profile, "--profile", {"json"}, {path});
+      profile_ = o.profile;
+      so.EnableProfiling((o.profile + ".ort").c_str());  // ONNX Runtime adds a date; moved to `profile` on close
+    }
     try {
       if (o.backend == Backend::cuda) append_cuda(so, o);
       if (o.backend == Backend::tensorrt) append_tensorrt(so, o);
@@ -225,6 +235,19 @@ class OrtClassifier final : public Classifier {
     top_k_ = have_config ? c.top_k : std::min<int64_t>(2, n_experts_);
   }
 
+  // Ends profiling and moves ONNX Runtime's file to the path asked for (a destructor must not throw:
+  // a failure is reported on stderr).
+  ~OrtClassifier() override {
+    if (profile_.empty() || !session_) return;
+    try {
+      Ort::AllocatorWithDefaultOptions alloc;
+      const std::string written = session_.EndProfilingAllocated(alloc).get();
+      std::filesystem::rename(written, profile_);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "moe-mnist: could not write the profile %s: %s\n", profile_.c_str(), e.what());
+    }
+  }
+
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
     if (!gate_probs) {
       if (int64_t(scratch_.size()) < n * n_experts_) scratch_.resize(size_t(n * n_experts_));
@@ -256,7 +279,7 @@ class OrtClassifier final : public Classifier {
   }
 
  private:
-  std::string backend_, precision_ = "fp32";
+  std::string backend_, precision_ = "fp32", profile_;
   Ort::Session session_{nullptr};
   Ort::RunOptions run_options_;
   Ort::MemoryInfo mem_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);

@@ -1,0 +1,196 @@
+// `export --routing fused` and the ai.moe_mnist.MoeMnist custom operator: the one-node model passes
+// what the ONNX checker can check, runs through ONNX Runtime (registered by moe-mnist, and loaded
+// as libmoe_mnist_ops.so the way other ONNX Runtime users would) and matches the reference forward
+// pass: max |logit diff| <= 1e-4, the same argmax on all 10 000 MNIST test images (near-tie rows
+// of the gate reported, not compared).
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+#include <onnxruntime_cxx_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "core/dataset.h"
+#include "core/errors.h"
+#include "core/evaluate.h"
+#include "core/reference.h"
+#include "onnx_export/export.h"
+#include "onnx_export/export_model.h"
+#include "ort/ort_classifier.h"
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+const std::vector<float>& mnist_test_images() {
+  static const std::vector<float> x = load_dataset("mnist", test::mnist_dir(), "test").to_float();
+  return x;
+}
+
+std::string export_fused(const Checkpoint& ck, const std::string& tag) {
+  const std::string path = test::temp_dir(tag) + "/model.fp32-fused.onnx";
+  ExportOptions o;
+  o.routing = Routing::fused;
+  export_onnx(ck, o, path);
+  return path;
+}
+
+bool near_tie(const float* p, int64_t E, int64_t k) {
+  std::vector<float> s(p, p + E);
+  std::sort(s.rbegin(), s.rend());
+  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
+}
+
+void expect_parity(const Checkpoint& ck, const std::string& model, const std::string& what) {
+  const std::vector<float>& x = mnist_test_images();
+  const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
+  ReferenceClassifier ref(ck);
+  std::vector<float> want(size_t(n * C)), want_p(size_t(n * E)), got(size_t(n * C)), got_p(size_t(n * E));
+  ref.classify(x.data(), n, want.data(), want_p.data());
+  for (int threads : {1, 2})
+    for (int64_t batch : {int64_t(1000), int64_t(1), int64_t(37)}) {
+      BackendOptions o;
+      o.threads = threads;
+      auto m = make_ort_classifier(model, o);
+      const int64_t rows = batch == 1 ? 500 : n;  // batch 1 on the first 500 images keeps the test short
+      for (int64_t i = 0; i < rows; i += batch) {
+        const int64_t b = std::min(batch, rows - i);
+        m->classify(x.data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
+      }
+      int64_t ties = 0;
+      float max_logit = 0, max_prob = 0;
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t e = 0; e < E; ++e) max_prob = std::max(max_prob, std::fabs(got_p[size_t(i * E + e)] - want_p[size_t(i * E + e)]));
+        if (near_tie(&want_p[size_t(i * E)], E, K)) {
+          ++ties;
+          continue;
+        }
+        for (int64_t c = 0; c < C; ++c) max_logit = std::max(max_logit, std::fabs(got[size_t(i * C + c)] - want[size_t(i * C + c)]));
+        ASSERT_EQ(argmax(&got[size_t(i * C)], C), argmax(&want[size_t(i * C)], C)) << what << " image " << i;
+      }
+      std::printf("%s: fused op through ONNX Runtime, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e "
+                  "over %lld images; %lld near-tie rows reported, not compared\n",
+                  what.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)rows, (long long)ties);
+      EXPECT_LE(max_logit, 1e-4f) << what;
+      EXPECT_LE(max_prob, 1e-5f) << what;
+      EXPECT_LE(ties, 10) << what;
+    }
+}
+
+TEST(FusedOp, ExportIsOneCheckedNodeInTheCustomDomain) {
+  const onnx::ModelProto m = [] {
+    ExportOptions o;
+    o.routing = Routing::fused;
+    return build_onnx_model(test::random_checkpoint(ModelConfig{}, 3), o);
+  }();
+  EXPECT_NO_THROW(check_onnx_model(m));
+  ASSERT_EQ(m.graph().node_size(), 1);
+  EXPECT_EQ(m.graph().node(0).domain(), "ai.moe_mnist");
+  EXPECT_EQ(m.graph().node(0).op_type(), "MoeMnist");
+  EXPECT_EQ(m.graph().initializer_size(), 7);
+  bool imports_domain = false;
+  for (const auto& o : m.opset_import()) imports_domain |= o.domain() == "ai.moe_mnist" && o.version() == 1;
+  EXPECT_TRUE(imports_domain);
+  // A node reading a tensor nothing defines is caught, though the checker has no schema for it.
+  onnx::ModelProto broken = m;
+  broken.mutable_graph()->mutable_node(0)->set_input(7, "missing.bias");
+  EXPECT_THROW(check_onnx_model(broken), InputError);
+}
+
+TEST(FusedOp, ExportRefusesOtherPrecisions) {
+  ExportOptions o;
+  o.routing = Routing::fused;
+  o.precision = Precision::int8;
+  try {
+    build_onnx_model(test::random_checkpoint(ModelConfig{}, 3), o);
+    ADD_FAILURE() << "int8 fused was accepted";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "fp32")) << e.what();
+  }
+}
+
+TEST(FusedOp, MatchesTheReferenceOnAllMnistTestImages) {
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 13);
+  expect_parity(ck, export_fused(ck, "random"), "random 8x16 top-2");
+}
+
+TEST(FusedOp, OtherSizesAndTopK) {
+  ModelConfig c;
+  c.n_experts = 16, c.top_k = 4, c.emb_size = 40, c.n_classes = 3;
+  const Checkpoint ck = test::random_checkpoint(c, 9, 0.2f);
+  expect_parity(ck, export_fused(ck, "sizes"), "random E16 k4 D40 C3");
+}
+
+TEST(FusedOp, TrainedCheckpoint) {
+  const char* dir = std::getenv("MOE_MNIST_FUSED_CHECKPOINT");
+  if (!dir) GTEST_SKIP() << "MOE_MNIST_FUSED_CHECKPOINT not set (CTest sets it after the train test)";
+  const Checkpoint ck = load_checkpoint(dir);
+  expect_parity(ck, export_fused(ck, "trained"), "trained");
+}
+
+// What another ONNX Runtime user does: a plain session that loads libmoe_mnist_ops.so. Without it
+// the model cannot load, and ONNX Runtime's error names the op.
+TEST(FusedOp, LoadsAsACustomOpLibraryInAPlainSession) {
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 21);
+  const std::string model = export_fused(ck, "library");
+  Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "test");
+  {
+    Ort::SessionOptions bare;
+    try {
+      Ort::Session s(env, model.c_str(), bare);
+      ADD_FAILURE() << "the fused model loaded without its op library";
+    } catch (const Ort::Exception& e) {
+      EXPECT_TRUE(test::contains(e.what(), "MoeMnist")) << e.what();
+    }
+  }
+  Ort::SessionOptions so;
+  so.SetIntraOpNumThreads(1);
+  so.RegisterCustomOpsLibrary(MOE_MNIST_OPS_LIBRARY);
+  Ort::Session session(env, model.c_str(), so);
+  const std::vector<float> x = test::random_images(5, 2);
+  std::vector<float> logits(50), probs(40), want(50);
+  const int64_t in_shape[] = {5, 1, 28, 28}, l_shape[] = {5, 10}, p_shape[] = {5, 8};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in = Ort::Value::CreateTensor<float>(mem, const_cast<float*>(x.data()), x.size(), in_shape, 4);
+  Ort::Value out[2] = {Ort::Value::CreateTensor<float>(mem, logits.data(), logits.size(), l_shape, 2),
+                       Ort::Value::CreateTensor<float>(mem, probs.data(), probs.size(), p_shape, 2)};
+  const char* in_names[] = {"input"};
+  const char* out_names[] = {"logits", "gate_probs"};
+  session.Run(Ort::RunOptions{}, in_names, &in, 1, out_names, out, 2);
+  ReferenceClassifier(ck).classify(x.data(), 5, want.data(), nullptr);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(logits[i], want[i], 1e-4) << i;
+}
+
+// The op checks its input itself (another graph may feed it any shape): here the graph declares [N, 100].
+TEST(FusedOp, WrongInputShapeIsAClearError) {
+  ExportOptions o;
+  o.routing = Routing::fused;
+  onnx::ModelProto m = build_onnx_model(test::random_checkpoint(ModelConfig{}, 4), o);
+  auto* shape = m.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  shape->clear_dim();
+  shape->add_dim()->set_dim_param("N");
+  shape->add_dim()->set_dim_value(100);
+  const std::string model = test::temp_dir("shape") + "/wrong.onnx";
+  test::write_bytes(model, m.SerializeAsString());
+  Ort::Env env(ORT_LOGGING_LEVEL_ERROR, "test");
+  Ort::SessionOptions so;
+  so.RegisterCustomOpsLibrary(MOE_MNIST_OPS_LIBRARY);
+  Ort::Session session(env, model.c_str(), so);
+  std::vector<float> x(2 * 100, 0.f);
+  const int64_t dims[] = {2, 100};
+  auto mem = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
+  Ort::Value in = Ort::Value::CreateTensor<float>(mem, x.data(), x.size(), dims, 2);
+  const char* in_names[] = {"input"};
+  const char* out_names[] = {"logits", "gate_probs"};
+  try {
+    session.Run(Ort::RunOptions{}, in_names, &in, 1, out_names, 2);
+    ADD_FAILURE() << "a [2, 100] input was accepted";
+  } catch (const Ort::Exception& e) {
+    EXPECT_TRUE(test::contains(e.what(), "MoeMnist: input must be [N, 1, 28, 28] or [N, 784], got [2, 100]")) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace moe
