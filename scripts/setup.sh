@@ -48,7 +48,7 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
       libtorch-dev libopenblas0-openmp libonnx-dev libprotobuf-dev protobuf-compiler
       libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libfmt-dev libstb-dev zlib1g-dev
       libgtest-dev libbenchmark-dev graphviz librsvg2-bin gnuplot-nox
-      libmicrohttpd-dev)
+      libmicrohttpd-dev libgloo-dev)
 # The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
 # libFuzzer with the sanitizers, and the HTTP load generator.
 debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)

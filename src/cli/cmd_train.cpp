@@ -11,6 +11,7 @@
 #include "core/errors.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
+#include "cli/train_ranks.h"
 #include "libtorch/torch_api.h"
 #endif
 
@@ -86,10 +87,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--json", *json, "Print a JSON summary on stdout (logs stay on stderr)");
   cmd->add_flag("--force", *force,
                 "Replace a checkpoint already in --out (its model*.onnx exports, made from the old weights, are removed)");
+  add_distributed_options(cmd, o->dist);
   cmd->callback([o, json, force, cmd] {
-    check_train_out(*o, *force, *cmd);
+    check_distributed_options(o->dist);
+    if (o->dist.nproc > 1) return launch_local_ranks(o->dist);  // its rank 0 does the rest
+    if (o->dist.rank <= 0) check_train_out(*o, *force, *cmd);    // one rank looks at (and may clean) --out
     const TrainSummary s = train(*o);
-    if (*json) {
+    if (*json && o->dist.rank <= 0) {
       nlohmann::json epochs = nlohmann::json::array();
       for (const auto& e : s.history) epochs.push_back(to_json(e));
       nlohmann::json j = {{"epochs", s.epochs},

@@ -13,6 +13,16 @@
 
 namespace moe {
 
+// Data-parallel training (src/libtorch/distributed.h): `train --nproc N` starts N ranks of this
+// program on one machine; ranks started by hand (several machines) give rank, world_size, master.
+struct DistOptions {
+  int nproc = 1;                // ranks to start on this machine (the launcher; 1 = no c10d)
+  int rank = -1;                // this process's rank, 0..world_size-1; -1 = not a rank
+  int world_size = 1;
+  std::string master;           // "ADDR:PORT" of rank 0's TCPStore
+  double timeout_s = 60;        // rendezvous and every collective must finish within this
+};
+
 struct TrainOptions {
   ModelConfig model;
   std::string dataset = "mnist";
@@ -27,6 +37,7 @@ struct TrainOptions {
   int64_t save_every = 1000;    // iterations between checkpoints; 0 = only at the end
   bool resume = false;
   std::string device = "cpu";   // "cpu" or "cuda[:N]" when LibTorch has CUDA
+  DistOptions dist;             // world_size > 1: this process is one rank of a data-parallel run
 };
 
 struct EpochStats {

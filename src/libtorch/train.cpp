@@ -19,6 +19,7 @@
 #include "core/errors.h"
 #include "core/progress.h"
 #include "core/routing.h"
+#include "libtorch/distributed.h"
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"
 
@@ -192,6 +193,10 @@ TrainSummary train(const TrainOptions& opts) {
   if (o.save_every < 0) throw InputError("--save-every must be >= 0");
   set_torch_threads(o.threads);
   const torch::Device device = parse_device(o.device, "--device");
+  // Data parallel (distributed.h): join the other ranks first, so an unreachable master fails fast.
+  std::unique_ptr<DataParallel> dp;
+  if (o.dist.world_size > 1) dp = std::make_unique<DataParallel>(o.dist);
+  const bool root = !dp || dp->is_root();  // the rank that evaluates, logs and saves
 
   CheckpointMeta meta;
   int64_t iteration = 0;
@@ -226,13 +231,20 @@ TrainSummary train(const TrainOptions& opts) {
       throw InputError(train_state_path(o.out) + ": written by an older moe-mnist whose optimizer state has another parameter order; "
                        "start again with --force");
     torch::load(opt, train_state_path(o.out));
-    std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
+    if (root) std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
                  (long long)(iteration / iters_per_epoch + 1));
   }
   meta.training = {{"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
                    {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch},
                    {"param_layout", kParamLayout}, {"history", history}};
 
+  if (dp) {  // refuse to start unless every rank has these settings, this data and these weights
+    dp->check_same(training_fingerprint(o, dp->world_size(), train_set.x, train_set.y, flat.params, meta.training));
+    dp->seed_gate_noise(o.seed);
+    if (o.batch < dp->world_size() || (n % o.batch != 0 && n % o.batch < dp->world_size()))
+      throw InputError("--batch " + std::to_string(o.batch) + ": every batch (the last has " + std::to_string(n % o.batch) +
+                       " rows) must have at least one row per rank (" + std::to_string(dp->world_size()) + ")");
+  }
   g_interrupted = false;
   auto previous = std::signal(SIGINT, on_sigint);
   struct Restore {
@@ -255,9 +267,13 @@ TrainSummary train(const TrainOptions& opts) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
+      const int64_t n_global = idx.size(0);  // this step's global batch; a rank computes its shard of it
+      if (dp) idx = idx.narrow(0, dp->shard(n_global).first, dp->shard(n_global).second);
       NetOutput out = net->forward(train_set.x.index_select(0, idx), o.forward);
-      torch::Tensor loss = torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
-      const double loss_value = loss.item<double>();
+      double loss_value = 0;
+      torch::Tensor loss = dp ? dp->shard_loss(out, train_set.y.index_select(0, idx), n_global, o.model, &loss_value)
+                              : torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
+      if (!dp) loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         progress.finish();
         // Nothing is saved: the checkpoint on disk (if any) is the last good one.
@@ -269,38 +285,50 @@ TrainSummary train(const TrainOptions& opts) {
       }
       flat.grads.zero_();
       loss.backward();
+      bool stop = g_interrupted;
+      if (dp) {  // sum the ranks' gradients (and loss parts, and stop requests) in one all-reduce
+        const StepSums sums = dp->sum_gradients(flat.grads, loss_value, stop);
+        loss_value = sums.loss;
+        stop = sums.stop;  // every rank stops at the same step, whichever got the Ctrl-C
+      }
       opt.step();
       ++iteration;
       loss_sum += loss_value;
       ++loss_count;
       char extra[48];
       std::snprintf(extra, sizeof extra, "loss %.4f", loss_sum / double(loss_count));
-      progress.update(it + 1, extra);
+      if (root) progress.update(it + 1, extra);
       meta.training["iterations"] = iteration;
-      if (g_interrupted) {
-        progress.finish();
+      if (dp ? stop : bool(g_interrupted)) {
+        if (root) progress.finish();
+        if (!root) throw Interrupted("rank " + std::to_string(dp->rank()) + " stopped at iteration " + std::to_string(iteration) + " (rank 0 saves)");
         save(net, opt, o, meta);
         throw Interrupted("interrupted at iteration " + std::to_string(iteration) + "; checkpoint saved to " + o.out +
                           " (continue with --resume)");
       }
-      if (o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta);
+      if (root && o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta);
     }
-    progress.finish();
+    if (root) progress.finish();
     EpochStats es;
     es.epoch = epoch + 1;
     es.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     es.mean_loss = loss_count ? loss_sum / double(loss_count) : 0.0;
-    const Quality q = measure(net, test_set);
+    const Quality q = root ? measure(net, test_set) : Quality{};
     es.test_accuracy = q.accuracy;
     es.expert_load = q.routing.load;
     es.load_cv = q.routing.load_cv;
     es.importance_cv = q.routing.importance_cv;
     es.gate_entropy = q.routing.gate_entropy;
     es.dead_experts = q.routing.dead;
-    std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
+    if (root)
+      std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
                  (long long)es.epoch, (long long)o.epochs, es.mean_loss, 100.0 * es.test_accuracy, es.seconds,
                  double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
                  es.dead_experts.size());
+    if (const double comm = dp ? dp->take_comm_seconds() : 0; dp && root)
+      std::fprintf(stderr, "epoch %lld: %d ranks, all-reduce %.3f ms/step (%.1f%% of the epoch, waiting for the slowest rank included)\n",
+                   (long long)es.epoch, dp->world_size(), 1e3 * comm / double(std::max<int64_t>(loss_count, 1)),
+                   100.0 * comm / std::max(es.seconds, 1e-9));
     // Drop a partial epoch's entry left by an interrupted run, then record this one.
     nlohmann::json kept = nlohmann::json::array();
     for (const auto& h : meta.training["history"])
@@ -311,6 +339,11 @@ TrainSummary train(const TrainOptions& opts) {
     summary.history.push_back(es);
   }
 
+  if (!root) {  // rank 0 evaluates and saves; the weights here are the same
+    summary.epochs = o.epochs;
+    summary.iterations = iteration;
+    return summary;
+  }
   const Quality test_q = measure(net, test_set);
   const Quality train_q = measure(net, train_set);
   summary.epochs = o.epochs;
