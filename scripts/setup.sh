@@ -52,6 +52,8 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
 # The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
 # libFuzzer with the sanitizers, and the HTTP load generator.
 debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
+# The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
+debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.
 command -v npm >/dev/null 2>&1 || debs+=(npm)
 [ "$want_fashion" = 1 ] && debs+=(dataset-fashion-mnist)

@@ -4,10 +4,12 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/evaluate.h"
+#include "core/recipe.h"
 #include "core/reference.h"
 #include "core/routing.h"
 #include "libtorch/model.h"
@@ -178,6 +180,63 @@ TEST(Model, BatchedExpertsGiveTheSparseOutputsAndGradients) {
       }
     }
   }
+}
+
+// --- recipe pieces (core/recipe.h) ---------------------------------------------------------------
+
+TEST(Recipe, LearningRateSchedules) {
+  const int64_t n = 1000;
+  for (int64_t i : {0, 500, 999}) EXPECT_DOUBLE_EQ(lr_at(LrSchedule::constant, 1e-3, i, n, 0), 1e-3);
+  EXPECT_NEAR(lr_at(LrSchedule::constant, 1e-3, 49, n, 100), 0.5e-3, 1e-12);  // linear warm-up
+  EXPECT_NEAR(lr_at(LrSchedule::cosine, 1e-3, 0, n, 0), 1e-3, 1e-12);
+  EXPECT_NEAR(lr_at(LrSchedule::cosine, 1e-3, 500, n, 0), 0.5e-3, 1e-12);
+  EXPECT_LT(lr_at(LrSchedule::cosine, 1e-3, 999, n, 0), 1e-8);
+  EXPECT_NEAR(lr_at(LrSchedule::onecycle, 1e-3, 0, n, 0), 1e-3 / 25, 1e-12);
+  EXPECT_NEAR(lr_at(LrSchedule::onecycle, 1e-3, 300, n, 0), 1e-3, 1e-12);  // the peak at 30%
+  EXPECT_NEAR(lr_at(LrSchedule::onecycle, 1e-3, 999, n, 0), 1e-3 / 25 / 1e4, 1e-12);
+  double previous = 1;
+  for (int64_t i = 300; i < n; ++i) {  // never rises after the peak
+    const double lr = lr_at(LrSchedule::onecycle, 1e-3, i, n, 0);
+    EXPECT_LE(lr, previous);
+    previous = lr;
+  }
+}
+
+TEST(Recipe, ShiftMovesEachImageByAtMostNPixelsAndKeepsItsInk) {
+  std::vector<float> images(50 * 784, 0.f);
+  for (int i = 0; i < 50; ++i) images[size_t(i * 784 + 14 * 28 + 14)] = 1.f;  // one dot in the middle
+  shift_images(images.data(), 50, 2, 123);
+  std::set<std::pair<int, int>> offsets;
+  for (int i = 0; i < 50; ++i) {
+    int found = 0;
+    for (int p = 0; p < 784; ++p)
+      if (images[size_t(i * 784 + p)] == 1.f) {
+        ++found;
+        const int dy = p / 28 - 14, dx = p % 28 - 14;
+        EXPECT_LE(std::abs(dx), 2);
+        EXPECT_LE(std::abs(dy), 2);
+        offsets.insert({dx, dy});
+      }
+    EXPECT_EQ(found, 1) << "image " << i;
+  }
+  EXPECT_GT(offsets.size(), 10u);  // random, not one fixed shift
+  std::vector<float> again(50 * 784, 0.f);
+  for (int i = 0; i < 50; ++i) again[size_t(i * 784 + 14 * 28 + 14)] = 1.f;
+  shift_images(again.data(), 50, 2, 123);
+  EXPECT_EQ(images, again);  // the seed decides
+  // A dot at the border leaves the image rather than wrapping around.
+  std::vector<float> edge(784, 0.f);
+  edge[27] = 1.f;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    std::vector<float> e = edge;
+    shift_images(e.data(), 1, 3, seed);
+    for (int p = 0; p < 784; ++p)
+      if (e[size_t(p)] == 1.f) EXPECT_GE(p % 28, 24);
+  }
+  EXPECT_EQ(parse_augment("shift:3"), 3);
+  EXPECT_EQ(parse_augment("none"), 0);
+  EXPECT_THROW(parse_augment("shift:0"), InputError);
+  EXPECT_THROW(parse_augment("shift"), InputError);
 }
 
 // --- parity on the trained checkpoint (CTest fixture: train + export ran first) ---------------

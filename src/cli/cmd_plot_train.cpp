@@ -1,4 +1,6 @@
 // `moe-mnist plot-train`: loss, test accuracy and routing balance over the epochs of a training run.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,7 +19,7 @@ void add_plot_train_command(CLI::App& app) {
     std::string run_dir, out;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("plot-train", "Draw loss, test accuracy and expert load CV over the epochs of a run (history.csv)");
+  auto* cmd = app.add_subcommand("plot-train", "Draw loss, test and validation accuracy and expert load CV over the epochs of a run (history.csv)");
   cmd->add_option("RUN_DIR", a->run_dir, "Checkpoint directory that 'train --out' wrote")->required();
   cmd->add_option("--out", a->out, "Output base name; writes BASE.png and BASE.svg (default: RUN_DIR/train)");
   cmd->callback([a] {
@@ -37,8 +39,8 @@ void add_plot_train_command(CLI::App& app) {
     LinePanelsSpec spec;
     spec.title = std::filesystem::path(a->run_dir).filename().string() + ": training";
     spec.x_label = "epoch";
-    spec.panel_titles = {"training loss", "test accuracy %", "expert load CV (test set)"};
-    spec.y.resize(3);
+    spec.panel_titles = {"training loss", "test accuracy %", "expert load CV (test set)", "validation accuracy %"};
+    spec.y.resize(4);
     int line_no = 1;
     while (std::getline(in, line)) {
       ++line_no;
@@ -58,6 +60,12 @@ void add_plot_train_command(CLI::App& app) {
       spec.y[0].push_back(f[2]);
       spec.y[1].push_back(100 * f[3]);
       spec.y[2].push_back(f[4]);
+      spec.y[3].push_back(f.size() >= 9 ? 100 * f[8] : NAN);  // val_accuracy: runs since --val; nan without one
+    }
+    // No validation panel for runs without a held-out split (or from before --val).
+    if (std::none_of(spec.y[3].begin(), spec.y[3].end(), [](double v) { return std::isfinite(v); })) {
+      spec.y.pop_back();
+      spec.panel_titles.pop_back();
     }
     if (spec.x.empty()) throw InputError(csv + ": no epochs recorded yet");
     const std::string base = a->out.empty() ? a->run_dir + "/train" : a->out;

@@ -1,4 +1,5 @@
 // `moe-mnist train`
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -9,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/checkpoint.h"
 #include "core/errors.h"
+#include "core/recipe.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
 #include "cli/train_ranks.h"
@@ -39,6 +41,22 @@ void check_train_out(const TrainOptions& o, bool force, const CLI::App& cmd) {
     same("--emb-size", std::to_string(o.model.emb_size), std::to_string(meta.model.emb_size));
     same("--w-importance", std::to_string(o.model.w_importance), std::to_string(meta.model.w_importance));
     same("--dataset", o.dataset, meta.dataset);
+    // The split, the batches and the recipe are the checkpoint's too (train() reads them from it).
+    const nlohmann::json& t = meta.training;
+    auto same_json = [&](const char* flag, const char* key, const nlohmann::json& given) {
+      if (t.contains(key)) same(flag, given.dump(), t[key].dump());
+    };
+    same_json("--seed", "seed", o.seed);
+    same_json("--batch", "batch", o.batch);
+    same_json("--val", "val", o.val);
+    same_json("--limit", "limit", o.limit);
+    same_json("--keep", "keep", to_string(o.keep));
+    same_json("--lr-schedule", "lr_schedule", to_string(o.lr_schedule));
+    same_json("--warmup", "warmup", o.warmup);
+    same_json("--weight-decay", "weight_decay", o.weight_decay);
+    same_json("--augment", "augment", augment_string(o.augment_shift));
+    same_json("--label-smoothing", "label_smoothing", o.label_smoothing);
+    if (cmd.count("--recipe")) throw InputError("--recipe with --resume: the checkpoint's recipe continues, so drop --recipe");
     return;
   }
   if (!has_checkpoint) return;
@@ -52,6 +70,26 @@ void check_train_out(const TrainOptions& o, bool force, const CLI::App& cmd) {
       std::fprintf(stderr, "train --force: removed %s (exported from the replaced weights)\n", entry.path().c_str());
     }
   }
+}
+
+// --recipe original: the original project's training, so the comparison is one flag away. Flags
+// given explicitly still win.
+void apply_recipe(const std::string& recipe, TrainOptions& o, const CLI::App& cmd) {
+  if (recipe != "original") return;
+  auto set = [&](const char* flag, auto& field, auto value) {
+    if (!cmd.count(flag)) field = value;
+  };
+  set("--epochs", o.epochs, int64_t(50));
+  set("--batch", o.batch, int64_t(128));
+  set("--lr", o.lr, 1e-3);
+  set("--lr-schedule", o.lr_schedule, LrSchedule::constant);
+  set("--warmup", o.warmup, 0.0);
+  set("--weight-decay", o.weight_decay, 0.0);
+  set("--augment", o.augment_shift, int64_t(0));
+  set("--label-smoothing", o.label_smoothing, 0.0);
+  set("--val", o.val, int64_t(0));
+  set("--keep", o.keep, Keep::last);
+  set("--patience", o.patience, int64_t(0));
 }
 
 }  // namespace
@@ -87,8 +125,37 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--json", *json, "Print a JSON summary on stdout (logs stay on stderr)");
   cmd->add_flag("--force", *force,
                 "Replace a checkpoint already in --out (its model*.onnx exports, made from the old weights, are removed)");
+  auto recipe = std::make_shared<std::string>("default");
+  cmd->add_option("--recipe", *recipe,
+                  "default (the flags' defaults, chosen by scripts/study-recipe.sh, see README) or original (Adam 1e-3, "
+                  "batch 128, 50 epochs, constant rate, no augmentation, no validation split, --keep last: the "
+                  "original project's training); flags given explicitly win")
+      ->check(CLI::IsMember({"default", "original"}))
+      ->capture_default_str();
+  cmd->add_option("--val", o->val,
+                  "Training images held out for model selection (a permutation seeded by --seed picks them; never "
+                  "trained on). 5000 by default, as MNIST's usual 55k/5k split; 0 = train on all")
+      ->capture_default_str();
+  add_choice_option(cmd, "--keep", o->keep,
+                    "Weights the checkpoint keeps: best (by validation accuracy; the test set chooses nothing) or last");
+  cmd->add_option("--patience", o->patience,
+                  "Stop after this many epochs without a better validation accuracy (0 = run every epoch)")
+      ->capture_default_str();
+  cmd->add_option("--limit", o->limit, "Use only the first N training images (0 = all): quick runs and tests")->capture_default_str();
+  add_choice_option(cmd, "--lr-schedule", o->lr_schedule,
+                    "constant, cosine (to 0 at the end) or onecycle (lr/25 up to --lr over --warmup epochs or 30% of "
+                    "the run, then down to lr/25e4)");
+  cmd->add_option("--warmup", o->warmup, "Epochs of linear warm-up to --lr (onecycle: the rise)")->capture_default_str();
+  cmd->add_option("--weight-decay", o->weight_decay, "> 0: AdamW with this decoupled weight decay instead of Adam")
+      ->capture_default_str();
+  cmd->add_option_function<std::string>(
+         "--augment", [o](const std::string& v) { o->augment_shift = parse_augment(v); },
+         "none, or shift:N: translate each training image by up to N pixels (random per image and step)")
+      ->default_str(augment_string(o->augment_shift));
+  cmd->add_option("--label-smoothing", o->label_smoothing, "Label smoothing of the cross-entropy, in [0, 1)")->capture_default_str();
   add_distributed_options(cmd, o->dist);
-  cmd->callback([o, json, force, cmd] {
+  cmd->callback([o, json, force, cmd, recipe] {
+    apply_recipe(*recipe, *o, *cmd);
     check_distributed_options(o->dist);
     if (o->dist.nproc > 1) return launch_local_ranks(o->dist);  // its rank 0 does the rest
     if (o->dist.rank <= 0) check_train_out(*o, *force, *cmd);    // one rank looks at (and may clean) --out
@@ -101,6 +168,8 @@ void add_train_command(CLI::App& app) {
                           {"seconds", s.seconds},
                           {"train_accuracy", s.train_accuracy},
                           {"test_accuracy", s.test_accuracy},
+                          {"val_accuracy", std::isnan(s.val_accuracy) ? nlohmann::json(nullptr) : nlohmann::json(s.val_accuracy)},
+                          {"kept_epoch", s.kept_epoch},
                           {"expert_load", s.expert_load},
                           {"history", epochs},
                           {"out", o->out}};

@@ -45,6 +45,16 @@ const Table<TorchStyle>& table() {
   static const Table<TorchStyle> t = {{TorchStyle::sparse, "sparse"}, {TorchStyle::loop, "loop"}, {TorchStyle::batched, "batched"}};
   return t;
 }
+template <>
+const Table<LrSchedule>& table() {
+  static const Table<LrSchedule> t = {{LrSchedule::constant, "constant"}, {LrSchedule::cosine, "cosine"}, {LrSchedule::onecycle, "onecycle"}};
+  return t;
+}
+template <>
+const Table<Keep>& table() {
+  static const Table<Keep> t = {{Keep::best, "best"}, {Keep::last, "last"}};
+  return t;
+}
 
 template <typename E>
 std::string name_of(E v) {
@@ -83,6 +93,10 @@ template std::vector<std::string> spellings<OptLevel>();
 template OptLevel parse_choice<OptLevel>(const std::string&, const std::string&);
 template std::vector<std::string> spellings<TorchStyle>();
 template TorchStyle parse_choice<TorchStyle>(const std::string&, const std::string&);
+template std::vector<std::string> spellings<LrSchedule>();
+template LrSchedule parse_choice<LrSchedule>(const std::string&, const std::string&);
+template std::vector<std::string> spellings<Keep>();
+template Keep parse_choice<Keep>(const std::string&, const std::string&);
 
 std::string to_string(Precision v) { return name_of(v); }
 std::string to_string(Routing v) { return name_of(v); }
@@ -90,6 +104,8 @@ std::string to_string(Int8Input v) { return name_of(v); }
 std::string to_string(Backend v) { return name_of(v); }
 std::string to_string(OptLevel v) { return name_of(v); }
 std::string to_string(TorchStyle v) { return name_of(v); }
+std::string to_string(LrSchedule v) { return name_of(v); }
+std::string to_string(Keep v) { return name_of(v); }
 
 std::string model_file_name(Precision precision, Routing routing, Int8Input int8_input) {
   std::string name = "model." + to_string(precision);

@@ -13,6 +13,8 @@ enum class Int8Input { dynamic, static_scale };     // spelled "dynamic" / "stat
 enum class Backend { torch, cpu, cuda, tensorrt, native };  // cpu/cuda/tensorrt are ONNX Runtime providers; native: src/native
 enum class OptLevel { disable, basic, extended, all };  // ONNX Runtime graph optimisation
 enum class TorchStyle { sparse, loop, batched };    // LibTorch MoE forward, see MoEImpl::forward
+enum class LrSchedule { constant, cosine, onecycle };  // train --lr-schedule
+enum class Keep { best, last };                     // train --keep: the checkpoint's weights
 
 std::string to_string(Precision v);
 std::string to_string(Routing v);
@@ -20,6 +22,8 @@ std::string to_string(Int8Input v);
 std::string to_string(Backend v);
 std::string to_string(OptLevel v);
 std::string to_string(TorchStyle v);
+std::string to_string(LrSchedule v);
+std::string to_string(Keep v);
 
 // The value spelled `s`; throws InputError "<flag>: expected one of a, b, c, got 's'".
 template <typename E>

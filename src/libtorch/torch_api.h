@@ -1,6 +1,7 @@
 // What the LibTorch part offers the rest of the project, without exposing LibTorch headers
 // (so only src/libtorch/*.cpp pay for compiling them).
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
@@ -37,6 +38,18 @@ struct TrainOptions {
   int64_t save_every = 1000;    // iterations between checkpoints; 0 = only at the end
   bool resume = false;
   std::string device = "cpu";   // "cpu" or "cuda[:N]" when LibTorch has CUDA
+  // Model selection: `val` training images (chosen by a permutation seeded with `seed`) are held
+  // out and never trained on; `keep` picks the checkpoint's weights by their accuracy.
+  int64_t val = 5000;           // 0 = train on the whole split (then keep must be last)
+  Keep keep = Keep::best;       // best validation accuracy, or the last epoch
+  int64_t patience = 0;         // stop after this many epochs without a better validation accuracy; 0 = never
+  int64_t limit = 0;            // use only the first N images of the training split (0 = all): quick runs, tests
+  // Recipe.
+  LrSchedule lr_schedule = LrSchedule::constant;
+  double warmup = 0;            // epochs of linear warm-up to --lr (onecycle: its rise; 0 there = 30% of the run)
+  double weight_decay = 0;      // > 0: AdamW with this decoupled weight decay, else Adam
+  int64_t augment_shift = 0;    // translate each training image by up to N pixels (random per image and step)
+  double label_smoothing = 0;
   DistOptions dist;             // world_size > 1: this process is one rank of a data-parallel run
 };
 
@@ -44,7 +57,9 @@ struct EpochStats {
   int64_t epoch = 0;            // 1-based
   double seconds = 0;           // training time of this epoch (excludes evaluation)
   double mean_loss = 0;         // cross-entropy + importance, averaged over the epoch's iterations
-  double test_accuracy = 0;
+  double test_accuracy = 0;     // information only: nothing is chosen on it
+  double val_accuracy = NAN;    // on the held-out validation images; NaN without --val
+  double lr = 0;                // learning rate of the epoch's last step
   std::vector<double> expert_load;  // share of top-k slots per expert on the test set, sums to 1
   // Routing on the test set (core/routing.h routing_stats): CV of load and of importance over the
   // experts, mean gate entropy per image (nats), experts with load < 1%.
@@ -55,7 +70,9 @@ struct EpochStats {
 struct TrainSummary {
   int64_t epochs = 0, iterations = 0;
   double seconds = 0;           // training time, all epochs of this run (excludes evaluation)
-  double train_accuracy = 0, test_accuracy = 0;
+  double train_accuracy = 0, test_accuracy = 0;  // of the kept model
+  double val_accuracy = NAN;    // of the kept model; NaN without --val
+  int64_t kept_epoch = 0;       // the epoch whose weights the checkpoint holds
   std::vector<double> expert_load;
   std::vector<EpochStats> history;  // this run's epochs (config.json and history.csv keep a resumed run's earlier ones too)
 };

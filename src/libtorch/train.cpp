@@ -18,6 +18,7 @@
 #include "core/dataset.h"
 #include "core/errors.h"
 #include "core/progress.h"
+#include "core/recipe.h"
 #include "core/routing.h"
 #include "libtorch/distributed.h"
 #include "libtorch/model.h"
@@ -40,6 +41,23 @@ Split load_split(const TrainOptions& o, const std::string& split, const torch::D
   torch::Tensor pixels = torch::from_blob(const_cast<uint8_t*>(d.pixels.data()), {d.n, 784}, torch::kUInt8);
   torch::Tensor labels = torch::from_blob(const_cast<uint8_t*>(d.labels.data()), {d.n}, torch::kUInt8);
   return {pixels.to(torch::kFloat).div_(255.0f).to(device), labels.to(torch::kLong).to(device)};
+}
+
+// Holds `n_val` images of the training split out for model selection: a permutation seeded with
+// `seed` picks them; the rest, in file order, are trained on. Returns {train, validation}.
+std::pair<Split, Split> hold_out(const Split& all, int64_t n_val, uint64_t seed) {
+  const int64_t n = all.x.size(0);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed * 7919ULL + 17);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::sort(order.begin(), order.begin() + n_val);
+  std::sort(order.begin() + n_val, order.end());
+  auto take = [&](int64_t from, int64_t count) {
+    torch::Tensor idx = torch::from_blob(order.data() + from, {count}, torch::kLong).to(all.x.device());
+    return Split{all.x.index_select(0, idx), all.y.index_select(0, idx)};
+  };
+  return {take(n_val, n - n_val), take(0, n_val)};
 }
 
 struct Quality {
@@ -75,6 +93,8 @@ void write_history_csv(const std::string& dir, const nlohmann::json& history) {
     e.seconds = h.value("seconds", 0.0);
     e.mean_loss = h.value("loss", 0.0);
     e.test_accuracy = h.value("test_accuracy", 0.0);
+    e.val_accuracy = h.contains("val_accuracy") && h["val_accuracy"].is_number() ? h["val_accuracy"].get<double>() : NAN;
+    e.lr = h.value("lr", 0.0);
     e.load_cv = h.value("load_cv", 0.0);
     e.importance_cv = h.value("importance_cv", 0.0);
     e.gate_entropy = h.value("gate_entropy", 0.0);
@@ -84,9 +104,27 @@ void write_history_csv(const std::string& dir, const nlohmann::json& history) {
   write_atomically(dir + "/history.csv", [&](const std::string& tmp) { std::ofstream(tmp) << csv; });
 }
 
-void save(Net& net, torch::optim::Adam& opt, const TrainOptions& o, const CheckpointMeta& meta) {
+// The epoch with the best validation accuracy so far; with --keep best, its weights (in memory, and
+// as weights.safetensors whenever the checkpoint is saved).
+struct Best {
+  int64_t epoch = 0;  // 0 = none yet
+  double val_accuracy = -1, test_accuracy = 0;
+  Weights weights;
+};
+
+// With --keep best, the weights of the run's latest step, which --resume continues from.
+std::string last_weights_path(const std::string& dir) { return dir + "/last.safetensors"; }
+
+void save(Net& net, torch::optim::Optimizer& opt, const TrainOptions& o, const CheckpointMeta& meta, const Best& best) {
   std::filesystem::create_directories(o.out);
-  save_weights(weights_path(o.out), weights_from(net));
+  const Weights now = weights_from(net);
+  if (o.keep == Keep::best) {
+    save_weights(last_weights_path(o.out), now);
+    save_weights(weights_path(o.out), best.epoch > 0 ? best.weights : now);
+  } else {
+    save_weights(weights_path(o.out), now);
+    std::filesystem::remove(last_weights_path(o.out));  // a stale one from an earlier --keep best run
+  }
   write_atomically(train_state_path(o.out), [&](const std::string& tmp) { torch::save(opt, tmp); });
   if (meta.training.contains("history")) write_history_csv(o.out, meta.training["history"]);
   save_checkpoint_meta(o.out, meta);  // last, so config.json never points at older weights
@@ -171,17 +209,21 @@ std::string load_string(const std::vector<double>& load) {
 nlohmann::json to_json(const EpochStats& e) {
   return {{"epoch", e.epoch},         {"seconds", e.seconds},
           {"loss", e.mean_loss},      {"test_accuracy", e.test_accuracy},
+          {"val_accuracy", std::isnan(e.val_accuracy) ? nlohmann::json(nullptr) : nlohmann::json(e.val_accuracy)},
+          {"lr", e.lr},
           {"expert_load", e.expert_load}, {"load_cv", e.load_cv},
           {"importance_cv", e.importance_cv}, {"gate_entropy", e.gate_entropy},
           {"dead_experts", e.dead_experts}};
 }
 
-std::string history_csv_header() { return "epoch,seconds,loss,test_accuracy,load_cv,importance_cv,gate_entropy,dead_experts\n"; }
+std::string history_csv_header() {
+  return "epoch,seconds,loss,test_accuracy,load_cv,importance_cv,gate_entropy,dead_experts,val_accuracy,lr\n";
+}
 
 std::string history_csv_line(const EpochStats& e) {
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%lld,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu\n", (long long)e.epoch, e.seconds, e.mean_loss,
-                e.test_accuracy, e.load_cv, e.importance_cv, e.gate_entropy, e.dead_experts.size());
+  std::snprintf(buf, sizeof buf, "%lld,%.4f,%.6f,%.6f,%.6f,%.6f,%.6f,%zu,%.6f,%.3g\n", (long long)e.epoch, e.seconds, e.mean_loss,
+                e.test_accuracy, e.load_cv, e.importance_cv, e.gate_entropy, e.dead_experts.size(), e.val_accuracy, e.lr);
   return buf;
 }
 
@@ -191,6 +233,12 @@ TrainSummary train(const TrainOptions& opts) {
   if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw InputError("--lr must be a finite number > 0");
   if (o.save_every < 0) throw InputError("--save-every must be >= 0");
+  if (o.val < 0) throw InputError("--val must be >= 0 (images held out), got " + std::to_string(o.val));
+  if (o.patience < 0) throw InputError("--patience must be >= 0 (0 = never stop early), got " + std::to_string(o.patience));
+  if (o.limit < 0) throw InputError("--limit must be >= 0 (0 = all images), got " + std::to_string(o.limit));
+  if (!(o.warmup >= 0) || !std::isfinite(o.warmup)) throw InputError("--warmup must be a finite number of epochs >= 0");
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) throw InputError("--label-smoothing must be in [0, 1)");
   set_torch_threads(o.threads);
   const torch::Device device = parse_device(o.device, "--device");
   // Data parallel (distributed.h): join the other ranks first, so an unreachable master fails fast.
@@ -207,12 +255,35 @@ TrainSummary train(const TrainOptions& opts) {
     o.dataset = meta.dataset;
     iteration = meta.training.value("iterations", int64_t(0));
     if (meta.training.contains("history") && meta.training["history"].is_array()) history = meta.training["history"];
+    // The split, the batches and the recipe are the checkpoint's (cmd_train refuses contradicting flags);
+    // a checkpoint from before --val trained on every image and kept its last weights.
+    const nlohmann::json& t = meta.training;
+    o.seed = t.value("seed", o.seed);
+    o.batch = t.value("batch", o.batch);
+    o.val = t.value("val", int64_t(0));
+    o.limit = t.value("limit", int64_t(0));
+    o.keep = parse_choice<Keep>(t.value("keep", std::string("last")), "config.json training.keep");
+    o.lr_schedule = parse_choice<LrSchedule>(t.value("lr_schedule", std::string("constant")), "config.json training.lr_schedule");
+    o.warmup = t.value("warmup", 0.0);
+    o.weight_decay = t.value("weight_decay", 0.0);
+    o.augment_shift = parse_augment(t.value("augment", std::string("none")));
+    o.label_smoothing = t.value("label_smoothing", 0.0);
   }
+  if (o.val == 0 && o.keep == Keep::best)
+    throw InputError("--keep best chooses on the validation split, but --val is 0; give --val N or --keep last");
+  if (o.val == 0 && o.patience > 0) throw InputError("--patience counts epochs without validation improvement, but --val is 0");
   o.model.validate();
   meta.model = o.model;
   meta.dataset = o.dataset;
 
-  const Split train_set = load_split(o, "train", device);
+  Split all_train = load_split(o, "train", device);
+  if (o.limit > 0 && o.limit < all_train.x.size(0))
+    all_train = {all_train.x.narrow(0, 0, o.limit), all_train.y.narrow(0, 0, o.limit)};
+  if (o.val >= all_train.x.size(0))
+    throw InputError("--val " + std::to_string(o.val) + " leaves nothing to train on: the training split has " +
+                     std::to_string(all_train.x.size(0)) + " images");
+  const auto [train_set, val_set] = hold_out(all_train, o.val, o.seed);
+  all_train = {};
   const Split test_set = load_split(o, "test", device);
   const int64_t n = train_set.x.size(0);
   const int64_t iters_per_epoch = (n + o.batch - 1) / o.batch;
@@ -221,9 +292,28 @@ TrainSummary train(const TrainOptions& opts) {
   torch::manual_seed(o.seed);
   Net net(o.model);
   net->to(device);
-  if (o.resume) load_into(net, load_weights(weights_path(o.out)), weights_path(o.out));
+  Best best;
+  if (o.resume) {
+    const std::string from = o.keep == Keep::best && std::filesystem::exists(last_weights_path(o.out)) ? last_weights_path(o.out)
+                                                                                                     : weights_path(o.out);
+    load_into(net, load_weights(from), from);
+    best.epoch = meta.training.value("best_epoch", int64_t(0));
+    best.val_accuracy = meta.training.value("best_val_accuracy", -1.0);
+    best.test_accuracy = meta.training.value("best_test_accuracy", 0.0);
+    if (o.keep == Keep::best && best.epoch > 0) best.weights = load_weights(weights_path(o.out));
+  }
   FlatParams flat = flatten(net);
-  torch::optim::Adam opt({flat.params}, torch::optim::AdamOptions(o.lr));
+  // Adam as the original; with --weight-decay, AdamW (decay decoupled from the adaptive step).
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (o.weight_decay > 0)
+    optimizer = std::make_unique<torch::optim::AdamW>(std::vector<torch::Tensor>{flat.params},
+                                                      torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  else
+    optimizer = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{flat.params}, torch::optim::AdamOptions(o.lr));
+  torch::optim::Optimizer& opt = *optimizer;
+  const int64_t n_warmup = std::llround(o.warmup * double(iters_per_epoch));
+  const bool scheduled = o.lr_schedule != LrSchedule::constant || n_warmup > 0;
+  double lr_now = o.lr;
   if (o.resume) {
     if (!std::filesystem::exists(train_state_path(o.out)))
       throw InputError(train_state_path(o.out) + ": missing, cannot resume the optimizer state");
@@ -236,7 +326,12 @@ TrainSummary train(const TrainOptions& opts) {
   }
   meta.training = {{"epochs", o.epochs}, {"batch", o.batch}, {"lr", o.lr}, {"seed", o.seed},
                    {"iterations", iteration}, {"iterations_per_epoch", iters_per_epoch},
-                   {"param_layout", kParamLayout}, {"history", history}};
+                   {"param_layout", kParamLayout}, {"val", o.val}, {"limit", o.limit}, {"train_images", n}, {"keep", to_string(o.keep)},
+                   {"patience", o.patience}, {"lr_schedule", to_string(o.lr_schedule)}, {"warmup", o.warmup},
+                   {"weight_decay", o.weight_decay}, {"augment", augment_string(o.augment_shift)},
+                   {"label_smoothing", o.label_smoothing}, {"best_epoch", best.epoch},
+                   {"best_val_accuracy", best.val_accuracy}, {"best_test_accuracy", best.test_accuracy},
+                   {"history", history}};
 
   if (dp) {  // refuse to start unless every rank has these settings, this data and these weights
     dp->check_same(training_fingerprint(o, dp->world_size(), train_set.x, train_set.y, flat.params, meta.training));
@@ -269,10 +364,22 @@ TrainSummary train(const TrainOptions& opts) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
       const int64_t n_global = idx.size(0);  // this step's global batch; a rank computes its shard of it
       if (dp) idx = idx.narrow(0, dp->shard(n_global).first, dp->shard(n_global).second);
-      NetOutput out = net->forward(train_set.x.index_select(0, idx), o.forward);
+      if (scheduled) {
+        lr_now = lr_at(o.lr_schedule, o.lr, iteration, total_iters, n_warmup);
+        opt.param_groups()[0].options().set_lr(lr_now);
+      }
+      torch::Tensor images = train_set.x.index_select(0, idx);  // [b, 784]
+      if (o.augment_shift > 0) {  // on the CPU copy: a few microseconds per image
+        torch::Tensor cpu = images.to(torch::kCPU).contiguous();
+        shift_images(cpu.data_ptr<float>(), cpu.size(0), o.augment_shift, o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(iteration));
+        images = cpu.to(device);
+      }
+      NetOutput out = net->forward(images, o.forward);
       double loss_value = 0;
-      torch::Tensor loss = dp ? dp->shard_loss(out, train_set.y.index_select(0, idx), n_global, o.model, &loss_value)
-                              : torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx)) + out.moe.importance_loss;
+      torch::Tensor loss = dp ? dp->shard_loss(out, train_set.y.index_select(0, idx), n_global, o.model, &loss_value, o.label_smoothing)
+                              : torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx), {}, at::Reduction::Mean, -100,
+                                                          o.label_smoothing) +
+                                    out.moe.importance_loss;
       if (!dp) loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
         progress.finish();
@@ -302,29 +409,45 @@ TrainSummary train(const TrainOptions& opts) {
       if (dp ? stop : bool(g_interrupted)) {
         if (root) progress.finish();
         if (!root) throw Interrupted("rank " + std::to_string(dp->rank()) + " stopped at iteration " + std::to_string(iteration) + " (rank 0 saves)");
-        save(net, opt, o, meta);
+        save(net, opt, o, meta, best);
         throw Interrupted("interrupted at iteration " + std::to_string(iteration) + "; checkpoint saved to " + o.out +
                           " (continue with --resume)");
       }
-      if (root && o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta);
+      if (root && o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta, best);
     }
     if (root) progress.finish();
     EpochStats es;
     es.epoch = epoch + 1;
     es.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     es.mean_loss = loss_count ? loss_sum / double(loss_count) : 0.0;
+    es.lr = lr_now;
+    // Every rank measures validation (same weights, same answer), so all stop at the same epoch.
+    if (o.val > 0) es.val_accuracy = measure(net, val_set).accuracy;
     const Quality q = root ? measure(net, test_set) : Quality{};
     es.test_accuracy = q.accuracy;
+    const bool improved = o.val > 0 && es.val_accuracy > best.val_accuracy;
+    if (improved) {
+      best.epoch = es.epoch;
+      best.val_accuracy = es.val_accuracy;
+      best.test_accuracy = es.test_accuracy;
+      if (o.keep == Keep::best && root) best.weights = weights_from(net);
+      meta.training["best_epoch"] = best.epoch;
+      meta.training["best_val_accuracy"] = best.val_accuracy;
+      meta.training["best_test_accuracy"] = best.test_accuracy;
+    }
     es.expert_load = q.routing.load;
     es.load_cv = q.routing.load_cv;
     es.importance_cv = q.routing.importance_cv;
     es.gate_entropy = q.routing.gate_entropy;
     es.dead_experts = q.routing.dead;
-    if (root)
-      std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, test accuracy %.2f%%, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
-                 (long long)es.epoch, (long long)o.epochs, es.mean_loss, 100.0 * es.test_accuracy, es.seconds,
-                 double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
-                 es.dead_experts.size());
+    if (root) {
+      char val[48] = "";
+      if (o.val > 0) std::snprintf(val, sizeof val, "val accuracy %.2f%%%s, ", 100.0 * es.val_accuracy, improved ? " (best)" : "");
+      std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, %stest accuracy %.2f%%, lr %.3g, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
+                   (long long)es.epoch, (long long)o.epochs, es.mean_loss, val, 100.0 * es.test_accuracy, es.lr, es.seconds,
+                   double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
+                   es.dead_experts.size());
+    }
     if (const double comm = dp ? dp->take_comm_seconds() : 0; dp && root)
       std::fprintf(stderr, "epoch %lld: %d ranks, all-reduce %.3f ms/step (%.1f%% of the epoch, waiting for the slowest rank included)\n",
                    (long long)es.epoch, dp->world_size(), 1e3 * comm / double(std::max<int64_t>(loss_count, 1)),
@@ -337,26 +460,46 @@ TrainSummary train(const TrainOptions& opts) {
     meta.training["history"] = kept;
     summary.seconds += es.seconds;
     summary.history.push_back(es);
+    if (o.patience > 0 && es.epoch - best.epoch >= o.patience && es.epoch < o.epochs) {
+      if (root)
+        std::fprintf(stderr, "stopping after epoch %lld: no better validation accuracy for %lld epochs (--patience), best %.2f%% at epoch %lld\n",
+                     (long long)es.epoch, (long long)o.patience, 100.0 * best.val_accuracy, (long long)best.epoch);
+      meta.training["stopped_early_after"] = es.epoch;
+      break;
+    }
   }
+  const int64_t last_epoch = iteration / iters_per_epoch;
 
   if (!root) {  // rank 0 evaluates and saves; the weights here are the same
-    summary.epochs = o.epochs;
+    summary.epochs = last_epoch;
     summary.iterations = iteration;
     return summary;
   }
+  // The summary describes the kept model; the net goes back to the last weights for the save.
+  const bool keep_best = o.keep == Keep::best && best.epoch > 0;
+  const Weights last = weights_from(net);
+  if (keep_best) load_into(net, best.weights, "the best epoch's weights");
   const Quality test_q = measure(net, test_set);
   const Quality train_q = measure(net, train_set);
-  summary.epochs = o.epochs;
+  summary.epochs = last_epoch;
   summary.iterations = iteration;
+  summary.kept_epoch = keep_best ? best.epoch : last_epoch;
   summary.test_accuracy = test_q.accuracy;
   summary.train_accuracy = train_q.accuracy;
+  summary.val_accuracy = o.val > 0 ? measure(net, val_set).accuracy : NAN;
   summary.expert_load = test_q.routing.load;
+  if (keep_best) load_into(net, last, "the last weights");
+  meta.training["kept_epoch"] = summary.kept_epoch;
   meta.training["test_accuracy"] = summary.test_accuracy;
   meta.training["train_accuracy"] = summary.train_accuracy;
+  meta.training["val_accuracy"] = o.val > 0 ? nlohmann::json(summary.val_accuracy) : nlohmann::json(nullptr);
   meta.training["expert_load"] = summary.expert_load;
-  save(net, opt, o, meta);
-  std::fprintf(stderr, "saved %s: train accuracy %.2f%%, test accuracy %.2f%%\n", o.out.c_str(),
-               100.0 * summary.train_accuracy, 100.0 * summary.test_accuracy);
+  save(net, opt, o, meta, best);
+  char val[64] = "";
+  if (o.val > 0) std::snprintf(val, sizeof val, "validation accuracy %.2f%%, ", 100.0 * summary.val_accuracy);
+  std::fprintf(stderr, "saved %s: kept epoch %lld (--keep %s), %strain accuracy %.2f%%, test accuracy %.2f%%\n", o.out.c_str(),
+               (long long)summary.kept_epoch, to_string(o.keep).c_str(), val, 100.0 * summary.train_accuracy,
+               100.0 * summary.test_accuracy);
   return summary;
 }
 
