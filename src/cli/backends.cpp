@@ -20,7 +20,9 @@ namespace moe {
 
 void add_backend_options(CLI::App* cmd, BackendOptions& o) {
   add_choice_option(cmd, "--backend", o.backend, "torch or native (checkpoint dir), cpu, cuda or tensorrt (.onnx file)");
-  cmd->add_option("--threads", o.threads, "Intra-op threads (0 = one per core)")->capture_default_str();
+  cmd->add_option("--threads", o.threads,
+                  "Threads (0 = one per core): one engine's intra-op threads, or for eval --mode streams one single-threaded "
+                  "engine each")->capture_default_str();
   add_choice_option(cmd, "--opt-level", o.opt_level, "ONNX Runtime graph optimisation: disable, basic, extended, all");
   cmd->add_option("--device-id", o.device_id, "GPU index for cuda / tensorrt")->capture_default_str();
   cmd->add_flag("--cuda-graph", o.cuda_graph, "cuda: capture a CUDA graph (fixed batch size only)");

@@ -1,6 +1,8 @@
 // `moe-mnist eval`
+#include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "bench/bench.h"
@@ -16,7 +18,7 @@ namespace moe {
 
 void add_eval_command(CLI::App& app) {
   struct Args {
-    std::string model = "runs/mnist/model.fp32.onnx", dataset = "mnist", data_dir, split = "test";
+    std::string model = "runs/mnist/model.fp32.onnx", dataset = "mnist", data_dir, split = "test", mode = "streams";
     int64_t passes = 1, batch = 64;
     bool json = false;
     BackendOptions backend;
@@ -34,6 +36,13 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--passes", a->passes, "Passes over the split (the original timed 10 over the 60 000 training images)")->capture_default_str();
   cmd->add_option("--batch", a->batch, "Batch size; the last partial batch runs at its own size")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout (logs stay on stderr)");
+  cmd->add_option("--mode", a->mode,
+                  "How the --threads are used by --backend cpu and native: streams (one single-threaded engine per thread, "
+                  "batches dealt out between them) or intra (one engine with that many intra-op threads). streams is the "
+                  "default because it measured faster at batch 64 on this 2-core machine (README, 'Performance'); "
+                  "torch, cuda and tensorrt always run one engine")
+      ->check(CLI::IsMember({"streams", "intra"}))
+      ->capture_default_str();
   cmd->add_option("--profile", a->backend.profile,
                   "ONNX Runtime backends: write ONNX Runtime's profiling JSON (every node of every Run) to this .json file "
                   "and print where the time went, per node and per op type");
@@ -43,22 +52,34 @@ void add_eval_command(CLI::App& app) {
     const Dataset d = load_dataset(a->dataset, resolve_data_dir(a->dataset, a->data_dir), a->split);
     const std::vector<float> x = d.to_float();
     // The first call (first-run allocations, lazy initialisation) is the warm-up, outside the timing.
-    OpenedEngines opened = open_timed(1, [&] { return open_backend(a->model, a->backend); }, x, a->batch);
+    const bool streams = a->mode == "streams" && (a->backend.backend == Backend::cpu || a->backend.backend == Backend::native);
+    check_threads(a->backend.threads, "--threads");
+    const int threads = a->backend.threads > 0 ? a->backend.threads : std::max(1, int(std::thread::hardware_concurrency()));
+    const int n_engines = streams ? threads : 1;
+    if (n_engines > 1 && !a->backend.profile.empty() && a->backend.backend != Backend::native)  // native: open_backend refuses it
+      throw InputError("--profile records one session: add --mode intra (or --threads 1)");
+    BackendOptions options = a->backend;
+    if (streams) options.threads = 1;
+    OpenedEngines opened = open_timed(n_engines, [&] { return open_backend(a->model, options); }, x, a->batch);
     Classifier* model = opened.engines[0].get();
     warn_if_mismatched(*model, a->model, a->dataset);
     const double t_session = opened.session_ms / 1e3;
-    const EvalResult r = evaluate(*model, x, d.labels, a->batch, a->passes);
+    std::vector<Classifier*> engines;
+    for (auto& e : opened.engines) engines.push_back(e.get());
+    const EvalResult r = evaluate_parallel(engines, x, d.labels, a->batch, a->passes, false);
+    const std::string how = streams ? std::to_string(n_engines) + " single-threaded engine(s)" : "1 engine, " + std::to_string(threads) + " thread(s)";
     if (a->json) {
       nlohmann::json j = {{"backend", model->backend()}, {"precision", model->precision()}, {"split", a->split},
                           {"images", r.images},           {"correct", r.correct},            {"accuracy", r.accuracy()},
                           {"seconds", r.seconds},         {"images_per_second", r.images_per_second()},
-                          {"batch", a->batch},            {"passes", a->passes},             {"session_seconds", t_session}};
+                          {"batch", a->batch},            {"passes", a->passes},             {"session_seconds", t_session},
+                          {"mode", streams ? "streams" : "intra"}, {"engines", n_engines}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("%s %s on %s/%s: %lld images, batch %lld, %lld pass%s (session created in %.1f ms)\n",
+      std::printf("%s %s on %s/%s: %lld images, batch %lld, %lld pass%s, %s (session%s created in %.1f ms)\n",
                   model->backend().c_str(), model->precision().c_str(), a->dataset.c_str(), a->split.c_str(),
-                  (long long)r.images, (long long)a->batch, (long long)a->passes, a->passes == 1 ? "" : "es",
-                  1e3 * t_session);
+                  (long long)r.images, (long long)a->batch, (long long)a->passes, a->passes == 1 ? "" : "es", how.c_str(),
+                  n_engines > 1 ? "s" : "", 1e3 * t_session);
       std::printf("accuracy: %.2f%% time: %.2f s (%.0f images/s)\n", 100.0 * r.accuracy(), r.seconds, r.images_per_second());
     }
     if (!a->backend.profile.empty()) {

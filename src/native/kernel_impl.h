@@ -4,7 +4,9 @@
 // nothing from the standard library's templates is instantiated here for the same reason.
 //
 // T provides: V, kLanes, zero(), set1(float), load(const float*), store(float*, V), add(V, V),
-// fmadd(a, b, c) = a * b + c, and nonzero8(const float*) -> bit i set when x[i] != 0 (NaN included).
+// fmadd(a, b, c) = a * b + c, and compress8(x, base, values, index) -> n: writes the non-zero values
+// among x[0..8) (NaN included) and base + their positions to values[0..n) and index[0..n), and may
+// write anything to values[n..8) and index[n..8).
 #pragma once
 #include <cstdint>
 
@@ -19,37 +21,39 @@ constexpr int64_t kMaxDP = kMaxEmbSize + 16;
 constexpr int64_t kMaxCP = kMaxClasses + 16;
 
 // One image's [h | gate logits] (GP values) for NV vectors per row of embed_gate_w, kept in registers.
-// Two accumulator sets take alternate non-zero pixels, so consecutive FMAs do not wait on each other.
+// First the non-zero pixels are compacted with their positions (no branch per pixel), then a loop
+// with a known trip count runs over them; two accumulator sets take alternate pixels, so
+// consecutive FMAs do not wait on each other.
 template <class T, int NV>
 inline void embed_gate_fixed(const PackedView& m, const float* __restrict x, float* __restrict out) {
   using V = typename T::V;
   constexpr int L = T::kLanes;
   const float* __restrict W = m.embed_gate_w;
   const int64_t GP = m.GP, I = m.I;
+  alignas(64) float values[kInputSize + 8];
+  alignas(64) int32_t index[kInputSize + 8];
+  int64_t nnz = 0, p = 0;
+  for (; p + 8 <= I; p += 8) nnz += T::compress8(x + p, int32_t(p), values + nnz, index + nnz);
+  for (; p < I; ++p) {
+    values[nnz] = x[p];
+    index[nnz] = int32_t(p);
+    nnz += x[p] != 0.f;
+  }
   V a[NV], b[NV];
   for (int v = 0; v < NV; ++v) a[v] = T::load(m.embed_gate_b + v * L), b[v] = T::zero();
-  int64_t p = 0;
-  for (; p + 8 <= I; p += 8) {
-    unsigned mask = T::nonzero8(x + p);
-    while (mask) {
-      int64_t i = p + __builtin_ctz(mask);
-      mask &= mask - 1;
-      V xv = T::set1(x[i]);
-      const float* w = W + i * GP;
-      for (int v = 0; v < NV; ++v) a[v] = T::fmadd(xv, T::load(w + v * L), a[v]);
-      if (!mask) break;
-      i = p + __builtin_ctz(mask);
-      mask &= mask - 1;
-      xv = T::set1(x[i]);
-      w = W + i * GP;
-      for (int v = 0; v < NV; ++v) b[v] = T::fmadd(xv, T::load(w + v * L), b[v]);
-    }
+  int64_t j = 0;
+  for (; j + 2 <= nnz; j += 2) {
+    const V x0 = T::set1(values[j]), x1 = T::set1(values[j + 1]);
+    const float* w0 = W + int64_t(index[j]) * GP;
+    const float* w1 = W + int64_t(index[j + 1]) * GP;
+    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w0 + v * L), a[v]);
+    for (int v = 0; v < NV; ++v) b[v] = T::fmadd(x1, T::load(w1 + v * L), b[v]);
   }
-  for (; p < I; ++p)
-    if (x[p] != 0.f) {
-      const V xv = T::set1(x[p]);
-      for (int v = 0; v < NV; ++v) a[v] = T::fmadd(xv, T::load(W + p * GP + v * L), a[v]);
-    }
+  if (j < nnz) {
+    const V x0 = T::set1(values[j]);
+    const float* w0 = W + int64_t(index[j]) * GP;
+    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w0 + v * L), a[v]);
+  }
   for (int v = 0; v < NV; ++v) T::store(out + v * L, T::add(a[v], b[v]));
 }
 
@@ -93,7 +97,7 @@ inline void forward_rows(const PackedView& m, const float* images, int64_t n, fl
   const int64_t nv = m.GP / L;
   for (int64_t r = 0; r < n; ++r) {
     const float* x = images + r * I;
-    switch (nv) {
+    switch (I <= kInputSize ? nv : 0) {
       case 1: embed_gate_fixed<T, 1>(m, x, eg); break;
       case 2: embed_gate_fixed<T, 2>(m, x, eg); break;
       case 3: embed_gate_fixed<T, 3>(m, x, eg); break;

@@ -13,10 +13,14 @@ struct Scalar {
   static void store(float* p, V v) { *p = v; }
   static V add(V a, V b) { return a + b; }
   static V fmadd(V a, V b, V c) { return a * b + c; }
-  static unsigned nonzero8(const float* x) {
-    unsigned m = 0;
-    for (int i = 0; i < 8; ++i) m |= unsigned(x[i] != 0.f) << i;
-    return m;
+  static int64_t compress8(const float* x, int32_t base, float* values, int32_t* index) {
+    int64_t n = 0;
+    for (int i = 0; i < 8; ++i) {
+      values[n] = x[i];
+      index[n] = base + i;
+      n += x[i] != 0.f;
+    }
+    return n;
   }
 };
 

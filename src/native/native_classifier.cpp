@@ -10,9 +10,9 @@ namespace moe {
 
 namespace {
 
-// Rows per part at least this many, so a small batch is not split into parts that cost more to
-// hand out than to compute (one image takes ~0.3 us).
-constexpr int64_t kMinRowsPerPart = 8;
+// Rows per chunk of a threaded call: one image takes ~1 us, so a chunk is worth handing out and
+// batch 64 still splits in four.
+constexpr int64_t kRowsPerChunk = 16;
 
 class NativeClassifier final : public Classifier {
  public:
@@ -23,13 +23,12 @@ class NativeClassifier final : public Classifier {
         hash_(std::move(hash)) {}
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
-    const int64_t parts = std::min<int64_t>(pool_.n_threads(), std::max<int64_t>(1, n / kMinRowsPerPart));
-    if (parts <= 1) {
+    if (pool_.n_threads() == 1 || n < 2 * kRowsPerChunk) {
       native_forward(model_, images, n, logits, gate_probs);
       return;
     }
-    Job job{this, images, n, logits, gate_probs, parts};
-    pool_.run(&run_part, &job);
+    Job job{this, images, n, logits, gate_probs};
+    pool_.run(&run_chunk, &job, (n + kRowsPerChunk - 1) / kRowsPerChunk);
   }
 
   int64_t n_classes() const override { return model_.C; }
@@ -47,14 +46,11 @@ class NativeClassifier final : public Classifier {
     const float* images;
     int64_t n;
     float *logits, *gate_probs;
-    int64_t parts;
   };
 
-  // Part i of `parts` takes a contiguous block of rows; parts beyond job.parts have nothing to do.
-  static void run_part(void* ctx, int part) {
+  static void run_chunk(void* ctx, int64_t chunk) {
     const Job& j = *static_cast<const Job*>(ctx);
-    if (part >= j.parts) return;
-    const int64_t begin = j.n * part / j.parts, end = j.n * (part + 1) / j.parts;
+    const int64_t begin = chunk * kRowsPerChunk, end = std::min(j.n, begin + kRowsPerChunk);
     const PackedModel& m = j.self->model_;
     native_forward(m, j.images + begin * m.I, end - begin, j.logits + begin * m.C,
                    j.gate_probs ? j.gate_probs + begin * m.E : nullptr);
