@@ -41,15 +41,8 @@ int free_port() {
 
 std::string master() { return "127.0.0.1:" + std::to_string(free_port()); }
 
-// Issue #12 holds out a validation split by default (--val, --keep best); these small runs train on
-// every image and keep the last weights (and still pass before those flags exist).
-const std::string& no_val() {
-  static const std::string flags = [] {
-    const std::string help = test::run_cli("train --help").out;
-    return std::string(test::contains(help, "--val") ? " --val 0" : "") + (test::contains(help, "--keep") ? " --keep last" : "");
-  }();
-  return flags;
-}
+// These small runs train on every image and keep the last weights (no validation hold-out).
+std::string no_val() { return " --val 0 --keep last"; }
 
 // Every parameter's gradient, concatenated in parameter order (zeros where an expert got no rows).
 torch::Tensor all_grads(Net& net) {
@@ -244,18 +237,22 @@ double max_abs_diff(const Weights& a, const Weights& b) {
 TEST(DistributedCli, TwoRanksGiveTheSingleProcessWeights) {
   const std::string dir = test::temp_dir("exact");
   const std::string data = small_mnist(dir, 1280, 500);
-  const std::string common = " train" + no_val() + " --data " + data + " --epochs 1 --batch 64 --no-noise --threads 1 --json";
-  const auto one = test::run_cli(common + " --out " + dir + "/one");
-  ASSERT_EQ(one.code, 0) << one.err;
-  const auto two = test::run_cli(common + " --nproc 2 --out " + dir + "/two");
-  ASSERT_EQ(two.code, 0) << two.err;
-  EXPECT_TRUE(test::contains(two.err, "2 ranks, all-reduce")) << two.err;
-  const double diff = max_abs_diff(load_weights(weights_path(dir + "/one")), load_weights(weights_path(dir + "/two")));
-  EXPECT_LE(diff, 1e-5);
-  const auto j1 = nlohmann::json::parse(one.out), j2 = nlohmann::json::parse(two.out);
-  EXPECT_EQ(j2["iterations"], 20);
-  EXPECT_NEAR(j1["history"][0]["loss"].get<double>(), j2["history"][0]["loss"].get<double>(), 1e-5);
-  EXPECT_NEAR(j1["test_accuracy"].get<double>(), j2["test_accuracy"].get<double>(), 0.004);  // <= 2 of 500 images
+  // The plain recipe, then issue #12's (shifted images, label smoothing, a cosine schedule, AdamW).
+  for (const std::string recipe : {"", " --augment shift:2 --label-smoothing 0.1 --lr-schedule cosine --weight-decay 0.01"}) {
+    SCOPED_TRACE(recipe);
+    const std::string common = " train" + no_val() + recipe + " --data " + data + " --epochs 1 --batch 64 --no-noise --threads 1 --json --force";
+    const auto one = test::run_cli(common + " --out " + dir + "/one");
+    ASSERT_EQ(one.code, 0) << one.err;
+    const auto two = test::run_cli(common + " --nproc 2 --out " + dir + "/two");
+    ASSERT_EQ(two.code, 0) << two.err;
+    EXPECT_TRUE(test::contains(two.err, "2 ranks, all-reduce")) << two.err;
+    const double diff = max_abs_diff(load_weights(weights_path(dir + "/one")), load_weights(weights_path(dir + "/two")));
+    EXPECT_LE(diff, 1e-5);
+    const auto j1 = nlohmann::json::parse(one.out), j2 = nlohmann::json::parse(two.out);
+    EXPECT_EQ(j2["iterations"], 20);
+    EXPECT_NEAR(j1["history"][0]["loss"].get<double>(), j2["history"][0]["loss"].get<double>(), 1e-5);
+    EXPECT_NEAR(j1["test_accuracy"].get<double>(), j2["test_accuracy"].get<double>(), 0.004);  // <= 2 of 500 images
+  }
 }
 
 // The CI run: two ranks on loopback for 300 steps (9600 images, batch 32), noise on, then a check

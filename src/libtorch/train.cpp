@@ -363,7 +363,10 @@ TrainSummary train(const TrainOptions& opts) {
     for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
       torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
       const int64_t n_global = idx.size(0);  // this step's global batch; a rank computes its shard of it
-      if (dp) idx = idx.narrow(0, dp->shard(n_global).first, dp->shard(n_global).second);
+      const auto [shard_begin, shard_rows] = dp ? dp->shard(n_global) : std::pair<int64_t, int64_t>{0, n_global};
+      // --augment draws the shifts in batch order, so then every rank shifts the whole batch and keeps
+      // its rows afterwards: the same images as in one process.
+      if (dp && o.augment_shift == 0) idx = idx.narrow(0, shard_begin, shard_rows);
       if (scheduled) {
         lr_now = lr_at(o.lr_schedule, o.lr, iteration, total_iters, n_warmup);
         opt.param_groups()[0].options().set_lr(lr_now);
@@ -373,6 +376,10 @@ TrainSummary train(const TrainOptions& opts) {
         torch::Tensor cpu = images.to(torch::kCPU).contiguous();
         shift_images(cpu.data_ptr<float>(), cpu.size(0), o.augment_shift, o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(iteration));
         images = cpu.to(device);
+      }
+      if (dp && o.augment_shift > 0) {
+        images = images.narrow(0, shard_begin, shard_rows);
+        idx = idx.narrow(0, shard_begin, shard_rows);
       }
       NetOutput out = net->forward(images, o.forward);
       double loss_value = 0;
