@@ -268,6 +268,10 @@ TrainSummary train(const TrainOptions& opts) {
     o.weight_decay = t.value("weight_decay", 0.0);
     o.augment_shift = parse_augment(t.value("augment", std::string("none")));
     o.label_smoothing = t.value("label_smoothing", 0.0);
+    const int64_t planned = t.value("epochs", o.epochs);
+    if (planned != o.epochs && (o.lr_schedule != LrSchedule::constant || o.warmup > 0))
+      std::fprintf(stderr, "warning: --epochs %lld where the run planned %lld: the --lr-schedule %s now spans %lld epochs\n",
+                   (long long)o.epochs, (long long)planned, to_string(o.lr_schedule).c_str(), (long long)o.epochs);
   }
   if (o.val == 0 && o.keep == Keep::best)
     throw InputError("--keep best chooses on the validation split, but --val is 0; give --val N or --keep last");
