@@ -92,8 +92,14 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return 1e3 * std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// With a `yardstick` (native), each timed run of `v` is paired with a timed run of the yardstick in
+// the same configuration just before it, and vs_native is the ratio of the two medians: on a shared
+// machine whose load drifts over minutes, rows measured minutes apart are not comparable, pairs are.
+// Only single-threaded engines are paired: with intra-op threads, one engine's pool still spinning
+// after its run takes a core from the other's (measured: native 40% slower right after ONNX Runtime).
 BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t batch, const BenchConfig& a,
-                 const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& y) {
+                 const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& y,
+                 const Variant* yardstick = nullptr) {
   BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, mode, threads, batch);
   const int n_engines = mode == "streams" ? threads : 1;
   const int engine_threads = mode == "streams" ? 1 : threads;
@@ -103,10 +109,19 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   std::vector<Classifier*> ptrs;
   for (auto& e : opened.engines) ptrs.push_back(e.get());
 
+  OpenedEngines paired;
+  std::vector<Classifier*> paired_ptrs;
+  if (engine_threads > 1) yardstick = nullptr;
+  if (yardstick) {
+    paired = open_timed(n_engines, [&] { return open_variant(*yardstick, engine_threads, open); }, x, batch);
+    for (auto& e : paired.engines) paired_ptrs.push_back(e.get());
+    evaluate_parallel(paired_ptrs, x, y, batch, 1, false);
+  }
   evaluate_parallel(ptrs, x, y, batch, 1, false);  // warm-up pass, untimed
-  std::vector<double> ips, seconds, latencies;
+  std::vector<double> ips, seconds, latencies, paired_ips;
   int64_t correct = 0, images = 0;
   for (int64_t r = 0; r < a.repeats; ++r) {
+    if (yardstick) paired_ips.push_back(evaluate_parallel(paired_ptrs, x, y, batch, a.passes, false).images_per_second());
     const EvalResult e = evaluate_parallel(ptrs, x, y, batch, a.passes, true);
     ips.push_back(e.images_per_second());
     seconds.push_back(e.seconds);
@@ -119,6 +134,7 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   row.images_per_second = median(ips);
   row.ips_min = *std::min_element(ips.begin(), ips.end());
   row.ips_max = *std::max_element(ips.begin(), ips.end());
+  if (yardstick) row.vs_native = row.images_per_second / median(paired_ips);
   row.p50_us = 1e6 * quantile(latencies, 0.5);
   row.p90_us = 1e6 * quantile(latencies, 0.9);
   row.p99_us = 1e6 * quantile(latencies, 0.99);
@@ -295,6 +311,9 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
   if (has(a.backends, "native")) check_native(a, open, x, d.n);
 
   const std::vector<Variant> vs = variants(a);
+  const Variant* yardstick = nullptr;
+  for (const Variant& v : vs)
+    if (v.backend == "native") yardstick = &v;
   for (const Variant& v : vs) {
     // GPU engines do not use CPU threads for the work; measure them once per batch size.
     const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
@@ -316,7 +335,8 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
         for (int64_t batch : a.batches) {
           std::fprintf(stderr, "bench: %-22s %-7s threads %d batch %-5lld ", (v.backend + " " + v.precision + " " + v.variant).c_str(),
                        mode.c_str(), threads, (long long)batch);
-          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.labels);
+          const bool onnx_runtime = v.backend == "cpu" || v.backend == "cuda" || v.backend == "tensorrt";
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.labels, onnx_runtime ? yardstick : nullptr);
           std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
           report.rows.push_back(row);
         }

@@ -21,7 +21,10 @@ struct BenchRow {
   double seconds = 0;                     // median duration of one timed run
   double images_per_second = 0;           // median over repeats
   double ips_min = 0, ips_max = 0;        // spread over repeats
-  double vs_native = 0;    // images/s over the best `native` row at the same batch and threads (0: no such row)
+  // images/s over native's in the same configuration: measured in alternation with it when bench had
+  // native (each timed run right after one of native's), else over the best native row at the same
+  // batch and threads (0: no native)
+  double vs_native = 0;
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch
   double session_ms = 0;   // creating the engine(s): session / engine build / weight loading
   double first_run_ms = 0; // the first classify() call, cold
@@ -56,7 +59,7 @@ std::string to_csv(const BenchReport& r);
 // modes), for plot_series (core/plot.h).
 SeriesSpec throughput_series(const BenchReport& r);
 
-// Sets every row's vs_native from the native rows (best over modes at the same batch and threads).
+// Sets vs_native, where not measured in pairs, from the native rows (best over modes at the same batch and threads).
 void set_native_ratios(std::vector<BenchRow>& rows);
 
 // Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1
