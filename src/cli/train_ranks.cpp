@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -139,6 +140,9 @@ void launch_local_ranks(const DistOptions& d) {
     if (pid == 0) {
       ::sigaction(SIGINT, &old_int, nullptr);
       ::sigaction(SIGTERM, &old_term, nullptr);
+      // c10d logs its own socket errors through glog before ours say what happened; keep only ours
+      // (unless the user asked for glog's output).
+      ::setenv("GLOG_minloglevel", "3", /*overwrite=*/0);
       ::execv(exe, argv.data());
       std::fprintf(stderr, "moe-mnist: error: --nproc: cannot start %s: %s\n", exe, std::strerror(errno));
       ::_exit(kExitError);
@@ -188,7 +192,8 @@ void launch_local_ranks(const DistOptions& d) {
   ::sigaction(SIGTERM, &old_term, nullptr);
   if (failed_rank >= 0)
     throw InputError("train --nproc " + std::to_string(d.nproc) + ": rank " + std::to_string(failed_rank) + " " +
-                     describe(failed_status) + " (its error is above); the other ranks were stopped");
+                     describe(failed_status) + (WIFEXITED(failed_status) ? " (its error is above)" : "") +
+                     "; the other ranks were stopped");
   if (interrupted) throw Interrupted("train --nproc " + std::to_string(d.nproc) + ": every rank stopped");
 }
 
