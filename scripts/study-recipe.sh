@@ -20,10 +20,11 @@ DATASET=${DATASET:-mnist}
 OUT=${OUT:-runs/recipe-study}
 CLI=${CLI:-build/bin/moe-mnist}
 ORIGINAL=${ORIGINAL:-1}
-RECIPES=${RECIPES:-"adam-constant|--batch 128 --epochs 50 --lr 1e-3
-cosine-3e-3-wd|--batch 128 --epochs 50 --lr 3e-3 --lr-schedule cosine --weight-decay 1e-4
+# Every flag of the recipe is spelled out, so a row does not change when the defaults do.
+RECIPES=${RECIPES:-"adam-constant|--batch 128 --epochs 50 --lr 1e-3 --lr-schedule constant --weight-decay 0 --augment none
+cosine-3e-3-wd|--batch 128 --epochs 50 --lr 3e-3 --lr-schedule cosine --weight-decay 1e-4 --augment none
 cosine-3e-3-wd-shift1|--batch 128 --epochs 50 --lr 3e-3 --lr-schedule cosine --weight-decay 1e-4 --augment shift:1
-onecycle-5e-3-ls|--batch 128 --epochs 50 --lr 5e-3 --lr-schedule onecycle --label-smoothing 0.1"}
+onecycle-5e-3-ls|--batch 128 --epochs 50 --lr 5e-3 --lr-schedule onecycle --weight-decay 0 --augment none --label-smoothing 0.1"}
 data=(--dataset "$DATASET"); [ -n "${DATA:-}" ] && data+=(--data "$DATA")
 [ -x "$CLI" ] || { echo "study-recipe.sh: $CLI not built (run scripts/build.sh)" >&2; exit 1; }
 command -v jq >/dev/null || { echo "study-recipe.sh: needs jq" >&2; exit 1; }
