@@ -270,9 +270,16 @@ TEST(Cli, TrainHelpDocumentsEveryFlagWithDefaults) {
   const Result r = run("train --help");
   ASSERT_EQ(r.code, 0);
   for (const char* flag : {"--epochs", "--batch", "--lr", "--seed", "--threads", "--out", "--save-every", "--resume",
-                           "--device", "--json", "--experts", "--top", "--emb-size", "--w-importance", "--dataset", "--data"})
+                           "--device", "--json", "--experts", "--top", "--emb-size", "--w-importance", "--dataset", "--data",
+                           "--val", "--keep", "--patience", "--limit", "--recipe", "--lr-schedule", "--warmup",
+                           "--weight-decay", "--augment", "--label-smoothing", "--forward"})
     EXPECT_TRUE(contains(r.out, flag)) << flag;
   EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(--epochs INT=50)"))) << r.out;
+  // The defaults and why: the recipe the study chose, model selection on 5000 held-out images, 1 thread.
+  for (const char* d : {"--val INT=5000", "--keep TEXT:{best,last}=best", "--lr-schedule TEXT:{constant,cosine,onecycle}=cosine",
+                        "--augment TEXT=shift:1", "--batch INT=128", "--threads INT=1", "--forward TEXT:{sparse,loop,batched}=batched",
+                        "scripts/study-recipe.sh", "9x slower"})
+    EXPECT_TRUE(contains(r.out, d)) << d << "\n" << r.out;
   EXPECT_TRUE(contains(r.out, "MOE_MNIST_DATA"));
 }
 
