@@ -285,6 +285,23 @@ TEST(DistributedCli, ADeadRankEndsTheOthersWithAClearError) {
   EXPECT_TRUE(test::contains(err, "another rank died")) << err;
 }
 
+// A rank that is alive but stuck (SIGSTOP) holds no connection error: Gloo's timeout ends the others.
+TEST(DistributedCli, AStuckRankEndsTheOthersAfterTheTimeout) {
+  const std::string dir = test::temp_dir("stuck");
+  const std::string data = small_mnist(dir, 6400, 500);
+  const std::string m = master();
+  const std::string common = "train" + no_val() + " --data " + data + " --epochs 100 --batch 32 --save-every 20 --threads 1 --out " + dir + "/run";
+  Proc r0 = spawn(rank_args(common, 0, m, 3), dir + "/r0.err");
+  Proc r1 = spawn(rank_args(common, 1, m, 3), dir + "/r1.err");
+  Reaper reaper{{r0.pid, r1.pid}};
+  ASSERT_TRUE(wait_for_file(config_path(dir + "/run"), r0, 60)) << test::read_bytes(r0.err_file);
+  ::kill(r1.pid, SIGSTOP);
+  EXPECT_EQ(wait_for(r0, 3 + 30), 1);
+  const std::string err = test::read_bytes(r0.err_file);
+  EXPECT_TRUE(test::contains(err, "did not answer within --dist-timeout 3 s")) << err;
+  EXPECT_TRUE(test::contains(err, "Timed out")) << err;
+}
+
 TEST(DistributedCli, TheLauncherStopsTheOtherRanksWhenOneDies) {
   const std::string dir = test::temp_dir("launcher");
   const std::string data = small_mnist(dir, 6400, 500);
