@@ -220,6 +220,9 @@ TEST(Cli, EvalModesProfileAndTheNativeAndFusedEngines) {
   expect_error("eval --threads 2 --mode streams --profile " + profile + " --model " + kRun + "/model.fp32.onnx" + kData, 1,
                {"--profile", "--mode intra"});
   expect_error("eval --backend native --profile " + profile + " --model " + kRun + kData, 1, {"--profile", "native"});
+  const Result experts = run("experts --backend native --model " + kRun + kData);
+  ASSERT_EQ(experts.code, 0) << experts.err;
+  EXPECT_TRUE(contains(experts.out, "(native fp32)")) << experts.out;
 }
 
 TEST(Cli, GpuBackendsRunOrNameTheMissingProvider) {

@@ -212,7 +212,7 @@ void add_experts_command(CLI::App& app) {
                                             "co-selection, example images, drop-one-expert ablation");
   cmd->add_option("--model", a->model,
                   "An exported .onnx file (its gate_probs output, --backend cpu|cuda|tensorrt) or a checkpoint directory "
-                  "(the reference forward pass, or LibTorch with --backend torch)")
+                  "(the reference forward pass, LibTorch with --backend torch, the fused kernel with --backend native)")
       ->capture_default_str();
   add_split_option(cmd, a->split, "Which split to route: train or test");
   add_data_options(cmd, a->dataset, a->data_dir);
@@ -230,13 +230,14 @@ void add_experts_command(CLI::App& app) {
     const bool is_dir = std::filesystem::is_directory(a->model);
     if (!is_dir && !std::filesystem::exists(a->model))
       throw InputError(a->model + ": no such file or directory (give an exported .onnx file or a checkpoint directory)");
-    if (!a->drop.empty() && (!is_dir || a->backend.backend == Backend::torch))
+    const bool other_engine = a->backend.backend == Backend::torch || a->backend.backend == Backend::native;
+    if (!a->drop.empty() && (!is_dir || other_engine))
       throw InputError("--drop-expert needs a checkpoint directory and the reference forward pass: the exported ONNX graph "
-                       "routes inside a static graph, so pass the checkpoint folder (without --backend torch) instead of " +
+                       "routes inside a static graph, so pass the checkpoint folder (without --backend torch or native) instead of " +
                        a->model);
     std::unique_ptr<Classifier> model;
     ReferenceClassifier* reference = nullptr;
-    if (is_dir && a->backend.backend != Backend::torch) {
+    if (is_dir && !other_engine) {
       auto ref = std::make_unique<ReferenceClassifier>(load_checkpoint(a->model));
       reference = ref.get();
       model = std::move(ref);
