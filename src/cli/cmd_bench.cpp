@@ -40,8 +40,9 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--backends", c.backends,
                   "Which of reference, native, torch, cpu, cuda, tensorrt. native (the fused hand-written kernel) is the "
-                  "yardstick: every other row's 'x native' is its images/s over native's at the same batch and threads, "
-                  "and with native the memory read bound is measured too")
+                  "yardstick: every ONNX Runtime row's 'x native' is its images/s over native's in the same configuration "
+                  "(single-threaded engines: timed in alternation with native, so both see the same machine load; "
+                  "intra-op threads: native's own row), and with native the memory read bound is measured too")
       ->delimiter(',')
       ->check(CLI::IsMember({"reference", "native", "torch", "cpu", "cuda", "tensorrt"}))
       ->capture_default_str();
