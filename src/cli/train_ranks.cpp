@@ -82,15 +82,21 @@ bool interrupted_status(int status) {
 void add_distributed_options(CLI::App* cmd, DistOptions& d) {
   cmd->add_option("--nproc", d.nproc,
                   "Data-parallel ranks to start on this machine (c10d + Gloo over loopback); each computes its share of "
-                  "every --batch and one all-reduce averages the gradients. 1 = a single process: on 2 cores this "
-                  "23k-parameter model trains fastest that way (see README, Distributed training)")
+                  "every --batch and one all-reduce sums their gradients into the whole batch's. 1 = a single process: "
+                  "on 2 cores this 17k-parameter model trains fastest that way (see README, Distributed training)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  cmd->add_option("--rank", d.rank, "This process's rank, 0..--world-size - 1, for ranks started by hand (several machines); rank 0 hosts the rendezvous and saves the checkpoint")
+  cmd->add_option("--rank", d.rank,
+                  "This process's rank, 0..--world-size - 1, for ranks started by hand (several machines); rank 0 hosts "
+                  "the rendezvous and saves the checkpoint. No default: without it the process is not a rank")
       ->check(CLI::Range(0, 1023));
-  cmd->add_option("--world-size", d.world_size, "Number of ranks in a run started by hand (with --rank and --master)")
+  cmd->add_option("--world-size", d.world_size,
+                  "Number of ranks in a run started by hand (with --rank and --master); 1 = not distributed")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--master", d.master, "ADDR:PORT where rank 0 listens (its TCPStore rendezvous), reachable from every rank");
+  cmd->add_option("--master", d.master,
+                  "ADDR:PORT where rank 0 listens (its TCPStore rendezvous, on every interface), reachable from every "
+                  "rank. No default: --nproc picks a free loopback port itself");
   cmd->add_option("--dist-timeout", d.timeout_s,
                   "Seconds within which every rank must arrive and every all-reduce must finish; a dead or unreachable "
                   "rank ends every rank with an error after at most this long. 60 leaves room for rank 0's evaluation "
