@@ -250,9 +250,8 @@ bool DataParallel::root_decides(bool flag) {
   return t.item<float>() > 0.5f;
 }
 
-void DataParallel::seed_gate_noise(uint64_t seed) {
-  // Rank 0 keeps the single-process stream; the others draw independent noise for their rows.
-  if (rank_ > 0) torch::manual_seed(seed + 1000003ULL * uint64_t(rank_));
+void DataParallel::skip_gate_noise(int64_t n_rows, int64_t n_experts, const torch::TensorOptions& options) {
+  if (n_rows > 0) torch::randn({n_rows, n_experts}, options);  // the same draw MoEImpl::forward makes for these rows
 }
 
 double DataParallel::take_comm_seconds() {

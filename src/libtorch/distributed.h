@@ -62,9 +62,14 @@ class DataParallel {
   // Rank 0's value of `flag` on every rank (e.g. "stop early" decided from rank 0's evaluation).
   bool root_decides(bool flag);
 
-  // Reseeds LibTorch's generator on ranks > 0 after the (identical) initialisation, so their gate
-  // noise is independent of rank 0's instead of repeating it on other rows.
-  void seed_gate_noise(uint64_t seed);
+  // Gate noise: every rank keeps LibTorch's generator where the single process has it, so the rows
+  // of the global batch get the same noise on whichever rank they land. Before the forward, a rank
+  // draws (and drops) the noise of the rows before its shard; after it, that of the rows after.
+  // LibTorch 1.13's CPU normal_ fills uniforms in order and transforms them in blocks of 16 values,
+  // so the draws are exactly the single process's when every shard starts at a multiple of 16
+  // values (rows x E; e.g. 2 ranks, batch 64 or 128, 8 experts); otherwise they are other, still
+  // independent N(0, 1) draws.
+  void skip_gate_noise(int64_t n_rows, int64_t n_experts, const torch::TensorOptions& options);
 
   // Seconds spent inside collectives since the last call (communication + waiting for the slowest rank).
   double take_comm_seconds();

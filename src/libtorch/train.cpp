@@ -339,7 +339,6 @@ TrainSummary train(const TrainOptions& opts) {
 
   if (dp) {  // refuse to start unless every rank has these settings, this data and these weights
     dp->check_same(training_fingerprint(o, dp->world_size(), train_set.x, train_set.y, flat.params, meta.training));
-    dp->seed_gate_noise(o.seed);
     if (o.batch < dp->world_size() || (n % o.batch != 0 && n % o.batch < dp->world_size()))
       throw InputError("--batch " + std::to_string(o.batch) + ": every batch (the last has " + std::to_string(n % o.batch) +
                        " rows) must have at least one row per rank (" + std::to_string(dp->world_size()) + ")");
@@ -385,7 +384,10 @@ TrainSummary train(const TrainOptions& opts) {
         images = images.narrow(0, shard_begin, shard_rows);
         idx = idx.narrow(0, shard_begin, shard_rows);
       }
+      const bool noisy = dp && o.model.noisy_gating;  // each rank draws the gate noise of its own rows only
+      if (noisy) dp->skip_gate_noise(shard_begin, o.model.n_experts, images.options());
       NetOutput out = net->forward(images, o.forward);
+      if (noisy) dp->skip_gate_noise(n_global - shard_begin - shard_rows, o.model.n_experts, images.options());
       double loss_value = 0;
       torch::Tensor loss = dp ? dp->shard_loss(out, train_set.y.index_select(0, idx), n_global, o.model, &loss_value, o.label_smoothing)
                               : torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx), {}, at::Reduction::Mean, -100,
