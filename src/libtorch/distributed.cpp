@@ -216,8 +216,9 @@ torch::Tensor DataParallel::shard_loss(const NetOutput& out, const torch::Tensor
   torch::Tensor loss = ce;
   if (config.n_experts > 1 && config.w_importance != 0) {
     torch::Tensor local = out.moe.gate_probs.sum(0);  // [E] this rank's rows
-    torch::Tensor global = local.detach().clone();
-    allreduce_sum(global, "the expert importance");
+    torch::Tensor global = local.detach().to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);
+    allreduce_sum(global, "the expert importance");  // on the CPU: Gloo's transport, and a CUDA LibTorch's tensors too
+    global = global.to(local.device());
     // Value: the global importance (local - local.detach() is exactly 0); gradient: through this
     // rank's rows only, so the ranks' gradients add up to the gradient of the global batch's loss.
     torch::Tensor importance = global + (local - local.detach());
@@ -232,7 +233,7 @@ torch::Tensor DataParallel::shard_loss(const NetOutput& out, const torch::Tensor
 
 StepSums DataParallel::sum_gradients(torch::Tensor& grads, double loss_part, bool stop) {
   const int64_t n = grads.numel();
-  if (!step_buffer_.defined() || step_buffer_.numel() != n + 2) step_buffer_ = torch::empty({n + 2}, grads.options());
+  if (!step_buffer_.defined() || step_buffer_.numel() != n + 2) step_buffer_ = torch::empty({n + 2}, torch::kFloat);  // CPU
   torch::NoGradGuard no_grad;
   step_buffer_.narrow(0, 0, n).copy_(grads);
   float* tail = step_buffer_.data_ptr<float>() + n;
