@@ -81,11 +81,11 @@ TEST(ExpertsCli, TrainRecordsRoutingHistoryAndPlotTrainDrawsIt) {
   const auto cfg = nlohmann::json::parse(in);
   ASSERT_EQ(cfg["training"]["history"].size(), 1u);
   const auto& h = cfg["training"]["history"][0];
-  for (const char* f : {"load_cv", "importance_cv", "gate_entropy", "dead_experts", "test_accuracy", "loss"})
+  for (const char* f : {"load_cv", "importance_cv", "gate_entropy", "dead_experts", "test_accuracy", "val_accuracy", "lr", "loss"})
     EXPECT_TRUE(h.contains(f)) << f;
   EXPECT_TRUE(cfg["model"]["noisy_gating"].get<bool>());
   const std::string csv = test::read_bytes(kRun + "/history.csv");
-  EXPECT_TRUE(std::regex_search(csv, std::regex(R"(^epoch,seconds,loss,test_accuracy,load_cv,importance_cv,gate_entropy,dead_experts\n1,[0-9.]+,)")))
+  EXPECT_TRUE(std::regex_search(csv, std::regex(R"(^epoch,seconds,loss,test_accuracy,load_cv,importance_cv,gate_entropy,dead_experts,val_accuracy,lr\n1,[0-9.]+,)")))
       << csv;
   const std::string out = test::temp_dir("train") + "/train";
   const Result r = run("plot-train " + kRun + " --out " + out);
