@@ -19,7 +19,7 @@ if ldd build-rt/bin/moe-mnist | grep -q libtorch; then
 fi
 ctest --test-dir build-rt --output-on-failure "$@"
 
-# The service under AddressSanitizer + UndefinedBehaviorSanitizer (clang, runtime-only, no ONNX
+# The service and the native SIMD kernel under AddressSanitizer + UndefinedBehaviorSanitizer (clang, runtime-only, no ONNX
 # exporter), and its libFuzzer targets for a bounded time (MOE_MNIST_FUZZ_SECONDS each, default 25).
 # `image` is left out here: its test encodes JPEGs with stb_image_write, which shifts negative ints.
 if [ ! -f build-asan/build.ninja ]; then
@@ -27,4 +27,4 @@ if [ ! -f build-asan/build.ninja ]; then
     -DMOE_MNIST_SANITIZE=ON -DMOE_MNIST_FUZZ=ON -DMOE_MNIST_BUILD_BENCH=OFF >&2
 fi
 cmake --build build-asan -j "${MOE_MNIST_JOBS:-2}" >&2
-ctest --test-dir build-asan --output-on-failure -R '^(serve|data|checkpoint|fuzz_.*)$' "$@"
+ctest --test-dir build-asan --output-on-failure -R '^(serve|data|checkpoint|native_parity|fuzz_.*)$' "$@"
