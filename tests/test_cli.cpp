@@ -548,6 +548,12 @@ TEST(TrainSelect, ResumeKeepsTheHeldOutSplit) {
   // The split can only be continued, not changed.
   expect_error("train --epochs 3 --resume --val 400 --out " + dir + "/split" + kData, 1, {"--val 400", "contradicts"});
   expect_error("train --epochs 3 --resume --seed 6 --out " + dir + "/split" + kData, 1, {"--seed 6", "contradicts"});
+  // A damaged config.json (a training field of the wrong type) is named, not an internal error.
+  std::filesystem::copy(dir + "/split", dir + "/damaged");
+  auto damaged = config_of(dir + "/damaged");
+  damaged["training"]["seed"] = "five";
+  std::ofstream(dir + "/damaged/config.json") << damaged.dump();
+  expect_error("train --epochs 3 --resume --out " + dir + "/damaged" + kData, 1, {"config.json", "wrong type"});
 }
 
 // --keep best: the checkpoint holds the epoch with the best validation accuracy (the first if tied),

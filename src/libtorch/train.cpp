@@ -194,6 +194,35 @@ FlatParams flatten(Net& net) {
   return f;
 }
 
+// The split, the batches and the recipe of a run being resumed are the checkpoint's (cmd_train refuses
+// contradicting flags); a checkpoint from before --val trained on every image and kept its last weights.
+// Returns the iteration to continue from. A field of the wrong type is the file's fault, said so.
+int64_t resume_settings(const nlohmann::json& t, const std::string& where, TrainOptions& o) {
+  try {
+    o.seed = t.value("seed", o.seed);
+    o.batch = t.value("batch", o.batch);
+    o.val = t.value("val", int64_t(0));
+    o.limit = t.value("limit", int64_t(0));
+    o.keep = parse_choice<Keep>(t.value("keep", std::string("last")), where + " training.keep");
+    o.lr_schedule = parse_choice<LrSchedule>(t.value("lr_schedule", std::string("constant")), where + " training.lr_schedule");
+    o.warmup = t.value("warmup", 0.0);
+    o.weight_decay = t.value("weight_decay", 0.0);
+    o.augment_shift = parse_augment(t.value("augment", std::string("none")));
+    o.label_smoothing = t.value("label_smoothing", 0.0);
+    // Read again later in train(); their types are checked here so those reads cannot throw.
+    (void)t.value("epochs", o.epochs);
+    (void)t.value("best_epoch", int64_t(0));
+    (void)t.value("best_val_accuracy", 0.0);
+    (void)t.value("best_test_accuracy", 0.0);
+    (void)t.value("param_layout", std::string());
+    const int64_t iteration = t.value("iterations", int64_t(0));
+    if (iteration < 0) throw InputError(where + ": training.iterations must be >= 0, got " + std::to_string(iteration));
+    return iteration;
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(where + ": a training field has the wrong type (" + e.what() + "); the file is damaged, start again with --force");
+  }
+}
+
 std::string load_string(const std::vector<double>& load) {
   std::string s;
   char buf[16];
@@ -253,22 +282,9 @@ TrainSummary train(const TrainOptions& opts) {
     meta = load_checkpoint_meta(o.out);
     o.model = meta.model;  // the checkpoint's sizes win over flags
     o.dataset = meta.dataset;
-    iteration = meta.training.value("iterations", int64_t(0));
+    iteration = resume_settings(meta.training, config_path(o.out), o);
     if (meta.training.contains("history") && meta.training["history"].is_array()) history = meta.training["history"];
-    // The split, the batches and the recipe are the checkpoint's (cmd_train refuses contradicting flags);
-    // a checkpoint from before --val trained on every image and kept its last weights.
-    const nlohmann::json& t = meta.training;
-    o.seed = t.value("seed", o.seed);
-    o.batch = t.value("batch", o.batch);
-    o.val = t.value("val", int64_t(0));
-    o.limit = t.value("limit", int64_t(0));
-    o.keep = parse_choice<Keep>(t.value("keep", std::string("last")), "config.json training.keep");
-    o.lr_schedule = parse_choice<LrSchedule>(t.value("lr_schedule", std::string("constant")), "config.json training.lr_schedule");
-    o.warmup = t.value("warmup", 0.0);
-    o.weight_decay = t.value("weight_decay", 0.0);
-    o.augment_shift = parse_augment(t.value("augment", std::string("none")));
-    o.label_smoothing = t.value("label_smoothing", 0.0);
-    const int64_t planned = t.value("epochs", o.epochs);
+    const int64_t planned = meta.training.value("epochs", o.epochs);
     if (planned != o.epochs && (o.lr_schedule != LrSchedule::constant || o.warmup > 0))
       std::fprintf(stderr, "warning: --epochs %lld where the run planned %lld: the --lr-schedule %s now spans %lld epochs\n",
                    (long long)o.epochs, (long long)planned, to_string(o.lr_schedule).c_str(), (long long)o.epochs);
