@@ -1,5 +1,7 @@
-// `moe-mnist train`: Adam over shuffled mini-batches, per-epoch test accuracy and expert load,
-// atomic checkpoints, resume, and a clean save on Ctrl-C.
+// `moe-mnist train`: Adam/AdamW over shuffled mini-batches with the recipe's lr schedule and
+// augmentation (core/recipe.h), a seeded validation hold-out that chooses the kept model, per-epoch
+// accuracy and expert load, data-parallel ranks (distributed.h), atomic checkpoints, resume, and a
+// clean save on Ctrl-C.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -223,6 +225,60 @@ int64_t resume_settings(const nlohmann::json& t, const std::string& where, Train
   }
 }
 
+void check_options(const TrainOptions& o) {
+  if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
+  if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
+  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw InputError("--lr must be a finite number > 0");
+  if (o.save_every < 0) throw InputError("--save-every must be >= 0");
+  if (o.val < 0) throw InputError("--val must be >= 0 (images held out), got " + std::to_string(o.val));
+  if (o.patience < 0) throw InputError("--patience must be >= 0 (0 = never stop early), got " + std::to_string(o.patience));
+  if (o.limit < 0) throw InputError("--limit must be >= 0 (0 = all images), got " + std::to_string(o.limit));
+  if (!(o.warmup >= 0) || !std::isfinite(o.warmup)) throw InputError("--warmup must be a finite number of epochs >= 0");
+  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
+  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) throw InputError("--label-smoothing must be in [0, 1)");
+}
+
+// Adam as the original; with --weight-decay, AdamW (decay decoupled from the adaptive step).
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o, const FlatParams& flat) {
+  if (o.weight_decay > 0)
+    return std::make_unique<torch::optim::AdamW>(std::vector<torch::Tensor>{flat.params},
+                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  return std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{flat.params}, torch::optim::AdamOptions(o.lr));
+}
+
+// One step's rows: batch `it` of the epoch's permutation, shifted with --augment, and with data
+// parallelism only this rank's shard of it.
+struct Batch {
+  torch::Tensor images;  // [rows, 784]
+  torch::Tensor labels;  // [rows]
+  int64_t n_global = 0;  // rows of the global batch; a rank computes rows [shard_begin, +shard_rows) of it
+  int64_t shard_begin = 0, shard_rows = 0;
+};
+
+Batch take_batch(const TrainOptions& o, const DataParallel* dp, const Split& train_set, const torch::Tensor& perm,
+                 int64_t it, int64_t iteration) {
+  const int64_t n = train_set.x.size(0);
+  torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
+  Batch b;
+  b.n_global = idx.size(0);
+  std::tie(b.shard_begin, b.shard_rows) = dp ? dp->shard(b.n_global) : std::pair<int64_t, int64_t>{0, b.n_global};
+  // --augment draws the shifts in batch order, so then every rank shifts the whole batch and keeps
+  // its rows afterwards: the same images as in one process.
+  if (dp && o.augment_shift == 0) idx = idx.narrow(0, b.shard_begin, b.shard_rows);
+  b.images = train_set.x.index_select(0, idx);  // [b, 784]
+  if (o.augment_shift > 0) {  // on the CPU copy: a few microseconds per image
+    torch::Tensor cpu = b.images.to(torch::kCPU).contiguous();
+    shift_images(cpu.data_ptr<float>(), cpu.size(0), o.augment_shift, o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(iteration));
+    b.images = cpu.to(b.images.device());
+  }
+  if (dp && o.augment_shift > 0) {
+    b.images = b.images.narrow(0, b.shard_begin, b.shard_rows);
+    idx = idx.narrow(0, b.shard_begin, b.shard_rows);
+  }
+  b.labels = train_set.y.index_select(0, idx);
+  return b;
+}
+
 std::string load_string(const std::vector<double>& load) {
   std::string s;
   char buf[16];
@@ -231,6 +287,15 @@ std::string load_string(const std::vector<double>& load) {
     s += buf;
   }
   return "[" + s + "] %";
+}
+
+void print_epoch(const EpochStats& es, const TrainOptions& o, bool improved, int64_t n_steps) {
+  char val[48] = "";
+  if (o.val > 0) std::snprintf(val, sizeof val, "val accuracy %.2f%%%s, ", 100.0 * es.val_accuracy, improved ? " (best)" : "");
+  std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, %stest accuracy %.2f%%, lr %.3g, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
+               (long long)es.epoch, (long long)o.epochs, es.mean_loss, val, 100.0 * es.test_accuracy, es.lr, es.seconds,
+               double(n_steps) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
+               es.dead_experts.size());
 }
 
 }  // namespace
@@ -258,16 +323,7 @@ std::string history_csv_line(const EpochStats& e) {
 
 TrainSummary train(const TrainOptions& opts) {
   TrainOptions o = opts;
-  if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
-  if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) throw InputError("--lr must be a finite number > 0");
-  if (o.save_every < 0) throw InputError("--save-every must be >= 0");
-  if (o.val < 0) throw InputError("--val must be >= 0 (images held out), got " + std::to_string(o.val));
-  if (o.patience < 0) throw InputError("--patience must be >= 0 (0 = never stop early), got " + std::to_string(o.patience));
-  if (o.limit < 0) throw InputError("--limit must be >= 0 (0 = all images), got " + std::to_string(o.limit));
-  if (!(o.warmup >= 0) || !std::isfinite(o.warmup)) throw InputError("--warmup must be a finite number of epochs >= 0");
-  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay)) throw InputError("--weight-decay must be a finite number >= 0");
-  if (!(o.label_smoothing >= 0 && o.label_smoothing < 1)) throw InputError("--label-smoothing must be in [0, 1)");
+  check_options(o);
   set_torch_threads(o.threads);
   const torch::Device device = parse_device(o.device, "--device");
   // Data parallel (distributed.h): join the other ranks first, so an unreachable master fails fast.
@@ -323,13 +379,7 @@ TrainSummary train(const TrainOptions& opts) {
     if (o.keep == Keep::best && best.epoch > 0) best.weights = load_weights(weights_path(o.out));
   }
   FlatParams flat = flatten(net);
-  // Adam as the original; with --weight-decay, AdamW (decay decoupled from the adaptive step).
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  if (o.weight_decay > 0)
-    optimizer = std::make_unique<torch::optim::AdamW>(std::vector<torch::Tensor>{flat.params},
-                                                      torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-  else
-    optimizer = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{flat.params}, torch::optim::AdamOptions(o.lr));
+  const std::unique_ptr<torch::optim::Optimizer> optimizer = make_optimizer(o, flat);
   torch::optim::Optimizer& opt = *optimizer;
   const int64_t n_warmup = std::llround(o.warmup * double(iters_per_epoch));
   const bool scheduled = o.lr_schedule != LrSchedule::constant || n_warmup > 0;
@@ -380,34 +430,18 @@ TrainSummary train(const TrainOptions& opts) {
     int64_t loss_count = 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t it = iteration % iters_per_epoch; it < iters_per_epoch; ++it) {
-      torch::Tensor idx = perm.narrow(0, it * o.batch, std::min(o.batch, n - it * o.batch));
-      const int64_t n_global = idx.size(0);  // this step's global batch; a rank computes its shard of it
-      const auto [shard_begin, shard_rows] = dp ? dp->shard(n_global) : std::pair<int64_t, int64_t>{0, n_global};
-      // --augment draws the shifts in batch order, so then every rank shifts the whole batch and keeps
-      // its rows afterwards: the same images as in one process.
-      if (dp && o.augment_shift == 0) idx = idx.narrow(0, shard_begin, shard_rows);
       if (scheduled) {
         lr_now = lr_at(o.lr_schedule, o.lr, iteration, total_iters, n_warmup);
         opt.param_groups()[0].options().set_lr(lr_now);
       }
-      torch::Tensor images = train_set.x.index_select(0, idx);  // [b, 784]
-      if (o.augment_shift > 0) {  // on the CPU copy: a few microseconds per image
-        torch::Tensor cpu = images.to(torch::kCPU).contiguous();
-        shift_images(cpu.data_ptr<float>(), cpu.size(0), o.augment_shift, o.seed * 0x9E3779B97F4A7C15ULL + uint64_t(iteration));
-        images = cpu.to(device);
-      }
-      if (dp && o.augment_shift > 0) {
-        images = images.narrow(0, shard_begin, shard_rows);
-        idx = idx.narrow(0, shard_begin, shard_rows);
-      }
+      const Batch b = take_batch(o, dp.get(), train_set, perm, it, iteration);
       const bool noisy = dp && o.model.noisy_gating;  // each rank draws the gate noise of its own rows only
-      if (noisy) dp->skip_gate_noise(shard_begin, o.model.n_experts, images.options());
-      NetOutput out = net->forward(images, o.forward);
-      if (noisy) dp->skip_gate_noise(n_global - shard_begin - shard_rows, o.model.n_experts, images.options());
+      if (noisy) dp->skip_gate_noise(b.shard_begin, o.model.n_experts, b.images.options());
+      NetOutput out = net->forward(b.images, o.forward);
+      if (noisy) dp->skip_gate_noise(b.n_global - b.shard_begin - b.shard_rows, o.model.n_experts, b.images.options());
       double loss_value = 0;
-      torch::Tensor loss = dp ? dp->shard_loss(out, train_set.y.index_select(0, idx), n_global, o.model, &loss_value, o.label_smoothing)
-                              : torch::cross_entropy_loss(out.logits, train_set.y.index_select(0, idx), {}, at::Reduction::Mean, -100,
-                                                          o.label_smoothing) +
+      torch::Tensor loss = dp ? dp->shard_loss(out, b.labels, b.n_global, o.model, &loss_value, o.label_smoothing)
+                              : torch::cross_entropy_loss(out.logits, b.labels, {}, at::Reduction::Mean, -100, o.label_smoothing) +
                                     out.moe.importance_loss;
       if (!dp) loss_value = loss.item<double>();
       if (!std::isfinite(loss_value)) {
@@ -469,14 +503,7 @@ TrainSummary train(const TrainOptions& opts) {
     es.importance_cv = q.routing.importance_cv;
     es.gate_entropy = q.routing.gate_entropy;
     es.dead_experts = q.routing.dead;
-    if (root) {
-      char val[48] = "";
-      if (o.val > 0) std::snprintf(val, sizeof val, "val accuracy %.2f%%%s, ", 100.0 * es.val_accuracy, improved ? " (best)" : "");
-      std::fprintf(stderr, "epoch %lld/%lld: loss %.4f, %stest accuracy %.2f%%, lr %.3g, %.2f s (%.0f it/s), expert load %s, load CV %.3f, dead %zu\n",
-                   (long long)es.epoch, (long long)o.epochs, es.mean_loss, val, 100.0 * es.test_accuracy, es.lr, es.seconds,
-                   double(loss_count) / std::max(es.seconds, 1e-9), load_string(es.expert_load).c_str(), es.load_cv,
-                   es.dead_experts.size());
-    }
+    if (root) print_epoch(es, o, improved, loss_count);
     if (const double comm = dp ? dp->take_comm_seconds() : 0; dp && root)
       std::fprintf(stderr, "epoch %lld: %d ranks, all-reduce %.3f ms/step (%.1f%% of the epoch, waiting for the slowest rank included)\n",
                    (long long)es.epoch, dp->world_size(), 1e3 * comm / double(std::max<int64_t>(loss_count, 1)),
