@@ -45,30 +45,13 @@ Folded fold(const Checkpoint& ck) {
   const Weights& w = ck.weights;
   const std::string where = "checkpoint";
   Folded f{c.input_size, c.emb_size, c.n_experts, c.n_classes, {}, {}, {}, {}, {}, {}, {}};
-  const int64_t I = f.I, D = f.D, E = f.E, C = f.C;
-  const auto& We = get_param(w, "embedding.weight", {D, I}, where).data;
-  const auto& be = get_param(w, "embedding.bias", {D}, where).data;
-  const auto& Wg = get_param(w, "moe.gate.weight", {E, D}, where).data;
-  const auto& bg = get_param(w, "moe.gate.bias", {E}, where).data;
+  const int64_t D = f.D, E = f.E, C = f.C;
   const auto& Wc = get_param(w, "classifier.weight", {C, D}, where).data;
   const auto& bc = get_param(w, "classifier.bias", {C}, where).data;
-
-  f.embed_gate_w.assign(size_t(I * (D + E)), 0.f);
-  f.embed_gate_b.assign(size_t(D + E), 0.f);
-  for (int64_t i = 0; i < I; ++i) {
-    for (int64_t d = 0; d < D; ++d) f.embed_gate_w[i * (D + E) + d] = We[d * I + i];
-    for (int64_t e = 0; e < E; ++e) {
-      double s = 0;
-      for (int64_t d = 0; d < D; ++d) s += double(Wg[e * D + d]) * We[d * I + i];
-      f.embed_gate_w[i * (D + E) + D + e] = float(s);
-    }
-  }
-  for (int64_t d = 0; d < D; ++d) f.embed_gate_b[d] = be[d];
-  for (int64_t e = 0; e < E; ++e) {
-    double s = bg[e];
-    for (int64_t d = 0; d < D; ++d) s += double(Wg[e * D + d]) * be[d];
-    f.embed_gate_b[D + e] = float(s);
-  }
+  // The gate folded into the embedding is the native kernel's (one folding for every engine).
+  FoldedModel native = fold_model(ck);
+  f.embed_gate_w = std::move(native.embed_gate_w);
+  f.embed_gate_b = std::move(native.embed_gate_b);
 
   f.fc1_w.assign(size_t(D * E * D), 0.f);
   f.fc1_b.assign(size_t(E * D), 0.f);
