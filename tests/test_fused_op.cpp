@@ -19,6 +19,7 @@
 #include "onnx_export/export.h"
 #include "onnx_export/export_model.h"
 #include "ort/ort_classifier.h"
+#include "parity_util.h"
 #include "test_util.h"
 
 namespace moe {
@@ -37,11 +38,7 @@ std::string export_fused(const Checkpoint& ck, const std::string& tag) {
   return path;
 }
 
-bool near_tie(const float* p, int64_t E, int64_t k) {
-  std::vector<float> s(p, p + E);
-  std::sort(s.rbegin(), s.rend());
-  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
-}
+using test::near_tie;
 
 void expect_parity(const Checkpoint& ck, const std::string& model, const std::string& what) {
   const std::vector<float>& x = mnist_test_images();

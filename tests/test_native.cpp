@@ -16,29 +16,15 @@
 #include "core/evaluate.h"
 #include "core/reference.h"
 #include "native/native_classifier.h"
+#include "parity_util.h"
 #include "test_util.h"
 
 namespace moe {
 namespace {
 
-struct Outputs {
-  std::vector<float> logits, probs;
-};
-
-Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch) {
-  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
-    m.classify(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
-  }
-  return o;
-}
-
-bool near_tie(const float* p, int64_t E, int64_t k) {
-  std::vector<float> s(p, p + E);
-  std::sort(s.rbegin(), s.rend());
-  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
-}
+using test::near_tie;
+using test::Outputs;
+using test::run_all;
 
 std::vector<Isa> paths_here() {
   std::vector<Isa> v;

@@ -15,6 +15,7 @@
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"
 #include "ort/ort_classifier.h"
+#include "parity_util.h"
 #include "test_util.h"
 
 namespace moe {
@@ -231,7 +232,9 @@ TEST(Recipe, ShiftMovesEachImageByAtMostNPixelsAndKeepsItsInk) {
     std::vector<float> e = edge;
     shift_images(e.data(), 1, 3, seed);
     for (int p = 0; p < 784; ++p)
-      if (e[size_t(p)] == 1.f) EXPECT_GE(p % 28, 24);
+      if (e[size_t(p)] == 1.f) {
+        EXPECT_GE(p % 28, 24);
+      }
   }
   EXPECT_EQ(parse_augment("shift:3"), 3);
   EXPECT_EQ(parse_augment("none"), 0);
@@ -241,25 +244,9 @@ TEST(Recipe, ShiftMovesEachImageByAtMostNPixelsAndKeepsItsInk) {
 
 // --- parity on the trained checkpoint (CTest fixture: train + export ran first) ---------------
 
-struct Outputs {
-  std::vector<float> logits, probs;
-};
-
-Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch = 1000) {
-  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
-    m.classify(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
-  }
-  return o;
-}
-
-// Rows whose k-th and (k+1)-th gate probabilities are within 1e-6: the chosen experts may differ.
-bool near_tie(const float* p, int64_t E, int64_t k) {
-  std::vector<float> s(p, p + E);
-  std::sort(s.rbegin(), s.rend());
-  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
-}
+using test::near_tie;
+using test::Outputs;
+using test::run_all;
 
 class Parity : public ::testing::Test {
  protected:
