@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: set-up if needed, build, train, export fp32/fp16/int8 (+ the gather and contrib-MoE graphs),
+# The main job: set-up if needed, build, train, export fp32/fp16/int8 (+ the gather, contrib-MoE and fused graphs),
 # evaluate every available backend on the test set in one table, and draw the graph.
 #   EPOCHS=50 scripts/demo.sh      the original's full run (default: 5 epochs)
 #   OUT=runs/other scripts/demo.sh where the checkpoint and models go (default: runs/mnist)
@@ -20,7 +20,7 @@ echo "== export" >&2
 # Each lands in $out under the name bench looks for (model.fp32.onnx, model.int8-static.onnx, ...).
 for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
 "$bin" export --checkpoint "$out" --precision int8 --int8-input static
-for r in gather moe; do "$bin" export --checkpoint "$out" --routing "$r"; done
+for r in gather moe fused; do "$bin" export --checkpoint "$out" --routing "$r"; done
 
 echo "== graph -> $out/model.svg" >&2
 "$bin" graph --model "$out/model.fp32.onnx" --out "$out/model.svg"
