@@ -40,45 +40,23 @@ struct Folded {
   std::vector<float> out_w, out_b;                // [E*D+E, C], [C]  (dense)
 };
 
+// The dense graph's tensors are the native kernel's folded model (fold_model: one folding, in double
+// precision, for every engine) laid out for Gemms over all experts at once.
 Folded fold(const Checkpoint& ck) {
-  const ModelConfig& c = ck.meta.model;
-  const Weights& w = ck.weights;
-  const std::string where = "checkpoint";
-  Folded f{c.input_size, c.emb_size, c.n_experts, c.n_classes, {}, {}, {}, {}, {}, {}, {}};
-  const int64_t D = f.D, E = f.E, C = f.C;
-  const auto& Wc = get_param(w, "classifier.weight", {C, D}, where).data;
-  const auto& bc = get_param(w, "classifier.bias", {C}, where).data;
-  // The gate folded into the embedding is the native kernel's (one folding for every engine).
-  FoldedModel native = fold_model(ck);
-  f.embed_gate_w = std::move(native.embed_gate_w);
-  f.embed_gate_b = std::move(native.embed_gate_b);
-
+  FoldedModel n = fold_model(ck);
+  const int64_t D = n.D, E = n.E, C = n.C;
+  Folded f{n.I, D, E, C, std::move(n.embed_gate_w), std::move(n.embed_gate_b), {}, n.fc1_b, {}, {}, n.out_b};
   f.fc1_w.assign(size_t(D * E * D), 0.f);
-  f.fc1_b.assign(size_t(E * D), 0.f);
   f.expand.assign(size_t(E * E * D), 0.f);
-  f.out_w.assign(size_t((E * D + E) * C), 0.f);
-  f.out_b.assign(bc.begin(), bc.end());
-  for (int64_t e = 0; e < E; ++e) {
-    const auto& W1 = get_param(w, expert_param(e, "fc1", "weight"), {D, D}, where).data;  // [out, in]
-    const auto& b1 = get_param(w, expert_param(e, "fc1", "bias"), {D}, where).data;
-    const auto& W2 = get_param(w, expert_param(e, "fc2", "weight"), {D, D}, where).data;
-    const auto& b2 = get_param(w, expert_param(e, "fc2", "bias"), {D}, where).data;
-    for (int64_t j = 0; j < D; ++j) {
-      for (int64_t i = 0; i < D; ++i) f.fc1_w[i * E * D + e * D + j] = W1[j * D + i];
-      f.fc1_b[e * D + j] = b1[j];
-      f.expand[e * E * D + e * D + j] = 1.f;
-      for (int64_t k = 0; k < C; ++k) {  // (Wc @ W2_e)[k, j]
-        double s = 0;
-        for (int64_t m = 0; m < D; ++m) s += double(Wc[k * D + m]) * W2[m * D + j];
-        f.out_w[(e * D + j) * C + k] = float(s);
-      }
-    }
-    for (int64_t k = 0; k < C; ++k) {  // (Wc @ b2_e)[k], picked up by the combine weight c_e
-      double s = 0;
-      for (int64_t m = 0; m < D; ++m) s += double(Wc[k * D + m]) * b2[m];
-      f.out_w[(E * D + e) * C + k] = float(s);
-    }
-  }
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t i = 0; i < D; ++i)
+      for (int64_t j = 0; j < D; ++j) f.fc1_w[i * E * D + e * D + j] = n.fc1_w[(e * D + i) * D + j];  // [E, in, out] -> [in, E*out]
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t j = 0; j < D; ++j) f.expand[e * E * D + e * D + j] = 1.f;
+  // Rows e*D+j: the classifier folded into expert e's fc2; rows E*D+e: its folded fc2 bias, which the
+  // expert's constant-1 hidden unit picks up (scaled by the combine weight c_e).
+  f.out_w = n.out_w;  // [E*D, C]
+  f.out_w.insert(f.out_w.end(), n.out_b_expert.begin(), n.out_b_expert.end());  // + [E, C]
   return f;
 }
 
