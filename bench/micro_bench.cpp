@@ -5,7 +5,7 @@
 
 #include <filesystem>
 
-#include "core/reference.h"
+#include "model/reference.h"
 #include "onnx_export/export.h"
 #include "ort/ort_classifier.h"
 #include "random_model.h"  // tests/

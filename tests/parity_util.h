@@ -6,7 +6,7 @@
 #include <functional>
 #include <vector>
 
-#include "core/classifier.h"
+#include "model/classifier.h"
 
 namespace moe::test {
 

@@ -3,7 +3,7 @@
 #include <random>
 #include <vector>
 
-#include "core/checkpoint.h"
+#include "model/checkpoint.h"
 
 namespace moe::test {
 

@@ -1,7 +1,7 @@
 // Model config validation and the safetensors checkpoint format.
-#include "core/checkpoint.h"
-#include "core/errors.h"
-#include "core/reference.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
+#include "model/reference.h"
 #include "test_util.h"
 
 namespace moe {

@@ -13,8 +13,8 @@
 
 #include <onnx/onnx_pb.h>
 
-#include "core/choices.h"
-#include "core/dataset.h"
+#include "base/choices.h"
+#include "data/dataset.h"
 #include "test_util.h"
 
 namespace moe {

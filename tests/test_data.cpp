@@ -4,9 +4,9 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/idx.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "data/idx.h"
 #include "test_util.h"
 
 namespace moe {

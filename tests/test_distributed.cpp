@@ -18,9 +18,9 @@
 #include <sstream>
 #include <thread>
 
-#include "core/checkpoint.h"
-#include "core/errors.h"
-#include "core/weights.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
+#include "model/weights.h"
 #include "libtorch/distributed.h"
 #include "test_util.h"
 

@@ -3,8 +3,8 @@
 #include <set>
 
 #include "bench/bench.h"
-#include "core/errors.h"
-#include "core/reference.h"
+#include "base/errors.h"
+#include "model/reference.h"
 #include "onnx_export/export_model.h"
 #include "ort/ort_classifier.h"
 #include "test_util.h"

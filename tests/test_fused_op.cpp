@@ -12,10 +12,10 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/reference.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "model/reference.h"
 #include "onnx_export/export.h"
 #include "onnx_export/export_model.h"
 #include "ort/ort_classifier.h"

@@ -11,8 +11,8 @@
 
 #include <onnx/onnx_pb.h>
 
-#include "core/errors.h"
-#include "core/process.h"
+#include "base/errors.h"
+#include "base/process.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -1,4 +1,4 @@
-#include "core/image.h"
+#include "data/image.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/errors.h"
+#include "base/errors.h"
 #include "test_util.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION

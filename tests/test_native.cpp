@@ -10,11 +10,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include "core/checkpoint.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/reference.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "model/reference.h"
 #include "native/native_classifier.h"
 #include "parity_util.h"
 #include "test_util.h"

@@ -5,12 +5,12 @@
 #include <random>
 #include <regex>
 
-#include "core/errors.h"
-#include "core/image.h"
-#include "core/plot.h"
-#include "core/process.h"
-#include "core/reference.h"
-#include "core/routing.h"
+#include "base/errors.h"
+#include "data/image.h"
+#include "report/plot.h"
+#include "base/process.h"
+#include "model/reference.h"
+#include "model/routing.h"
 #include "test_util.h"
 
 namespace moe {

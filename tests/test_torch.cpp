@@ -6,12 +6,12 @@
 #include <map>
 #include <set>
 
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/recipe.h"
-#include "core/reference.h"
-#include "core/routing.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "model/recipe.h"
+#include "model/reference.h"
+#include "model/routing.h"
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"
 #include "ort/ort_classifier.h"

@@ -9,17 +9,17 @@
 #include <filesystem>
 #include <thread>
 
-#include "core/atomic_file.h"
-#include "core/backend_options.h"
-#include "core/checkpoint.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/ort_profile.h"
-#include "core/plot.h"
-#include "core/process.h"
-#include "core/reference.h"
-#include "core/stats.h"
+#include "base/atomic_file.h"
+#include "model/backend_options.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "ort/ort_profile.h"
+#include "report/plot.h"
+#include "base/process.h"
+#include "model/reference.h"
+#include "report/stats.h"
 
 namespace moe {
 

@@ -9,9 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "core/backend_options.h"
-#include "core/bench_report.h"
-#include "core/classifier.h"
+#include "model/backend_options.h"
+#include "report/bench_report.h"
+#include "model/classifier.h"
 
 namespace moe {
 

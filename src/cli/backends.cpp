@@ -5,8 +5,8 @@
 #include <set>
 
 #include "cli/options.h"
-#include "core/checkpoint.h"
-#include "core/errors.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
 #include "native/native_classifier.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "core/backend_options.h"
-#include "core/classifier.h"
+#include "model/backend_options.h"
+#include "model/classifier.h"
 
 namespace moe {
 

@@ -7,8 +7,8 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"

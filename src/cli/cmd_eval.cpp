@@ -9,10 +9,10 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/ort_profile.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "ort/ort_profile.h"
 
 namespace moe {
 

@@ -10,14 +10,14 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/atomic_file.h"
-#include "core/checkpoint.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/plot.h"
-#include "core/reference.h"
-#include "core/routing.h"
+#include "base/atomic_file.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "report/plot.h"
+#include "model/reference.h"
+#include "model/routing.h"
 
 namespace moe {
 

@@ -5,10 +5,10 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/atomic_file.h"
-#include "core/checkpoint.h"
-#include "core/errors.h"
-#include "core/triton_repo.h"
+#include "base/atomic_file.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
+#include "repository/triton_repo.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/export.h"

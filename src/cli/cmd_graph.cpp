@@ -3,8 +3,8 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 #ifdef MOE_MNIST_HAVE_ONNX
 #include "onnx_export/graph_dot.h"

@@ -8,9 +8,9 @@
 #include <sstream>
 
 #include "cli/commands.h"
-#include "core/atomic_file.h"
-#include "core/errors.h"
-#include "core/plot.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
+#include "report/plot.h"
 
 namespace moe {
 

@@ -7,11 +7,11 @@
 #include "cli/backends.h"
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/evaluate.h"
-#include "core/image.h"
-#include "core/routing.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "bench/evaluate.h"
+#include "data/image.h"
+#include "model/routing.h"
 
 namespace moe {
 

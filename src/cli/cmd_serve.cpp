@@ -5,7 +5,7 @@
 
 #include "cli/backends.h"
 #include "cli/commands.h"
-#include "core/errors.h"
+#include "base/errors.h"
 #include "serve/service.h"
 
 namespace moe {

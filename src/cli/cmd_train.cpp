@@ -7,10 +7,10 @@
 
 #include "cli/commands.h"
 #include "cli/options.h"
-#include "core/atomic_file.h"
-#include "core/checkpoint.h"
-#include "core/errors.h"
-#include "core/recipe.h"
+#include "base/atomic_file.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
+#include "model/recipe.h"
 
 #ifdef MOE_MNIST_HAVE_TORCH
 #include "cli/train_ranks.h"

@@ -3,7 +3,7 @@
 #include <exception>
 
 #include "cli/commands.h"
-#include "core/errors.h"
+#include "base/errors.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"moe-mnist " MOE_MNIST_VERSION ": train a Mixture-of-Experts MNIST classifier with LibTorch, "

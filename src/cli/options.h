@@ -3,8 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "core/choices.h"
-#include "core/model_config.h"
+#include "base/choices.h"
+#include "model/model_config.h"
 
 namespace moe {
 

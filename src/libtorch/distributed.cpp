@@ -10,7 +10,7 @@
 #include <cstring>
 #include <thread>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -1,6 +1,6 @@
 #include "libtorch/model.h"
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

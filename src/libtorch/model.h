@@ -3,9 +3,9 @@
 #pragma once
 #include <torch/torch.h>
 
-#include "core/choices.h"
-#include "core/model_config.h"
-#include "core/weights.h"
+#include "base/choices.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 
 namespace moe {
 

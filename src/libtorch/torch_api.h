@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "core/choices.h"
-#include "core/classifier.h"
-#include "core/model_config.h"
+#include "base/choices.h"
+#include "model/classifier.h"
+#include "model/model_config.h"
 
 namespace moe {
 

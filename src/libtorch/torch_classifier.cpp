@@ -3,9 +3,9 @@
 
 #include <cstring>
 
-#include "core/backend_options.h"
-#include "core/checkpoint.h"
-#include "core/errors.h"
+#include "model/backend_options.h"
+#include "model/checkpoint.h"
+#include "base/errors.h"
 #include <torch/version.h>
 
 #include "libtorch/model.h"

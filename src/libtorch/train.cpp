@@ -15,13 +15,13 @@
 #include <random>
 #include <set>
 
-#include "core/atomic_file.h"
-#include "core/checkpoint.h"
-#include "core/dataset.h"
-#include "core/errors.h"
-#include "core/progress.h"
-#include "core/recipe.h"
-#include "core/routing.h"
+#include "base/atomic_file.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "base/errors.h"
+#include "base/progress.h"
+#include "model/recipe.h"
+#include "model/routing.h"
 #include "libtorch/distributed.h"
 #include "libtorch/model.h"
 #include "libtorch/torch_api.h"

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/checkpoint.h"
+#include "model/checkpoint.h"
 
 namespace moe {
 

@@ -10,7 +10,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/model_config.h"
+#include "model/model_config.h"
 #include "native/kernel_paths.h"
 
 namespace moe::native_paths {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <thread>
 
-#include "core/checkpoint.h"
+#include "model/checkpoint.h"
 #include "native/spin_pool.h"
 
 namespace moe {

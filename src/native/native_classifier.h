@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "core/classifier.h"
+#include "model/classifier.h"
 #include "native/native_kernel.h"
 
 namespace moe {

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "core/errors.h"
+#include "base/errors.h"
 #include "native/kernel_paths.h"
 
 namespace moe {

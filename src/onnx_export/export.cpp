@@ -18,8 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 #include "native/folded_model.h"
 #include "onnx_export/export_model.h"
 #include "onnx_export/onnx_builder.h"

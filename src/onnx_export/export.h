@@ -5,8 +5,8 @@
 #include <map>
 #include <string>
 
-#include "core/checkpoint.h"
-#include "core/choices.h"
+#include "model/checkpoint.h"
+#include "base/choices.h"
 
 namespace moe {
 

@@ -17,9 +17,9 @@
 #include <onnx/onnx_pb.h>
 #include <onnx/shape_inference/implementation.h>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
-#include "core/process.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
+#include "base/process.h"
 
 namespace moe {
 namespace {

@@ -13,9 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
-#include "core/model_config.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
+#include "model/model_config.h"
 #include "ort_op/moe_mnist_op.h"
 
 namespace moe {

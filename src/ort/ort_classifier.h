@@ -3,8 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "core/backend_options.h"
-#include "core/classifier.h"
+#include "model/backend_options.h"
+#include "model/classifier.h"
 
 namespace moe {
 

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <exception>
 
-#include "core/routing.h"
+#include "model/routing.h"
 #include "serve/kserve.h"
 
 namespace moe::serve {

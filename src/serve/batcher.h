@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/classifier.h"
+#include "model/classifier.h"
 #include "serve/metrics.h"
 
 namespace moe::serve {

@@ -13,7 +13,7 @@
 #include <mutex>
 #include <thread>
 
-#include "core/errors.h"
+#include "base/errors.h"
 #include "serve/kserve.h"
 
 namespace moe::serve {

@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
-#include "core/errors.h"
-#include "core/image.h"
-#include "core/routing.h"
+#include "base/errors.h"
+#include "data/image.h"
+#include "model/routing.h"
 
 namespace moe::serve {
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/classifier.h"
+#include "model/classifier.h"
 #include "serve/batcher.h"
 #include "serve/http_server.h"
 #include "serve/kserve.h"

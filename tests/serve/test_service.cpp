@@ -17,7 +17,7 @@
 
 #include <zlib.h>
 
-#include "core/reference.h"
+#include "model/reference.h"
 #include "random_model.h"
 #include "serve/service.h"
 

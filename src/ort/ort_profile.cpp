@@ -1,4 +1,4 @@
-#include "core/ort_profile.h"
+#include "ort/ort_profile.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -3,8 +3,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/classifier.h"
-#include "core/dataset.h"
+#include "model/classifier.h"
+#include "data/dataset.h"
 
 namespace moe {
 

@@ -1,4 +1,4 @@
-#include "core/stats.h"
+#include "report/stats.h"
 
 #include <algorithm>
 #include <cmath>

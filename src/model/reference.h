@@ -3,8 +3,8 @@
 #pragma once
 #include <vector>
 
-#include "core/checkpoint.h"
-#include "core/classifier.h"
+#include "model/checkpoint.h"
+#include "model/classifier.h"
 
 namespace moe {
 

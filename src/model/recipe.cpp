@@ -1,4 +1,4 @@
-#include "core/recipe.h"
+#include "model/recipe.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,7 +6,7 @@
 #include <cstring>
 #include <random>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

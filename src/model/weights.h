@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model_config.h"
+#include "model/model_config.h"
 
 namespace moe {
 

@@ -4,8 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "core/model_config.h"
-#include "core/weights.h"
+#include "model/model_config.h"
+#include "model/weights.h"
 
 namespace moe {
 

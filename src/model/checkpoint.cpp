@@ -1,9 +1,9 @@
-#include "core/checkpoint.h"
+#include "model/checkpoint.h"
 
 #include <filesystem>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -1,12 +1,12 @@
-#include "core/reference.h"
+#include "model/reference.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <string>
 
-#include "core/errors.h"
-#include "core/routing.h"
+#include "base/errors.h"
+#include "model/routing.h"
 
 namespace moe {
 

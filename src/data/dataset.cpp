@@ -1,10 +1,10 @@
-#include "core/dataset.h"
+#include "data/dataset.h"
 
 #include <cstdlib>
 #include <filesystem>
 
-#include "core/errors.h"
-#include "core/idx.h"
+#include "base/errors.h"
+#include "data/idx.h"
 
 namespace moe {
 

@@ -1,11 +1,11 @@
-#include "core/weights.h"
+#include "model/weights.h"
 
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -1,9 +1,9 @@
-#include "core/model_config.h"
+#include "model/model_config.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

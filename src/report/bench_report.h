@@ -4,7 +4,7 @@
 #include <string>
 #include <utility>
 #include <vector>
-#include "core/plot.h"
+#include "report/plot.h"
 
 namespace moe {
 

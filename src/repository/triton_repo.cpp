@@ -1,8 +1,8 @@
-#include "core/triton_repo.h"
+#include "repository/triton_repo.h"
 
 #include <cctype>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -1,4 +1,4 @@
-#include "core/bench_report.h"
+#include "report/bench_report.h"
 
 #include <unistd.h>
 

@@ -1,8 +1,8 @@
-#include "core/choices.h"
+#include "base/choices.h"
 
 #include <utility>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

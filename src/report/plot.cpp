@@ -1,4 +1,4 @@
-#include "core/plot.h"
+#include "report/plot.h"
 
 #include <unistd.h>
 
@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/errors.h"
-#include "core/process.h"
+#include "base/errors.h"
+#include "base/process.h"
 
 namespace moe {
 

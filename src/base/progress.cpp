@@ -1,4 +1,4 @@
-#include "core/progress.h"
+#include "base/progress.h"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-#include "core/routing.h"
+#include "model/routing.h"
 
 #include <algorithm>
 #include <cmath>

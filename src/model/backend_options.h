@@ -6,8 +6,8 @@
 #include <string>
 #include <thread>
 
-#include "core/choices.h"
-#include "core/errors.h"
+#include "base/choices.h"
+#include "base/errors.h"
 
 namespace moe {
 

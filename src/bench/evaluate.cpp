@@ -1,11 +1,11 @@
-#include "core/evaluate.h"
+#include "bench/evaluate.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <thread>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

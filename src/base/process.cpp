@@ -1,4 +1,4 @@
-#include "core/process.h"
+#include "base/process.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/errors.h"
+#include "base/errors.h"
 
 namespace moe {
 

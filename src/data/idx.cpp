@@ -1,11 +1,11 @@
-#include "core/idx.h"
+#include "data/idx.h"
 
 #include <zlib.h>
 
 #include <cstring>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 namespace moe {
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "core/choices.h"
+#include "base/choices.h"
 
 namespace moe {
 

@@ -1,4 +1,4 @@
-#include "core/image.h"
+#include "data/image.h"
 
 #include <algorithm>
 #include <cctype>
@@ -7,8 +7,8 @@
 #include <memory>
 #include <stdexcept>
 
-#include "core/atomic_file.h"
-#include "core/errors.h"
+#include "base/atomic_file.h"
+#include "base/errors.h"
 
 // Our own static copy of the decoder, limited to the formats we promise: a smaller attack surface than
 // Debian's libstb (which also parses GIF, PSD, HDR, PIC, TGA), and static symbols cannot clash with a
