@@ -1,6 +1,7 @@
 // The command line as a user meets it: real runs of build/bin/moe-mnist, their exit codes and the
 // output people read. TrainCli and ExportCli are CTest fixtures that the later tests build on.
 #include <sys/wait.h>
+#include <algorithm>
 
 #include <cstdio>
 #include <filesystem>
@@ -560,8 +561,8 @@ TEST(TrainSelect, ResumeKeepsTheHeldOutSplit) {
 // whatever the test set says; the summary's test accuracy is that model's, and eval agrees.
 TEST(TrainSelect, KeptModelIsTheBestValidationEpoch) {
   const std::string dir = test::temp_dir("select-best");
-  // A constant rate too high for a steady climb, so validation accuracy goes up and down (here, on
-  // this machine: 0.696 0.730 0.820 0.786, so the kept epoch is 3 of 4).
+  // A constant rate too high for a steady climb, so validation accuracy often goes up and down; the
+  // trajectory differs between CPUs, so the kept epoch is checked against the recorded history.
   const std::string unsteady =
       " --limit 3000 --val 500 --batch 64 --lr 0.03 --lr-schedule constant --augment none --weight-decay 0 --seed 2";
   const auto j = train_json(unsteady + " --epochs 4 --out " + dir + "/ck");
@@ -588,9 +589,20 @@ TEST(TrainSelect, KeptModelIsTheBestValidationEpoch) {
   ASSERT_GE(hl.size(), 2u);
   EXPECT_EQ(last["kept_epoch"], int(hl.size()));
   EXPECT_EQ(last["test_accuracy"], hl.back()["test_accuracy"]);
-  EXPECT_LE(hl.back()["val_accuracy"].get<double>(), hl[hl.size() - 2]["val_accuracy"].get<double>());
-  if (hl.size() < 5) {
-    EXPECT_EQ(config_of(dir + "/last")["training"]["stopped_early_after"], int(hl.size()));
+  // Whatever the trajectory (it differs between CPUs): every epoch before the last improved on the
+  // best before it, and the run stopped early exactly when the last one did not.
+  double best_before = -1;
+  for (size_t i = 0; i + 1 < hl.size(); ++i) {
+    EXPECT_GT(hl[i]["val_accuracy"].get<double>(), best_before) << "epoch " << i + 1 << " did not improve, yet training went on";
+    best_before = std::max(best_before, hl[i]["val_accuracy"].get<double>());
+  }
+  const bool last_improved = hl.back()["val_accuracy"].get<double>() > best_before;
+  const auto t_last = config_of(dir + "/last")["training"];
+  if (last_improved) {
+    EXPECT_EQ(hl.size(), 5u) << "stopped after an epoch that improved";
+    EXPECT_FALSE(t_last.contains("stopped_early_after"));
+  } else if (hl.size() < 5) {
+    EXPECT_EQ(t_last["stopped_early_after"], int(hl.size()));
   }
 }
 

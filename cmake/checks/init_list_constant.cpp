@@ -1,0 +1,45 @@
+// Debian's GCC 12.2 at -O2 with AVX-512 enabled builds `std::vector<double>{0.5, 0.5, 0, 0}` as
+// {0.5, 0.5, 0.5, 0.5}: its SLP vectoriser stores one broadcast of 0.5 for the whole constant. This
+// program is compiled with the exact flags of each instruction-set target of the build and run at
+// configure time (cmake/compiler_check.cmake); exit 0 = right answer, 1 = wrong code, 77 = this CPU
+// cannot run the target. The float and int variants cover the other element types the code uses.
+#include <cstdio>
+#include <vector>
+
+__attribute__((noinline)) int check_double(const std::vector<double>& v) {
+  const double want[] = {0.5, 0.5, 0, 0};
+  for (int i = 0; i < 4; ++i)
+    if (v.size() != 4 || v[i] != want[i]) return 1;
+  return 0;
+}
+__attribute__((noinline)) int check_float(const std::vector<float>& v) {
+  const float want[] = {0.5f, 0.5f, 0.5f, 0.5f, 0, 0, 0, 0};
+  for (int i = 0; i < 8; ++i)
+    if (v.size() != 8 || v[i] != want[i]) return 1;
+  return 0;
+}
+__attribute__((noinline)) int check_int(const std::vector<long long>& v) {
+  const long long want[] = {7, 7, 0, 0};
+  for (int i = 0; i < 4; ++i)
+    if (v.size() != 4 || v[i] != want[i]) return 1;
+  return 0;
+}
+
+// The constructs under test, compiled for the target; called only once the CPU is known to run it.
+__attribute__((noinline)) int run_checks() {
+  int bad = check_double(std::vector<double>{0.5, 0.5, 0, 0});
+  bad |= check_float(std::vector<float>{0.5f, 0.5f, 0.5f, 0.5f, 0, 0, 0, 0});
+  bad |= check_int(std::vector<long long>{7, 7, 0, 0});
+  return bad;
+}
+
+int main() {
+#if defined(__AVX512F__)
+  if (!__builtin_cpu_supports("avx512f")) return 77;
+#elif defined(__AVX2__)
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 77;
+#endif
+  const int bad = run_checks();
+  std::printf("%s\n", bad ? "wrong" : "right");
+  return bad;
+}
