@@ -21,7 +21,7 @@ first_vector_insn() {  # first_vector_insn OBJECT KINDS(regex of VEX|EVEX)
       while (i <= n && b[i] ~ /^(66|67|f2|f3|2e|3e|26|36|64|65|f0)$/) i++   # legacy prefixes
       kind = (b[i] == "62") ? "EVEX" : (b[i] == "c4" || b[i] == "c5") ? "VEX" : ""
       if (kind != "" && kind ~ kinds) { print kind " " $3; exit }
-    }'
+    }' || true   # awk stops at the first hit: objdump's SIGPIPE is expected
 }
 
 n_objects=0; bad=0
