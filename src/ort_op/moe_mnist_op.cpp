@@ -61,6 +61,7 @@ FoldedModel folded_from_inputs(GetInput get, int64_t top_k) {
 struct MoeMnistKernel {
   int64_t top_k = 0;
   Isa isa = Isa::scalar;
+  Embed embed = Embed::auto_;
   bool packed = false;  // the weights were constant and are packed in `model`
   PackedModel model;
 
@@ -68,6 +69,7 @@ struct MoeMnistKernel {
     Ort::ConstKernelInfo ki(info);
     top_k = ki.GetAttribute<int64_t>("top_k");
     isa = isa_from_env();
+    embed = embed_from_env();
     bool all_constant = true;
     std::vector<Ort::ConstValue> consts(8, Ort::ConstValue{nullptr});
     for (size_t i = 1; i < 8; ++i) {
@@ -76,7 +78,7 @@ struct MoeMnistKernel {
       all_constant = all_constant && is_constant;
     }
     if (all_constant) {
-      model = pack_model(folded_from_inputs([&](size_t i) { return consts[i]; }, top_k), isa);
+      model = pack_model(folded_from_inputs([&](size_t i) { return consts[i]; }, top_k), isa, embed);
       packed = true;
     }
   }
@@ -86,12 +88,13 @@ struct MoeMnistKernel {
     const float* x;
     int64_t n;
     float *logits, *probs;
+    Embed embed;  // chosen for the whole batch, as `native` does
   };
 
   OrtStatusPtr compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
     PackedModel fresh;
-    if (!packed) fresh = pack_model(folded_from_inputs([&](size_t i) { return ctx.GetInput(i); }, top_k), isa);
+    if (!packed) fresh = pack_model(folded_from_inputs([&](size_t i) { return ctx.GetInput(i); }, top_k), isa, embed);
     const PackedModel& m = packed ? model : fresh;
     Ort::ConstValue input = ctx.GetInput(0);
     const std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
@@ -101,17 +104,17 @@ struct MoeMnistKernel {
       return error(ORT_INVALID_ARGUMENT, "input must be [N, 1, 28, 28] or [N, " + std::to_string(m.I) + "], got " + shape_string(shape));
     const int64_t n = shape[0];
     Job job{&m, input.GetTensorData<float>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
-            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>()};
+            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>(), choose_embed(m, n)};
     const int64_t n_tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
     if (n_tasks <= 1) {
-      native_forward(m, job.x, n, job.logits, job.probs);
+      native_forward(m, job.x, n, job.logits, job.probs, job.embed);
       return nullptr;
     }
     ctx.ParallelFor(
         [](void* p, size_t task) {
           const Job& j = *static_cast<const Job*>(p);
           const int64_t begin = int64_t(task) * kRowsPerTask, end = std::min(j.n, begin + kRowsPerTask);
-          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E);
+          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E, j.embed);
         },
         size_t(n_tasks), 0, &job);
     return nullptr;
