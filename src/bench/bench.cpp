@@ -68,6 +68,14 @@ std::vector<Variant> variants(const BenchConfig& a) {
     onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
     onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
     onnx(Backend::cpu, Precision::fp32, "fused", model_file_name(Precision::fp32, Routing::fused));
+    // The graphs exported with --input uint8, fed the image bytes: rows only where they were exported.
+    for (Routing r : {Routing::dense, Routing::fused}) {
+      const std::string file = model_file_name(Precision::fp32, r, Int8Input::dynamic, true);
+      if (!std::filesystem::exists(a.model_dir + "/" + file)) continue;
+      onnx(Backend::cpu, Precision::fp32, to_string(r), file);
+      v.back().precision = "uint8";
+      v.back().uint8_input = true;
+    }
     if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
     onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
     onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
@@ -281,9 +289,9 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
   if (has(a.backends, "native")) check_native(a, open, x, d.n);
 
   const std::vector<Variant> vs = variants(a);
-  const Variant* yardstick = nullptr;
+  const Variant *yardstick = nullptr, *yardstick_u8 = nullptr;  // native on floats, native on bytes
   for (const Variant& v : vs)
-    if (v.backend == "native" && !v.uint8_input) yardstick = &v;
+    if (v.backend == "native") (v.uint8_input ? yardstick_u8 : yardstick) = &v;
   for (const Variant& v : vs) {
     // GPU engines do not use CPU threads for the work; measure them once per batch size.
     const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
@@ -306,7 +314,8 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
           std::fprintf(stderr, "bench: %-22s %-7s threads %d batch %-5lld ", (v.backend + " " + v.precision + " " + v.variant).c_str(),
                        mode.c_str(), threads, (long long)batch);
           const bool onnx_runtime = v.backend == "cpu" || v.backend == "cuda" || v.backend == "tensorrt";
-          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime ? yardstick : nullptr);
+          const Variant* paired = v.uint8_input ? yardstick_u8 : yardstick;
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime ? paired : nullptr);
           std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
           report.rows.push_back(row);
         }

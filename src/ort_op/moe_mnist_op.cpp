@@ -83,14 +83,16 @@ struct MoeMnistKernel {
     }
   }
 
+  template <class X>
   struct Job {
     const PackedModel* m;
-    const float* x;
+    const X* x;
     int64_t n;
     float *logits, *probs;
     Embed embed;  // chosen for the whole batch, as `native` does
   };
 
+  template <class X>
   OrtStatusPtr compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
     PackedModel fresh;
@@ -103,7 +105,7 @@ struct MoeMnistKernel {
     if (shape.empty() || per_row != m.I)
       return error(ORT_INVALID_ARGUMENT, "input must be [N, 1, 28, 28] or [N, " + std::to_string(m.I) + "], got " + shape_string(shape));
     const int64_t n = shape[0];
-    Job job{&m, input.GetTensorData<float>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
+    Job<X> job{&m, input.GetTensorData<X>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
             ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>(), choose_embed(m, n)};
     const int64_t n_tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
     if (n_tasks <= 1) {
@@ -112,7 +114,7 @@ struct MoeMnistKernel {
     }
     ctx.ParallelFor(
         [](void* p, size_t task) {
-          const Job& j = *static_cast<const Job*>(p);
+          const Job<X>& j = *static_cast<const Job<X>*>(p);
           const int64_t begin = int64_t(task) * kRowsPerTask, end = std::min(j.n, begin + kRowsPerTask);
           native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E, j.embed);
         },
@@ -120,9 +122,11 @@ struct MoeMnistKernel {
     return nullptr;
   }
 
+  bool uint8_input = false;  // op MoeMnistU8
+
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
     try {
-      return compute(context);
+      return uint8_input ? compute<uint8_t>(context) : compute<float>(context);
     } catch (const std::exception& e) {
       return error(ORT_RUNTIME_EXCEPTION, e.what());
     }
@@ -130,18 +134,25 @@ struct MoeMnistKernel {
 };
 
 struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*/true> {
+  explicit MoeMnistOp(bool uint8_input) : uint8_input_(uint8_input) {}
+  bool uint8_input_;
+
   OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
     try {
-      *kernel = new MoeMnistKernel(info);
+      auto* k = new MoeMnistKernel(info);
+      k->uint8_input = uint8_input_;
+      *kernel = k;
       return nullptr;
     } catch (const std::exception& e) {
       return error(ORT_INVALID_ARGUMENT, e.what());
     }
   }
-  const char* GetName() const { return kFusedOpName; }
+  const char* GetName() const { return uint8_input_ ? kFusedOpNameU8 : kFusedOpName; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 8; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 0 && uint8_input_ ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
   size_t GetOutputTypeCount() const { return 2; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
@@ -149,10 +160,11 @@ struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*
 }  // namespace
 
 void add_moe_mnist_ops(OrtSessionOptions* options) {
-  static MoeMnistOp op;
+  static MoeMnistOp op(false), op_u8(true);
   static Ort::CustomOpDomain* domain = [] {
     auto* d = new Ort::CustomOpDomain(kFusedOpDomain);  // lives as long as the process: sessions keep a pointer
     d->Add(&op);
+    d->Add(&op_u8);
     return d;
   }();
   Ort::UnownedSessionOptions(options).Add(*domain);
