@@ -31,12 +31,14 @@ constexpr int64_t kMaxCP = kMaxClasses + 16;
 
 // One image's [h | gate logits] (GP values) for NV vectors per row of embed_gate_w, kept in registers.
 // First the non-zero pixels are compacted with their positions (no branch per pixel), then a loop
-// with a known trip count runs over them; two accumulator sets take alternate pixels, so
-// consecutive FMAs do not wait on each other.
+// with a known trip count runs over them; S accumulator sets take pixels in turn (as many as the
+// registers hold, up to 4), so consecutive FMAs do not wait on each other: the chain an FMA's
+// latency bounds is nnz / S long, not nnz.
 template <class T, int NV, class X>
 inline void embed_gate_fixed(const PackedView& m, const float* __restrict W, const X* __restrict x, float* __restrict out) {
   using V = typename T::V;
   constexpr int L = T::kLanes;
+  constexpr int S = (T::kRegs - NV - 1) / NV >= 4 ? 4 : 2;
   const int64_t GP = m.GP, I = m.I;
   alignas(64) float values[kInputSize + 8];
   alignas(64) int32_t index[kInputSize + 8];
@@ -47,22 +49,28 @@ inline void embed_gate_fixed(const PackedView& m, const float* __restrict W, con
     index[nnz] = int32_t(p);
     nnz += values[nnz] != 0.f;
   }
-  V a[NV], b[NV];
-  for (int v = 0; v < NV; ++v) a[v] = T::load(m.embed_gate_b + v * L), b[v] = T::zero();
-  int64_t j = 0;
-  for (; j + 2 <= nnz; j += 2) {
-    const V x0 = T::set1(values[j]), x1 = T::set1(values[j + 1]);
-    const float* w0 = W + int64_t(index[j]) * GP;
-    const float* w1 = W + int64_t(index[j + 1]) * GP;
-    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w0 + v * L), a[v]);
-    for (int v = 0; v < NV; ++v) b[v] = T::fmadd(x1, T::load(w1 + v * L), b[v]);
+  V a[S][NV];
+  for (int v = 0; v < NV; ++v) {
+    a[0][v] = T::load(m.embed_gate_b + v * L);
+    for (int k = 1; k < S; ++k) a[k][v] = T::zero();
   }
-  if (j < nnz) {
+  int64_t j = 0;
+  for (; j + S <= nnz; j += S)
+    for (int k = 0; k < S; ++k) {
+      const V xk = T::set1(values[j + k]);
+      const float* wk = W + int64_t(index[j + k]) * GP;
+      for (int v = 0; v < NV; ++v) a[k][v] = T::fmadd(xk, T::load(wk + v * L), a[k][v]);
+    }
+  for (; j < nnz; ++j) {
     const V x0 = T::set1(values[j]);
     const float* w0 = W + int64_t(index[j]) * GP;
-    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w0 + v * L), a[v]);
+    for (int v = 0; v < NV; ++v) a[0][v] = T::fmadd(x0, T::load(w0 + v * L), a[0][v]);
   }
-  for (int v = 0; v < NV; ++v) T::store(out + v * L, T::add(a[v], b[v]));
+  for (int v = 0; v < NV; ++v) {
+    V t = a[0][v];
+    for (int k = 1; k < S; ++k) t = T::add(t, a[k][v]);
+    T::store(out + v * L, t);
+  }
 }
 
 // The same for any width, accumulating in memory (larger models than the register-blocked sizes).
@@ -80,11 +88,41 @@ inline void embed_gate_any(const PackedView& m, const float* __restrict W, const
   }
 }
 
-// y[P] (+)= sum_i s[i] * w[i, 0..P), with P a multiple of the vector width; y starts from `init`.
+// y[P] = init + sum_i s[i] * w[i, 0..P) for P = NV vectors: every column vector and two halves of
+// the inputs accumulate separately, so 2 x NV FMA chains run side by side (a single chain over
+// 16 inputs is 16 FMA latencies long: measured, it made the two experts cost as much as the embedding).
+template <class T, int NV>
+inline void matvec_fixed(const float* __restrict s, int64_t n, const float* __restrict w, const float* __restrict init,
+                         float* __restrict y) {
+  using V = typename T::V;
+  constexpr int L = T::kLanes;
+  constexpr int64_t P = NV * L;
+  V a[NV], b[NV];
+  for (int v = 0; v < NV; ++v) a[v] = T::load(init + v * L), b[v] = T::zero();
+  int64_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const V x0 = T::set1(s[i]), x1 = T::set1(s[i + 1]);
+    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w + i * P + v * L), a[v]);
+    for (int v = 0; v < NV; ++v) b[v] = T::fmadd(x1, T::load(w + (i + 1) * P + v * L), b[v]);
+  }
+  if (i < n) {
+    const V x0 = T::set1(s[i]);
+    for (int v = 0; v < NV; ++v) a[v] = T::fmadd(x0, T::load(w + i * P + v * L), a[v]);
+  }
+  for (int v = 0; v < NV; ++v) T::store(y + v * L, T::add(a[v], b[v]));
+}
+
+// The same for any P, a multiple of the vector width.
 template <class T>
 inline void matvec(const float* __restrict s, int64_t n, const float* __restrict w, const float* __restrict init, int64_t P,
                    float* __restrict y) {
   constexpr int L = T::kLanes;
+  switch (P / L) {
+    case 1: matvec_fixed<T, 1>(s, n, w, init, y); return;
+    case 2: matvec_fixed<T, 2>(s, n, w, init, y); return;
+    case 3: matvec_fixed<T, 3>(s, n, w, init, y); return;
+    case 4: matvec_fixed<T, 4>(s, n, w, init, y); return;
+  }
   for (int64_t c = 0; c < P; c += L) {
     auto acc = T::load(init + c);
     for (int64_t i = 0; i < n; ++i) acc = T::fmadd(T::set1(s[i]), T::load(w + i * P + c), acc);
