@@ -56,7 +56,9 @@ int64_t last_level_cache_bytes() {
 
 int64_t read_bound_bytes(int64_t image_bytes, int64_t n_images) {
   const int64_t llc = last_level_cache_bytes();
-  const int64_t want = std::max(image_bytes * n_images, 4 * (llc > 0 ? llc : int64_t(64) << 20));
+  // At most 1 GiB beyond the images themselves: a CPU reporting a huge cache must not make bench
+  // allocate without bound (4 x 96 MiB, a large per-die L3 today, is well below).
+  const int64_t want = std::max(image_bytes * n_images, std::min(4 * (llc > 0 ? llc : int64_t(64) << 20), int64_t(1) << 30));
   return (want + image_bytes - 1) / image_bytes * image_bytes;
 }
 

@@ -14,7 +14,7 @@ namespace moe {
 int64_t last_level_cache_bytes();
 
 // The working set's size: the images' own size, raised to at least 4x the last-level cache (64 MiB
-// when that is unknown), in whole images.
+// when that is unknown; at most 1 GiB), in whole images.
 int64_t read_bound_bytes(int64_t image_bytes, int64_t n_images);
 
 // The row "memory fp32|uint8 read-bound" for images of `image_bytes` each (784 x 4 or 784).

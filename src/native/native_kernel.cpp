@@ -114,10 +114,10 @@ bool dense_available(const PackedModel& m) {
 Embed choose_embed(const PackedModel& m, int64_t batch) {
   if (m.embed != Embed::auto_) return m.embed;
   if (!dense_available(m)) return Embed::sparse;
-  // Measured (docs/native.md): with 16-lane vectors and 32 registers a tile of 8 images over every
-  // pixel beats the per-image sweep over the non-zero ones (Xeon, AVX-512: 2.0M vs 1.27M images/s
-  // at batch 64); with 8 lanes and 16 registers the tile is 4 images and the sparse sweep wins.
-  // Below a full tile the dense pass would compute padding rows.
+  // AVX-512 (32 registers of 16 floats): a tile of 8 images over every pixel; issue #24 measured such
+  // a dense blocked kernel at 2.0M images/s against 1.27M for the per-image sparse sweep (Xeon, batch
+  // 64). AVX2 (16 registers of 8): the tile is 4 images and measured no faster than the sparse sweep
+  // here (docs/benchmarks.md), so sparse stays. Below a full tile the dense pass computes padding rows.
   switch (m.isa) {
     case Isa::avx512: return batch >= 8 ? Embed::dense : Embed::sparse;
     default: return Embed::sparse;

@@ -57,7 +57,7 @@ PackedModel pack_model(const FoldedModel& model, Isa isa, Embed embed = Embed::a
 // Whether the dense formulation fits this packed model.
 bool dense_available(const PackedModel& model);
 // The formulation for a call of `batch` images (the whole batch, before any split between threads):
-// the forced one, else per path and batch size, the one measured faster (docs/native.md).
+// the forced one, else per path and batch size, the one measured faster (docs/benchmarks.md).
 Embed choose_embed(const PackedModel& model, int64_t batch);
 
 // images [n, I] -> logits [n, C] and, when not null, gate_probs [n, E]. On the calling thread, no
