@@ -41,6 +41,7 @@ struct Avx2 {
   static int64_t compress8(const X* x, int32_t base, float* values, int32_t* index) {
     const __m256 v = load8(x);
     const int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    if (mask == 0) return 0;  // background: about half of all 8-pixel groups
     const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[mask]));
     _mm256_storeu_ps(values, _mm256_permutevar8x32_ps(v, perm));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(index), _mm256_add_epi32(perm, _mm256_set1_epi32(base)));
