@@ -1,5 +1,6 @@
 // The exporter: checker-valid static graphs for many configs and precisions, run by ONNX Runtime
 // at several batch sizes and compared with the hand-written reference forward pass.
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "bench/bench.h"
@@ -79,6 +80,40 @@ TEST(Export, ModelFileNames) {
   EXPECT_EQ(model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale), "model.int8-static.onnx");
   EXPECT_EQ(model_file_name(Precision::fp32, Routing::gather), "model.fp32-gather.onnx");
   EXPECT_EQ(model_file_name(Precision::fp32, Routing::moe), "model.fp32-moe.onnx");
+  EXPECT_EQ(model_file_name(Precision::fp32, Routing::dense, Int8Input::dynamic, true), "model.fp32-u8.onnx");
+  EXPECT_EQ(model_file_name(Precision::fp32, Routing::fused, Int8Input::dynamic, true), "model.fp32-fused-u8.onnx");
+}
+
+// Issue #24, UINT8 end to end through the CLI a user types: export --input uint8 (dense and fused),
+// eval --input uint8 on them and on native gives the same accuracy as float eval; the byte-reading
+// engines say nothing about a float copy, a float graph fed bytes says it copies; a routing without
+// a byte graph is refused by name.
+TEST(Export, Uint8InputEndToEndThroughTheCli) {
+  const auto dir = test::temp_dir("u8cli");
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
+  save_checkpoint_meta(dir, ck.meta);
+  save_weights(weights_path(dir), ck.weights);
+  const std::string data = " --data " + test::mnist_dir() + " --threads 1 --json";
+  for (const char* args : {"", " --input uint8", " --routing fused --input uint8"}) {
+    const test::CliResult r = test::run_cli("export --checkpoint " + dir + args);
+    ASSERT_EQ(r.code, 0) << args << r.err;
+  }
+  auto accuracy = [&](const std::string& args, bool expect_copy_note) {
+    const test::CliResult r = test::run_cli("eval " + args + data);
+    EXPECT_EQ(r.code, 0) << args << r.err;
+    EXPECT_EQ(test::contains(r.err, "copied to floats"), expect_copy_note) << args << r.err;
+    return nlohmann::json::parse(r.out)["accuracy"].get<double>();
+  };
+  const double want = accuracy("--model " + dir + "/model.fp32.onnx", false);
+  EXPECT_EQ(accuracy("--model " + dir + "/model.fp32.onnx --input uint8", true), want);
+  EXPECT_EQ(accuracy("--model " + dir + "/model.fp32-u8.onnx --input uint8", false), want);
+  EXPECT_EQ(accuracy("--model " + dir + "/model.fp32-fused-u8.onnx --input uint8", false), want);
+  EXPECT_EQ(accuracy("--model " + dir + "/model.fp32-u8.onnx", false), want);  // floats rounded to the bytes
+  EXPECT_EQ(accuracy("--backend native --model " + dir + " --input uint8", false), want);
+  const test::CliResult bad = test::run_cli("export --checkpoint " + dir + " --routing gather --input uint8");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_TRUE(test::contains(bad.err, "--input uint8")) << bad.err;
+  EXPECT_TRUE(test::contains(bad.err, "gather")) << bad.err;
 }
 
 TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {

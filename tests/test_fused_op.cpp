@@ -30,17 +30,25 @@ const std::vector<float>& mnist_test_images() {
   return x;
 }
 
-std::string export_fused(const Checkpoint& ck, const std::string& tag) {
-  const std::string path = test::temp_dir(tag) + "/model.fp32-fused.onnx";
+std::string export_fused(const Checkpoint& ck, const std::string& tag, Routing routing = Routing::fused, bool uint8_input = false) {
   ExportOptions o;
-  o.routing = Routing::fused;
+  o.routing = routing;
+  o.uint8_input = uint8_input;
+  const std::string path = test::temp_dir(tag) + "/" + model_file_name(Precision::fp32, routing, Int8Input::dynamic, uint8_input);
   export_onnx(ck, o, path);
   return path;
 }
 
+const std::vector<uint8_t>& mnist_test_bytes() {
+  static const std::vector<uint8_t> x = load_dataset("mnist", test::mnist_dir(), "test").pixels;
+  return x;
+}
+
 using test::near_tie;
 
-void expect_parity(const Checkpoint& ck, const std::string& model, const std::string& what) {
+// uint8_input: the images go in as their bytes (Classifier::classify_u8), which a --input uint8
+// model reads as they are; the reference runs on bytes / 255, which are the float images exactly.
+void expect_parity(const Checkpoint& ck, const std::string& model, const std::string& what, bool uint8_input = false) {
   const std::vector<float>& x = mnist_test_images();
   const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
   ReferenceClassifier ref(ck);
@@ -51,10 +59,12 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
       BackendOptions o;
       o.threads = threads;
       auto m = make_ort_classifier(model, o);
+      ASSERT_EQ(m->reads_uint8(), uint8_input) << what;
       const int64_t rows = batch == 1 ? 500 : n;  // batch 1 on the first 500 images keeps the test short
       for (int64_t i = 0; i < rows; i += batch) {
         const int64_t b = std::min(batch, rows - i);
-        m->classify(x.data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
+        if (uint8_input) m->classify_u8(mnist_test_bytes().data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
+        else m->classify(x.data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
       }
       int64_t ties = 0;
       float max_logit = 0, max_prob = 0;
@@ -67,7 +77,7 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
         for (int64_t c = 0; c < C; ++c) max_logit = std::max(max_logit, std::fabs(got[size_t(i * C + c)] - want[size_t(i * C + c)]));
         ASSERT_EQ(argmax(&got[size_t(i * C)], C), argmax(&want[size_t(i * C)], C)) << what << " image " << i;
       }
-      std::printf("%s: fused op through ONNX Runtime, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e "
+      std::printf("%s: through ONNX Runtime, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e "
                   "over %lld images; %lld near-tie rows reported, not compared\n",
                   what.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)rows, (long long)ties);
       EXPECT_LE(max_logit, 1e-4f) << what;
@@ -111,6 +121,31 @@ TEST(FusedOp, ExportRefusesOtherPrecisions) {
 TEST(FusedOp, MatchesTheReferenceOnAllMnistTestImages) {
   const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 13);
   expect_parity(ck, export_fused(ck, "random"), "random 8x16 top-2");
+}
+
+// export --input uint8: the fused op reading bytes (MoeMnistU8) and the portable dense graph (Cast,
+// 1/255 in the embedding weights), both fed the bytes, against the reference on all test images.
+TEST(FusedOp, Uint8InputMatchesTheReferenceOnAllMnistTestImages) {
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 13);
+  expect_parity(ck, export_fused(ck, "u8-fused", Routing::fused, true), "fused, uint8 input", true);
+  expect_parity(ck, export_fused(ck, "u8-dense", Routing::dense, true), "dense, uint8 input", true);
+}
+
+TEST(FusedOp, Uint8ExportDeclaresAByteInputAndRefusesOtherRoutings) {
+  ExportOptions o;
+  o.uint8_input = true;
+  for (Routing r : {Routing::dense, Routing::fused}) {
+    o.routing = r;
+    const onnx::ModelProto m = build_onnx_model(test::random_checkpoint(ModelConfig{}, 2), o);
+    EXPECT_EQ(m.graph().input(0).type().tensor_type().elem_type(), onnx::TensorProto::UINT8) << to_string(r);
+  }
+  o.routing = Routing::gather;
+  try {
+    build_onnx_model(test::random_checkpoint(ModelConfig{}, 2), o);
+    ADD_FAILURE() << "--input uint8 accepted for gather routing";
+  } catch (const InputError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "--input uint8")) << e.what();
+  }
 }
 
 TEST(FusedOp, OtherSizesAndTopK) {

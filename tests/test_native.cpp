@@ -39,39 +39,67 @@ const std::vector<float>& mnist_test_images() {
   return x;
 }
 
-// Every path, 1 and 2 threads, batches 1000 and 37 (a remainder that splits unevenly), against the reference.
+// The formulations of the embedding that exist for this model on this path (sparse always).
+std::vector<Embed> embeds_here(const FoldedModel& folded, Isa isa) {
+  std::vector<Embed> v = {Embed::sparse};
+  if (dense_available(pack_model(folded, isa))) v.push_back(Embed::dense);
+  return v;
+}
+
+Outputs run_all_u8(Classifier& m, const std::vector<uint8_t>& x, int64_t n, int64_t batch) {
+  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
+  for (int64_t i = 0; i < n; i += batch) {
+    const int64_t b = std::min(batch, n - i);
+    m.classify_u8(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
+  }
+  return o;
+}
+
+// Every path x every formulation x float and byte input, 1 and 2 threads, batches 1000 and 37 (a
+// remainder that splits unevenly and leaves partial dense tiles), against the reference (for bytes:
+// the reference on bytes / 255).
 void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std::string& what) {
   const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
   ReferenceClassifier ref(ck);
   const Outputs want = run_all(ref, x, n, 1000);
+  std::vector<uint8_t> bytes(x.size());
+  std::vector<float> from_bytes(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
+    from_bytes[i] = float(bytes[i]) / 255.f;
+  }
+  const Outputs want_u8 = from_bytes == x ? want : run_all(ref, from_bytes, n, 1000);
   const FoldedModel folded = fold_model(ck);
   for (Isa isa : paths_here())
-    for (int threads : {1, 2})
-      for (int64_t batch : {int64_t(1000), int64_t(37)}) {
-        auto m = make_native_classifier(folded, NativeOptions{threads, isa});
-        const Outputs got = run_all(*m, x, n, batch);
-        int64_t ties = 0;
-        float max_logit = 0, max_prob = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          for (int64_t e = 0; e < E; ++e)
-            max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - want.probs[size_t(i * E + e)]));
-          if (near_tie(&want.probs[size_t(i * E)], E, K)) {
-            ++ties;
-            continue;
+    for (Embed embed : embeds_here(folded, isa))
+      for (bool u8 : {false, true})
+        for (int threads : {1, 2})
+          for (int64_t batch : {int64_t(1000), int64_t(37)}) {
+            auto m = make_native_classifier(folded, NativeOptions{threads, isa, embed});
+            const Outputs got = u8 ? run_all_u8(*m, bytes, n, batch) : run_all(*m, x, n, batch);
+            const Outputs& w = u8 ? want_u8 : want;
+            const std::string path = to_string(isa) + " " + to_string(embed) + (u8 ? " uint8" : " fp32");
+            int64_t ties = 0;
+            float max_logit = 0, max_prob = 0;
+            for (int64_t i = 0; i < n; ++i) {
+              for (int64_t e = 0; e < E; ++e)
+                max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - w.probs[size_t(i * E + e)]));
+              if (near_tie(&w.probs[size_t(i * E)], E, K)) {
+                ++ties;
+                continue;
+              }
+              for (int64_t c = 0; c < C; ++c)
+                max_logit = std::max(max_logit, std::fabs(got.logits[size_t(i * C + c)] - w.logits[size_t(i * C + c)]));
+              ASSERT_EQ(argmax(&got.logits[size_t(i * C)], C), argmax(&w.logits[size_t(i * C)], C)) << what << " " << path << " image " << i;
+            }
+            std::printf("%s: native %s, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld "
+                        "images; %lld near-tie rows reported, not compared\n",
+                        what.c_str(), path.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)n,
+                        (long long)ties);
+            EXPECT_LE(max_logit, 1e-4f) << what << " " << path;
+            EXPECT_LE(max_prob, 1e-5f) << what << " " << path;
+            EXPECT_LE(ties, 10) << what << " " << path;
           }
-          for (int64_t c = 0; c < C; ++c)
-            max_logit = std::max(max_logit, std::fabs(got.logits[size_t(i * C + c)] - want.logits[size_t(i * C + c)]));
-          ASSERT_EQ(argmax(&got.logits[size_t(i * C)], C), argmax(&want.logits[size_t(i * C)], C))
-              << what << " " << to_string(isa) << " image " << i;
-        }
-        std::printf("%s: native %s, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld images; "
-                    "%lld near-tie rows reported, not compared\n",
-                    what.c_str(), to_string(isa).c_str(), threads, (long long)batch, double(max_logit), double(max_prob),
-                    (long long)n, (long long)ties);
-        EXPECT_LE(max_logit, 1e-4f) << what << " " << to_string(isa);
-        EXPECT_LE(max_prob, 1e-5f) << what << " " << to_string(isa);
-        EXPECT_LE(ties, 10) << what;
-      }
 }
 
 TEST(NativeParity, RandomModelOnAllMnistTestImagesEveryPath) {
@@ -98,17 +126,50 @@ TEST(NativeParity, TrainedCheckpoint) {
   expect_parity(load_checkpoint(dir), mnist_test_images(), "trained");
 }
 
+// Within one formulation an image's outputs are the same bits whatever batch (full or partial
+// dense tile) and threads it runs with.
 TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
   const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
   const std::vector<float> x = test::random_images(100, 5);
-  auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa()});
-  auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa()});
-  const Outputs a = run_all(*one, x, 100, 100);
-  for (int64_t batch : {1, 9, 16, 17, 63, 100}) {
-    const Outputs b = run_all(*two, x, 100, batch);
-    EXPECT_EQ(a.logits, b.logits) << "batch " << batch;
-    EXPECT_EQ(a.probs, b.probs) << "batch " << batch;
+  for (Embed embed : embeds_here(fold_model(ck), best_isa())) {
+    auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa(), embed});
+    auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa(), embed});
+    const Outputs a = run_all(*one, x, 100, 100);
+    for (int64_t batch : {1, 3, 9, 16, 17, 63, 100}) {
+      const Outputs b = run_all(*two, x, 100, batch);
+      EXPECT_EQ(a.logits, b.logits) << to_string(embed) << " batch " << batch;
+      EXPECT_EQ(a.probs, b.probs) << to_string(embed) << " batch " << batch;
+    }
   }
+}
+
+// The automatic choice is one of the formulations, per path and batch size; forcing one is honoured,
+// and forcing dense where the model does not fit it is refused with the reason.
+TEST(Native, EmbeddingChoice) {
+  const FoldedModel f = fold_model(test::random_checkpoint(ModelConfig{}, 3));
+  for (Isa isa : paths_here()) {
+    const PackedModel m = pack_model(f, isa);
+    for (int64_t batch : {1, 4, 8, 64, 1024}) {
+      const Embed e = choose_embed(m, batch);
+      EXPECT_TRUE(e == Embed::sparse || (e == Embed::dense && dense_available(m))) << to_string(isa) << " batch " << batch;
+    }
+    EXPECT_EQ(choose_embed(m, 1), Embed::sparse) << "one image never pays for a padded tile";
+    for (Embed forced : embeds_here(f, isa)) EXPECT_EQ(choose_embed(pack_model(f, isa, forced), 64), forced);
+  }
+  ModelConfig wide;
+  wide.emb_size = 64;  // 64 + 8 outputs: more than 4 vectors on every path
+  try {
+    pack_model(fold_model(test::random_checkpoint(wide, 3)), Isa::avx2, Embed::dense);
+    ADD_FAILURE() << "dense was accepted for a model it does not fit";
+  } catch (const UnavailableError& e) {
+    EXPECT_TRUE(test::contains(e.what(), "dense")) << e.what();
+  }
+  ::setenv("MOE_MNIST_NATIVE_EMBED", "dense", 1);
+  EXPECT_EQ(embed_from_env(), Embed::dense);
+  ::setenv("MOE_MNIST_NATIVE_EMBED", "blocked", 1);
+  EXPECT_THROW(embed_from_env(), InputError);
+  ::unsetenv("MOE_MNIST_NATIVE_EMBED");
+  EXPECT_EQ(embed_from_env(), Embed::auto_);
 }
 
 TEST(Native, PathChoiceFromTheEnvironment) {

@@ -107,10 +107,11 @@ std::string to_string(TorchStyle v) { return name_of(v); }
 std::string to_string(LrSchedule v) { return name_of(v); }
 std::string to_string(Keep v) { return name_of(v); }
 
-std::string model_file_name(Precision precision, Routing routing, Int8Input int8_input) {
+std::string model_file_name(Precision precision, Routing routing, Int8Input int8_input, bool uint8_input) {
   std::string name = "model." + to_string(precision);
   if (routing != Routing::dense) name += "-" + to_string(routing);
   if (precision == Precision::int8 && int8_input == Int8Input::static_scale) name += "-static";
+  if (uint8_input) name += "-u8";
   return name + ".onnx";
 }
 

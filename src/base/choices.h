@@ -39,6 +39,8 @@ inline bool is_gpu(Backend b) { return b == Backend::cuda || b == Backend::tenso
 // The file `export` writes by default and `bench` looks for in a checkpoint folder:
 // model.fp32.onnx, model.fp16.onnx, model.int8.onnx, model.int8-static.onnx, model.fp32-gather.onnx,
 // model.fp32-moe.onnx, model.fp32-fused.onnx (routing and int8 input appear only when not the default).
-std::string model_file_name(Precision precision, Routing routing = Routing::dense, Int8Input int8_input = Int8Input::dynamic);
+// model.<precision>[-<routing>][-static][-u8].onnx; -u8: the graph takes UINT8 images (export --input uint8).
+std::string model_file_name(Precision precision, Routing routing = Routing::dense, Int8Input int8_input = Int8Input::dynamic,
+                            bool uint8_input = false);
 
 }  // namespace moe

@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "base/errors.h"
 #include "bench/evaluate.h"
+#include "bench/read_bound.h"
 #include "ort/ort_profile.h"
 #include "report/plot.h"
 #include "base/process.h"
@@ -32,6 +33,7 @@ bool has_batch(const std::vector<int64_t>& v, int64_t x) { return std::find(v.be
 struct Variant {
   std::string backend, precision, variant, model;
   BackendOptions options;
+  bool uint8_input = false;  // fed the image bytes (Classifier::classify_u8), not floats
 };
 
 std::vector<Variant> variants(const BenchConfig& a) {
@@ -49,6 +51,9 @@ std::vector<Variant> variants(const BenchConfig& a) {
     Variant x{"native", "fp32", "fused", a.model_dir, {}};
     x.options.backend = Backend::native;
     v.push_back(x);
+    x.precision = "uint8";  // the same kernel reading the bytes: a quarter of the memory traffic
+    x.uint8_input = true;
+    v.push_back(x);
   }
   if (want("torch"))
     for (TorchStyle style : {TorchStyle::sparse, TorchStyle::loop}) {
@@ -63,6 +68,14 @@ std::vector<Variant> variants(const BenchConfig& a) {
     onnx(Backend::cpu, Precision::fp32, "gather", model_file_name(Precision::fp32, Routing::gather));
     onnx(Backend::cpu, Precision::fp32, "moe", model_file_name(Precision::fp32, Routing::moe));
     onnx(Backend::cpu, Precision::fp32, "fused", model_file_name(Precision::fp32, Routing::fused));
+    // The graphs exported with --input uint8, fed the image bytes: rows only where they were exported.
+    for (Routing r : {Routing::dense, Routing::fused}) {
+      const std::string file = model_file_name(Precision::fp32, r, Int8Input::dynamic, true);
+      if (!std::filesystem::exists(a.model_dir + "/" + file)) continue;
+      onnx(Backend::cpu, Precision::fp32, to_string(r), file);
+      v.back().precision = "uint8";
+      v.back().uint8_input = true;
+    }
     if (a.cpu_fp16) onnx(Backend::cpu, Precision::fp16, "dense", fp16);
     onnx(Backend::cpu, Precision::int8, "dense", model_file_name(Precision::int8));
     onnx(Backend::cpu, Precision::int8, "static-in", model_file_name(Precision::int8, Routing::dense, Int8Input::static_scale));
@@ -98,8 +111,12 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 // Only single-threaded engines are paired: with intra-op threads, one engine's pool still spinning
 // after its run takes a core from the other's (measured: native 40% slower right after ONNX Runtime).
 BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t batch, const BenchConfig& a,
-                 const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& y,
-                 const Variant* yardstick = nullptr) {
+                 const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& bytes,
+                 const std::vector<uint8_t>& y, const Variant* yardstick = nullptr) {
+  auto run = [&](const std::vector<Classifier*>& engines, int64_t passes, bool record, bool uint8_input) {
+    return uint8_input ? evaluate_parallel(engines, bytes, y, batch, passes, record)
+                       : evaluate_parallel(engines, x, y, batch, passes, record);
+  };
   BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, mode, threads, batch);
   const int n_engines = mode == "streams" ? threads : 1;
   const int engine_threads = mode == "streams" ? 1 : threads;
@@ -115,14 +132,14 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   if (yardstick) {
     paired = open_timed(n_engines, [&] { return open_variant(*yardstick, engine_threads, open); }, x, batch);
     for (auto& e : paired.engines) paired_ptrs.push_back(e.get());
-    evaluate_parallel(paired_ptrs, x, y, batch, 1, false);
+    run(paired_ptrs, 1, false, yardstick->uint8_input);
   }
-  evaluate_parallel(ptrs, x, y, batch, 1, false);  // warm-up pass, untimed
+  run(ptrs, 1, false, v.uint8_input);  // warm-up pass, untimed
   std::vector<double> ips, seconds, latencies, paired_ips;
   int64_t correct = 0, images = 0;
   for (int64_t r = 0; r < a.repeats; ++r) {
-    if (yardstick) paired_ips.push_back(evaluate_parallel(paired_ptrs, x, y, batch, a.passes, false).images_per_second());
-    const EvalResult e = evaluate_parallel(ptrs, x, y, batch, a.passes, true);
+    if (yardstick) paired_ips.push_back(run(paired_ptrs, a.passes, false, yardstick->uint8_input).images_per_second());
+    const EvalResult e = run(ptrs, a.passes, true, v.uint8_input);
     ips.push_back(e.images_per_second());
     seconds.push_back(e.seconds);
     latencies.insert(latencies.end(), e.batch_seconds.begin(), e.batch_seconds.end());
@@ -138,45 +155,6 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   row.p50_us = 1e6 * quantile(latencies, 0.5);
   row.p90_us = 1e6 * quantile(latencies, 0.9);
   row.p99_us = 1e6 * quantile(latencies, 0.99);
-  return row;
-}
-
-volatile uint32_t g_read_sink = 0;
-
-// How fast this machine can merely read the images: `threads` threads each sum (XOR) a contiguous
-// share of them, `passes` times, timed like a bench run. The bound `native` is held against.
-BenchRow measure_read_bound(int threads, const BenchConfig& a, const std::vector<float>& x) {
-  BenchRow row = BenchRow::of("memory", "fp32", "read-bound", "intra", threads, 0);
-  const size_t n = x.size();
-  std::vector<uint32_t> sink(size_t(threads) * 16, 0);  // one cache line per thread
-  auto read_share = [&](int t) {
-    const uint32_t* p = reinterpret_cast<const uint32_t*>(x.data());
-    const size_t begin = n * size_t(t) / size_t(threads), end = n * size_t(t + 1) / size_t(threads);
-    uint32_t acc = 0;
-    for (int64_t pass = 0; pass < a.passes; ++pass)
-      for (size_t i = begin; i < end; ++i) acc ^= p[i];
-    sink[size_t(t) * 16] ^= acc;
-  };
-  auto run_once = [&] {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(read_share, t);
-    read_share(0);
-    for (auto& th : pool) th.join();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  run_once();  // warm-up
-  std::vector<double> ips, seconds;
-  const double images = double(n / 784) * double(a.passes);
-  for (int64_t r = 0; r < a.repeats; ++r) {
-    seconds.push_back(run_once());
-    ips.push_back(images / seconds.back());
-  }
-  row.seconds = median(seconds);
-  row.images_per_second = median(ips);
-  row.ips_min = *std::min_element(ips.begin(), ips.end());
-  row.ips_max = *std::max_element(ips.begin(), ips.end());
-  for (uint32_t s : sink) g_read_sink = g_read_sink ^ s;  // the sums are used, so the reads cannot be optimised away
   return row;
 }
 
@@ -311,9 +289,9 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
   if (has(a.backends, "native")) check_native(a, open, x, d.n);
 
   const std::vector<Variant> vs = variants(a);
-  const Variant* yardstick = nullptr;
+  const Variant *yardstick = nullptr, *yardstick_u8 = nullptr;  // native on floats, native on bytes
   for (const Variant& v : vs)
-    if (v.backend == "native") yardstick = &v;
+    if (v.backend == "native") (v.uint8_input ? yardstick_u8 : yardstick) = &v;
   for (const Variant& v : vs) {
     // GPU engines do not use CPU threads for the work; measure them once per batch size.
     const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
@@ -336,7 +314,8 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
           std::fprintf(stderr, "bench: %-22s %-7s threads %d batch %-5lld ", (v.backend + " " + v.precision + " " + v.variant).c_str(),
                        mode.c_str(), threads, (long long)batch);
           const bool onnx_runtime = v.backend == "cpu" || v.backend == "cuda" || v.backend == "tensorrt";
-          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.labels, onnx_runtime ? yardstick : nullptr);
+          const Variant* paired = v.uint8_input ? yardstick_u8 : yardstick;
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime ? paired : nullptr);
           std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
           report.rows.push_back(row);
         }
@@ -344,12 +323,16 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
     }
   }
   if (has(a.backends, "native"))
-    for (int threads : a.threads) {
-      std::fprintf(stderr, "bench: %-22s %-7s threads %d             ", "memory read-bound", "intra", threads);
-      report.rows.push_back(measure_read_bound(threads, a, x));
-      std::fprintf(stderr, "%12.0f images/s\n", report.rows.back().images_per_second);
-    }
+    for (bool uint8_input : {false, true})
+      for (int threads : a.threads) {
+        std::fprintf(stderr, "bench: %-22s %-7s threads %d             ", uint8_input ? "memory uint8 read-bound" : "memory fp32 read-bound",
+                     "intra", threads);
+        report.rows.push_back(uint8_input ? measure_read_bound(threads, a.repeats, a.passes, d.pixels.data(), 784, d.n)
+                                          : measure_read_bound(threads, a.repeats, a.passes, x.data(), 784 * 4, d.n));
+        std::fprintf(stderr, "%12.0f images/s (%s)\n", report.rows.back().images_per_second, report.rows.back().working_set.c_str());
+      }
   set_native_ratios(report.rows);
+  set_read_bound_ratios(report.rows);
   report.summary = summarize(report.rows);
   if (!a.profile.empty()) profile_graphs(a, vs, open, x, d.labels, report);
   return report;

@@ -21,8 +21,12 @@ void check_finite(const float* logits, int64_t n, const Classifier& model, int64
 
 namespace {
 
+void classify_any(Classifier& m, const float* x, int64_t n, float* logits) { m.classify(x, n, logits, nullptr); }
+void classify_any(Classifier& m, const uint8_t* x, int64_t n, float* logits) { m.classify_u8(x, n, logits, nullptr); }
+
 // Runs batches stream, stream + n_streams, ... of every pass on `model`.
-EvalResult run_stream(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
+template <class X>
+EvalResult run_stream(Classifier& model, const std::vector<X>& images, const std::vector<uint8_t>& labels,
                       int64_t batch, int64_t passes, bool record_batches, int64_t stream, int64_t n_streams) {
   const int64_t n = int64_t(labels.size());
   const int64_t n_pixels = n ? int64_t(images.size()) / n : 0;
@@ -35,7 +39,7 @@ EvalResult run_stream(Classifier& model, const std::vector<float>& images, const
     for (int64_t i = stream * batch; i < n; i += batch * n_streams) {
       const int64_t b = std::min(batch, n - i);
       const auto tb = record_batches ? clock::now() : clock::time_point{};
-      model.classify(images.data() + i * n_pixels, b, logits.data(), nullptr);
+      classify_any(model, images.data() + i * n_pixels, b, logits.data());
       check_finite(logits.data(), b * n_classes, model, i);
       for (int64_t j = 0; j < b; ++j) r.correct += argmax(logits.data() + j * n_classes, n_classes) == labels[i + j];
       if (record_batches) r.batch_seconds.push_back(std::chrono::duration<double>(clock::now() - tb).count());
@@ -46,15 +50,9 @@ EvalResult run_stream(Classifier& model, const std::vector<float>& images, const
   return r;
 }
 
-}  // namespace
-
-EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
-                    int64_t batch, int64_t passes, bool record_batches) {
-  return evaluate_parallel({&model}, images, labels, batch, passes, record_batches);
-}
-
-EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<float>& images,
-                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
+template <class X>
+EvalResult evaluate_any(const std::vector<Classifier*>& engines, const std::vector<X>& images,
+                        const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
   if (batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(batch));
   if (passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(passes));
   if (labels.empty()) throw InputError("no images to evaluate (the split is empty)");
@@ -83,6 +81,28 @@ EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std:
     r.batch_seconds.insert(r.batch_seconds.end(), p.batch_seconds.begin(), p.batch_seconds.end());
   }
   return r;
+}
+
+}  // namespace
+
+EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
+                    int64_t batch, int64_t passes, bool record_batches) {
+  return evaluate_any({&model}, images, labels, batch, passes, record_batches);
+}
+
+EvalResult evaluate(Classifier& model, const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels,
+                    int64_t batch, int64_t passes, bool record_batches) {
+  return evaluate_any({&model}, images, labels, batch, passes, record_batches);
+}
+
+EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<float>& images,
+                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
+  return evaluate_any(engines, images, labels, batch, passes, record_batches);
+}
+
+EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<uint8_t>& images,
+                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches) {
+  return evaluate_any(engines, images, labels, batch, passes, record_batches);
 }
 
 }  // namespace moe

@@ -22,10 +22,15 @@ struct EvalResult {
 // its own size). The timed region covers only classify() calls and the argmax, not data loading.
 EvalResult evaluate(Classifier& model, const std::vector<float>& images, const std::vector<uint8_t>& labels,
                     int64_t batch, int64_t passes, bool record_batches = false);
+// The same with the images as bytes [n, 784] (Classifier::classify_u8).
+EvalResult evaluate(Classifier& model, const std::vector<uint8_t>& images, const std::vector<uint8_t>& labels,
+                    int64_t batch, int64_t passes, bool record_batches = false);
 
 // The same work split over several engines, one thread each: batch i goes to engine i % size.
 // With one engine it runs on the calling thread. Per-batch latencies are recorded when asked.
 EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<float>& images,
+                             const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches);
+EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<uint8_t>& images,
                              const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches);
 
 // Throws InputError when any of the n logits is NaN or infinite (a model with broken weights), naming

@@ -49,7 +49,7 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
   if (o.backend == Backend::native) {
     if (!std::filesystem::is_directory(model))
       throw InputError(model + ": the native backend reads a checkpoint directory (what 'train --out' wrote), not a file");
-    return make_native_classifier(model, NativeOptions{o.threads, isa_from_env()});
+    return make_native_classifier(model, NativeOptions{o.threads, isa_from_env(), embed_from_env()});
   }
   if (o.backend == Backend::torch) {
 #ifdef MOE_MNIST_HAVE_TORCH

@@ -18,7 +18,7 @@ namespace moe {
 
 void add_eval_command(CLI::App& app) {
   struct Args {
-    std::string model = "runs/mnist/model.fp32.onnx", dataset = "mnist", data_dir, split = "test", mode = "streams";
+    std::string model = "runs/mnist/model.fp32.onnx", dataset = "mnist", data_dir, split = "test", mode = "streams", input = "float";
     int64_t passes = 1, batch = 64;
     bool json = false;
     BackendOptions backend;
@@ -36,6 +36,11 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--passes", a->passes, "Passes over the split (the original timed 10 over the 60 000 training images)")->capture_default_str();
   cmd->add_option("--batch", a->batch, "Batch size; the last partial batch runs at its own size")->capture_default_str();
   cmd->add_flag("--json", a->json, "Print one JSON object on stdout (logs stay on stderr)");
+  cmd->add_option("--input", a->input,
+                  "What the engine is given: float (pixels / 255) or uint8 (the image bytes: native reads them directly, as "
+                  "does a model exported with --input uint8; other engines get a float copy, which is said)")
+      ->check(CLI::IsMember({"float", "uint8"}))
+      ->capture_default_str();
   cmd->add_option("--mode", a->mode,
                   "How the --threads are used by --backend cpu and native: streams (one single-threaded engine per thread, "
                   "batches dealt out between them) or intra (one engine with that many intra-op threads). streams is the "
@@ -66,18 +71,23 @@ void add_eval_command(CLI::App& app) {
     const double t_session = opened.session_ms / 1e3;
     std::vector<Classifier*> engines;
     for (auto& e : opened.engines) engines.push_back(e.get());
-    const EvalResult r = evaluate_parallel(engines, x, d.labels, a->batch, a->passes, false);
+    const bool uint8_input = a->input == "uint8";
+    if (uint8_input && !model->reads_uint8())
+      std::fprintf(stderr, "eval: --input uint8: %s %s does not read bytes; each batch is copied to floats first\n",
+                   model->backend().c_str(), model->precision().c_str());
+    const EvalResult r = uint8_input ? evaluate_parallel(engines, d.pixels, d.labels, a->batch, a->passes, false)
+                                     : evaluate_parallel(engines, x, d.labels, a->batch, a->passes, false);
     const std::string how = streams ? std::to_string(n_engines) + " single-threaded engine(s)" : "1 engine, " + std::to_string(threads) + " thread(s)";
     if (a->json) {
       nlohmann::json j = {{"backend", model->backend()}, {"precision", model->precision()}, {"split", a->split},
                           {"images", r.images},           {"correct", r.correct},            {"accuracy", r.accuracy()},
                           {"seconds", r.seconds},         {"images_per_second", r.images_per_second()},
                           {"batch", a->batch},            {"passes", a->passes},             {"session_seconds", t_session},
-                          {"mode", streams ? "streams" : "intra"}, {"engines", n_engines}};
+                          {"mode", streams ? "streams" : "intra"}, {"engines", n_engines}, {"input", a->input}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("%s %s on %s/%s: %lld images, batch %lld, %lld pass%s, %s (session%s created in %.1f ms)\n",
-                  model->backend().c_str(), model->precision().c_str(), a->dataset.c_str(), a->split.c_str(),
+      std::printf("%s %s on %s/%s (%s input): %lld images, batch %lld, %lld pass%s, %s (session%s created in %.1f ms)\n",
+                  model->backend().c_str(), model->precision().c_str(), a->dataset.c_str(), a->split.c_str(), a->input.c_str(),
                   (long long)r.images, (long long)a->batch, (long long)a->passes, a->passes == 1 ? "" : "es", how.c_str(),
                   n_engines > 1 ? "s" : "", 1e3 * t_session);
       std::printf("accuracy: %.2f%% time: %.2f s (%.0f images/s)\n", 100.0 * r.accuracy(), r.seconds, r.images_per_second());

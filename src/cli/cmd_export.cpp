@@ -19,7 +19,7 @@ namespace moe {
 void add_export_command(CLI::App& app) {
 #ifdef MOE_MNIST_HAVE_ONNX
   struct Args {
-    std::string checkpoint = "runs/mnist", out, triton_repo;
+    std::string checkpoint = "runs/mnist", out, triton_repo, input = "float";
     ExportOptions options;
     TritonModelConfig triton;
     bool force = false;
@@ -28,7 +28,7 @@ void add_export_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("export", "Export a checkpoint to a static ONNX graph (opset 17, dynamic batch), checked by the ONNX checker");
   cmd->add_option("--checkpoint", a->checkpoint, "Checkpoint directory written by 'train'")->capture_default_str();
   cmd->add_option("--out", a->out,
-                  "Output .onnx file (default: <checkpoint>/model.<precision>[-<routing>][-static].onnx, the names bench reads)");
+                  "Output .onnx file (default: <checkpoint>/model.<precision>[-<routing>][-static][-u8].onnx, the names bench reads)");
   add_choice_option(cmd, "--precision", a->options.precision, "fp32, fp16 (float32 inputs/outputs) or int8 (dynamic quantisation)");
   add_choice_option(cmd, "--routing", a->options.routing,
                     "dense: TopK + combine matrix, all experts in one MatMul; gather: each row gathers its k experts' "
@@ -37,6 +37,11 @@ void add_export_command(CLI::App& app) {
                     "dense is the default: it runs on any ONNX runtime");
   add_choice_option(cmd, "--int8-input", a->options.int8_input,
                     "int8 activations: dynamic (scale from each batch) or static (scale 1/255 for the [0,1] input contract)");
+  cmd->add_option("--input", a->input,
+                  "The graph's input: float (float32 [N,1,28,28] in [0,1]) or uint8 (the image bytes [N,1,28,28] 0..255, 1/255 "
+                  "folded into the embedding; --precision fp32 with --routing dense or fused; file name gets -u8)")
+      ->check(CLI::IsMember({"float", "uint8"}))
+      ->capture_default_str();
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
   auto* repo = cmd->add_option("--triton-repo", a->triton_repo,
                                "Write a Triton model repository instead: DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx");
@@ -46,17 +51,19 @@ void add_export_command(CLI::App& app) {
   cmd->add_flag("--force", a->force, "--triton-repo: replace the model's folder files if they exist");
   repo->excludes(cmd->get_option("--out"));
   cmd->callback([a] {
+    a->options.uint8_input = a->input == "uint8";
     const ExportOptions& o = a->options;
     if (o.precision != Precision::int8 && !o.per_channel)
       throw InputError("--per-tensor applies to --precision int8 only, not " + to_string(o.precision));
     if (o.precision != Precision::int8 && o.int8_input != Int8Input{})
       throw InputError("--int8-input applies to --precision int8 only, not " + to_string(o.precision));
-    std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input) : a->out;
+    std::string out = a->out.empty() ? a->checkpoint + "/" + model_file_name(o.precision, o.routing, o.int8_input, o.uint8_input) : a->out;
     const std::vector<std::string> inputs = {config_path(a->checkpoint), weights_path(a->checkpoint), train_state_path(a->checkpoint)};
     if (a->triton_repo.empty()) check_output_file(out, "--out", {"onnx"}, inputs);
     const Checkpoint ck = load_checkpoint(a->checkpoint);
     if (!a->triton_repo.empty()) {
       check_model_name(a->triton.name, "--name");
+      if (o.uint8_input) throw InputError("--triton-repo: --input uint8 is not written as a Triton model (its config says FP32 input)");
       if (o.routing == Routing::moe || o.routing == Routing::fused)
         throw InputError("--triton-repo: --routing " + to_string(o.routing) +
                          " needs ONNX Runtime with its contrib / custom ops; Triton serves dense or gather");

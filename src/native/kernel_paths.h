@@ -10,10 +10,17 @@ namespace moe::native_paths {
 struct PackedView {
   int64_t I, D, E, K, C, GP, DP, CP;
   const float *embed_gate_w, *embed_gate_b, *fc1_w, *fc1_b, *out_w, *out_b_expert, *out_b;
+  const float* embed_gate_w_u8;  // embed_gate_w / 255, for byte input
 };
 
-void forward_scalar(const PackedView& m, const float* images, int64_t n, float* logits, float* gate_probs);
-void forward_avx2(const PackedView& m, const float* images, int64_t n, float* logits, float* gate_probs);
-void forward_avx512(const PackedView& m, const float* images, int64_t n, float* logits, float* gate_probs);
+// images [n, I] as floats in [0, 1] or as bytes 0..255; `dense`: the tile-of-images embedding
+// (kernel_impl.h) where the model allows it, else the per-image sparse one.
+#define MOE_NATIVE_PATH(name)                                                                                       \
+  void name(const PackedView& m, const float* images, int64_t n, float* logits, float* gate_probs, bool dense);   \
+  void name(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs, bool dense);
+MOE_NATIVE_PATH(forward_scalar)
+MOE_NATIVE_PATH(forward_avx2)
+MOE_NATIVE_PATH(forward_avx512)
+#undef MOE_NATIVE_PATH
 
 }  // namespace moe::native_paths

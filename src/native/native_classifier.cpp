@@ -17,19 +17,18 @@ constexpr int64_t kRowsPerChunk = 16;
 class NativeClassifier final : public Classifier {
  public:
   NativeClassifier(const FoldedModel& f, const NativeOptions& o, std::string dataset, std::string hash)
-      : model_(pack_model(f, o.isa)),
+      : model_(pack_model(f, o.isa, o.embed)),
         pool_(o.threads > 0 ? o.threads : std::max(1, int(std::thread::hardware_concurrency()))),
         dataset_(std::move(dataset)),
         hash_(std::move(hash)) {}
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
-    if (pool_.n_threads() == 1 || n < 2 * kRowsPerChunk) {
-      native_forward(model_, images, n, logits, gate_probs);
-      return;
-    }
-    Job job{this, images, n, logits, gate_probs};
-    pool_.run(&run_chunk, &job, (n + kRowsPerChunk - 1) / kRowsPerChunk);
+    run(images, n, logits, gate_probs);
   }
+  void classify_u8(const uint8_t* images, int64_t n, float* logits, float* gate_probs) override {
+    run(images, n, logits, gate_probs);
+  }
+  bool reads_uint8() const override { return true; }
 
   int64_t n_classes() const override { return model_.C; }
   int64_t n_experts() const override { return model_.E; }
@@ -41,19 +40,34 @@ class NativeClassifier final : public Classifier {
   }
 
  private:
+  template <class X>
   struct Job {
     NativeClassifier* self;
-    const float* images;
+    const X* images;
     int64_t n;
     float *logits, *gate_probs;
+    Embed embed;  // chosen for the whole batch
   };
 
+  // The formulation is chosen for the whole batch, so every chunk computes the same way.
+  template <class X>
+  void run(const X* images, int64_t n, float* logits, float* gate_probs) {
+    const Embed embed = choose_embed(model_, n);
+    if (pool_.n_threads() == 1 || n < 2 * kRowsPerChunk) {
+      native_forward(model_, images, n, logits, gate_probs, embed);
+      return;
+    }
+    Job<X> job{this, images, n, logits, gate_probs, embed};
+    pool_.run(&run_chunk<X>, &job, (n + kRowsPerChunk - 1) / kRowsPerChunk);
+  }
+
+  template <class X>
   static void run_chunk(void* ctx, int64_t chunk) {
-    const Job& j = *static_cast<const Job*>(ctx);
+    const Job<X>& j = *static_cast<const Job<X>*>(ctx);
     const int64_t begin = chunk * kRowsPerChunk, end = std::min(j.n, begin + kRowsPerChunk);
     const PackedModel& m = j.self->model_;
     native_forward(m, j.images + begin * m.I, end - begin, j.logits + begin * m.C,
-                   j.gate_probs ? j.gate_probs + begin * m.E : nullptr);
+                   j.gate_probs ? j.gate_probs + begin * m.E : nullptr, j.embed);
   }
 
   PackedModel model_;

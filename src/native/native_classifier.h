@@ -13,6 +13,7 @@ namespace moe {
 struct NativeOptions {
   int threads = 1;         // threads per classify() call (the caller's included); 0 = one per core
   Isa isa = Isa::scalar;   // which code path; see isa_from_env()
+  Embed embed = Embed::auto_;  // which embedding formulation; see embed_from_env()
 };
 
 // From a checkpoint folder (config.json + weights.safetensors). InputError for a bad checkpoint.

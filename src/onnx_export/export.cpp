@@ -30,6 +30,7 @@ namespace {
 
 constexpr int kOpset = 17;
 constexpr const char* kFusedDomain = "ai.moe_mnist";  // src/ort_op/moe_mnist_op.h (not included: no ONNX Runtime here)
+constexpr const char* kFusedOpNameU8 = "MoeMnistU8";  // the same op reading UINT8 images
 using Matrix = std::vector<double>;  // row-major
 
 struct Folded {
@@ -139,6 +140,7 @@ void add_metadata(onnx::ModelProto& m, const Checkpoint& ck, const ExportOptions
   if (ck.meta.training.contains("test_accuracy")) put("test_accuracy", ck.meta.training["test_accuracy"].dump());
   put("precision", to_string(o.precision));
   put("routing", to_string(o.routing));
+  put("input", o.uint8_input ? "uint8" : "float");
   put("producer", std::string("moe-mnist ") + MOE_MNIST_VERSION);
 }
 
@@ -277,7 +279,7 @@ void build_fused_model(onnx::ModelProto& m, const Checkpoint& ck, const ExportOp
   const FoldedModel f = fold_model(ck);
   const int F32 = onnx::TensorProto::FLOAT;
   GraphBuilder b(m.mutable_graph());
-  b.input("input", F32, {-1, 1, 28, 28});
+  b.input("input", o.uint8_input ? int(onnx::TensorProto::UINT8) : F32, {-1, 1, 28, 28});
   b.output("logits", F32, {-1, f.C});
   b.output("gate_probs", F32, {-1, f.E});
   b.floats("embedding+moe.gate.weight", {f.I, f.D + f.E}, f.embed_gate_w);
@@ -292,6 +294,7 @@ void build_fused_model(onnx::ModelProto& m, const Checkpoint& ck, const ExportOp
                        "moe.experts.fc1.bias", "moe.experts.fc2+classifier.weight", "moe.experts.fc2+classifier.bias",
                        "classifier.bias"},
                       {"logits", "gate_probs"}, "moe_mnist", kFusedDomain);
+  if (o.uint8_input) node->set_op_type(kFusedOpNameU8);  // the same weights; the kernel folds in 1/255
   set_attr(node, "top_k", f.K);
   auto* opset = m.add_opset_import();
   opset->set_domain(kFusedDomain);
@@ -306,7 +309,10 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
   const ModelConfig& c = ck.meta.model;
   c.validate();
   if (c.input_size != 784) throw InputError("export: input_size must be 784 (28x28 images), got " + std::to_string(c.input_size));
-  const Folded f = fold(ck);
+  if (o.uint8_input && (o.precision != Precision::fp32 || (o.routing != Routing::dense && o.routing != Routing::fused)))
+    throw InputError("--input uint8 is for --precision fp32 with --routing dense or fused, got --precision " +
+                     to_string(o.precision) + " --routing " + to_string(o.routing));
+  Folded f = fold(ck);
   const int F32 = onnx::TensorProto::FLOAT;
   const int ftype = o.precision == Precision::fp16 ? int(onnx::TensorProto::FLOAT16) : F32;
 
@@ -327,12 +333,17 @@ onnx::ModelProto build_onnx_model(const Checkpoint& ck, const ExportOptions& o) 
     return m;
   }
   GraphBuilder b(g);
-  b.input("input", F32, {-1, 1, 28, 28});
+  b.input("input", o.uint8_input ? int(onnx::TensorProto::UINT8) : F32, {-1, 1, 28, 28});
   b.output("logits", F32, {-1, f.C});
   b.output("gate_probs", F32, {-1, f.E});
 
   set_attr(b.node("Flatten", {"input"}, {"input.flat"}), "axis", int64_t(1));  // [N, 784]
   std::string x = "input.flat";
+  if (o.uint8_input) {  // bytes -> floats 0..255, and the embedding weights take the 1/255
+    set_attr(b.node("Cast", {x}, {"input.float"}), "to", int64_t(F32));
+    x = "input.float";
+    for (float& w : f.embed_gate_w) w /= 255.f;
+  }
   if (ftype != F32) {
     set_attr(b.node("Cast", {x}, {"input.fp16"}), "to", int64_t(ftype));
     x = "input.fp16";

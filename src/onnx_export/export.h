@@ -21,6 +21,10 @@ struct ExportOptions {
   // int8 activations: dynamic (DynamicQuantizeLinear: scale from each batch's min/max) or static
   // (QuantizeLinear with scale 1/255, exact for inputs in [0, 1], the model's input contract)
   Int8Input int8_input = Int8Input::dynamic;
+  // The graph's input as the image bytes, UINT8 [N,1,28,28] 0..255 (fp32 dense and fused only): the
+  // dense graph casts them to float and has 1/255 folded into its embedding weights; the fused
+  // node is ai.moe_mnist.MoeMnistU8, the native kernel reading bytes. Else float [N,1,28,28] in [0, 1].
+  bool uint8_input = false;
 };
 
 struct ExportSummary {

@@ -4,6 +4,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <filesystem>
@@ -199,8 +201,10 @@ class OrtClassifier final : public Classifier {
     };
     if (std::string(session_.GetInputNameAllocated(0, alloc).get()) != "input") fail("its input is not named 'input'");
     const auto [in_type, in_shape] = shape_of(session_.GetInputTypeInfo(0));
-    if (in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || in_shape.size() != 4 || in_shape[1] != 1 || in_shape[2] != 28 || in_shape[3] != 28)
-      fail("input 'input' is not float [N,1,28,28]");
+    if ((in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) || in_shape.size() != 4 ||
+        in_shape[1] != 1 || in_shape[2] != 28 || in_shape[3] != 28)
+      fail("input 'input' is not float or uint8 [N,1,28,28]");
+    input_uint8_ = in_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
     int64_t dims[2] = {0, 0};
     const char* names[2] = {"logits", "gate_probs"};
     for (size_t i = 0; i < 2; ++i) {
@@ -248,7 +252,25 @@ class OrtClassifier final : public Classifier {
     }
   }
 
+  // A model exported with --input uint8 takes the bytes; floats in [0, 1] are rounded to them.
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override {
+    if (input_uint8_) {
+      bytes_.resize(size_t(n * 784));
+      for (size_t i = 0; i < bytes_.size(); ++i) bytes_[i] = uint8_t(std::clamp(images[i], 0.f, 1.f) * 255.f + 0.5f);
+      run(bytes_.data(), n, logits, gate_probs);
+      return;
+    }
+    run(images, n, logits, gate_probs);
+  }
+
+  void classify_u8(const uint8_t* images, int64_t n, float* logits, float* gate_probs) override {
+    if (!input_uint8_) return Classifier::classify_u8(images, n, logits, gate_probs);
+    run(images, n, logits, gate_probs);
+  }
+  bool reads_uint8() const override { return input_uint8_; }
+
+  template <class X>
+  void run(const X* images, int64_t n, float* logits, float* gate_probs) {
     if (!gate_probs) {
       if (int64_t(scratch_.size()) < n * n_experts_) scratch_.resize(size_t(n * n_experts_));
       gate_probs = scratch_.data();
@@ -256,7 +278,7 @@ class OrtClassifier final : public Classifier {
     const int64_t in_shape[] = {n, 1, 28, 28};
     const int64_t logits_shape[] = {n, n_classes_};
     const int64_t probs_shape[] = {n, n_experts_};
-    Ort::Value input = Ort::Value::CreateTensor<float>(mem_, const_cast<float*>(images), size_t(n * 784), in_shape, 4);
+    Ort::Value input = Ort::Value::CreateTensor<X>(mem_, const_cast<X*>(images), size_t(n * 784), in_shape, 4);
     Ort::Value outputs[2] = {Ort::Value::CreateTensor<float>(mem_, logits, size_t(n * n_classes_), logits_shape, 2),
                              Ort::Value::CreateTensor<float>(mem_, gate_probs, size_t(n * n_experts_), probs_shape, 2)};
     static const char* in_names[] = {"input"};
@@ -285,6 +307,8 @@ class OrtClassifier final : public Classifier {
   Ort::MemoryInfo mem_ = Ort::MemoryInfo::CreateCpu(OrtArenaAllocator, OrtMemTypeDefault);
   int64_t n_classes_ = 0, n_experts_ = 0, top_k_ = 0;
   std::vector<float> scratch_;
+  std::vector<uint8_t> bytes_;  // floats rounded to bytes for a --input uint8 model
+  bool input_uint8_ = false;    // the model takes UINT8 images
   std::unordered_map<std::string, std::string> provenance_;
 };
 

@@ -61,6 +61,7 @@ FoldedModel folded_from_inputs(GetInput get, int64_t top_k) {
 struct MoeMnistKernel {
   int64_t top_k = 0;
   Isa isa = Isa::scalar;
+  Embed embed = Embed::auto_;
   bool packed = false;  // the weights were constant and are packed in `model`
   PackedModel model;
 
@@ -68,6 +69,7 @@ struct MoeMnistKernel {
     Ort::ConstKernelInfo ki(info);
     top_k = ki.GetAttribute<int64_t>("top_k");
     isa = isa_from_env();
+    embed = embed_from_env();
     bool all_constant = true;
     std::vector<Ort::ConstValue> consts(8, Ort::ConstValue{nullptr});
     for (size_t i = 1; i < 8; ++i) {
@@ -76,22 +78,25 @@ struct MoeMnistKernel {
       all_constant = all_constant && is_constant;
     }
     if (all_constant) {
-      model = pack_model(folded_from_inputs([&](size_t i) { return consts[i]; }, top_k), isa);
+      model = pack_model(folded_from_inputs([&](size_t i) { return consts[i]; }, top_k), isa, embed);
       packed = true;
     }
   }
 
+  template <class X>
   struct Job {
     const PackedModel* m;
-    const float* x;
+    const X* x;
     int64_t n;
     float *logits, *probs;
+    Embed embed;  // chosen for the whole batch, as `native` does
   };
 
+  template <class X>
   OrtStatusPtr compute(OrtKernelContext* context) {
     Ort::KernelContext ctx(context);
     PackedModel fresh;
-    if (!packed) fresh = pack_model(folded_from_inputs([&](size_t i) { return ctx.GetInput(i); }, top_k), isa);
+    if (!packed) fresh = pack_model(folded_from_inputs([&](size_t i) { return ctx.GetInput(i); }, top_k), isa, embed);
     const PackedModel& m = packed ? model : fresh;
     Ort::ConstValue input = ctx.GetInput(0);
     const std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
@@ -100,26 +105,28 @@ struct MoeMnistKernel {
     if (shape.empty() || per_row != m.I)
       return error(ORT_INVALID_ARGUMENT, "input must be [N, 1, 28, 28] or [N, " + std::to_string(m.I) + "], got " + shape_string(shape));
     const int64_t n = shape[0];
-    Job job{&m, input.GetTensorData<float>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
-            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>()};
+    Job<X> job{&m, input.GetTensorData<X>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
+            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>(), choose_embed(m, n)};
     const int64_t n_tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
     if (n_tasks <= 1) {
-      native_forward(m, job.x, n, job.logits, job.probs);
+      native_forward(m, job.x, n, job.logits, job.probs, job.embed);
       return nullptr;
     }
     ctx.ParallelFor(
         [](void* p, size_t task) {
-          const Job& j = *static_cast<const Job*>(p);
+          const Job<X>& j = *static_cast<const Job<X>*>(p);
           const int64_t begin = int64_t(task) * kRowsPerTask, end = std::min(j.n, begin + kRowsPerTask);
-          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E);
+          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E, j.embed);
         },
         size_t(n_tasks), 0, &job);
     return nullptr;
   }
 
+  bool uint8_input = false;  // op MoeMnistU8
+
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
     try {
-      return compute(context);
+      return uint8_input ? compute<uint8_t>(context) : compute<float>(context);
     } catch (const std::exception& e) {
       return error(ORT_RUNTIME_EXCEPTION, e.what());
     }
@@ -127,18 +134,25 @@ struct MoeMnistKernel {
 };
 
 struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*/true> {
+  explicit MoeMnistOp(bool uint8_input) : uint8_input_(uint8_input) {}
+  bool uint8_input_;
+
   OrtStatusPtr CreateKernelV2(const OrtApi& /*api*/, const OrtKernelInfo* info, void** kernel) const {
     try {
-      *kernel = new MoeMnistKernel(info);
+      auto* k = new MoeMnistKernel(info);
+      k->uint8_input = uint8_input_;
+      *kernel = k;
       return nullptr;
     } catch (const std::exception& e) {
       return error(ORT_INVALID_ARGUMENT, e.what());
     }
   }
-  const char* GetName() const { return kFusedOpName; }
+  const char* GetName() const { return uint8_input_ ? kFusedOpNameU8 : kFusedOpName; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
   size_t GetInputTypeCount() const { return 8; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  ONNXTensorElementDataType GetInputType(size_t i) const {
+    return i == 0 && uint8_input_ ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
   size_t GetOutputTypeCount() const { return 2; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
@@ -146,10 +160,11 @@ struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*
 }  // namespace
 
 void add_moe_mnist_ops(OrtSessionOptions* options) {
-  static MoeMnistOp op;
+  static MoeMnistOp op(false), op_u8(true);
   static Ort::CustomOpDomain* domain = [] {
     auto* d = new Ort::CustomOpDomain(kFusedOpDomain);  // lives as long as the process: sessions keep a pointer
     d->Add(&op);
+    d->Add(&op_u8);
     return d;
   }();
   Ort::UnownedSessionOptions(options).Add(*domain);

@@ -14,6 +14,8 @@
 //   6 experts.fc2+classifier.bias    float [E, C]
 //   7 classifier.bias                float [C]
 // Attribute: top_k (int). Outputs: logits float [N, C], gate_probs float [N, E].
+// Op "MoeMnistU8" is the same with input 0 uint8 [N, 1, 28, 28] 0..255 (`export --input uint8`): the
+// kernel reads the bytes, with 1/255 folded into its packed embedding weights.
 // The weights are packed once when the session is created (they are constant initialisers); the
 // batch is split by rows over the session's intra-op threads.
 #pragma once
@@ -23,6 +25,7 @@ namespace moe {
 
 inline constexpr const char* kFusedOpDomain = "ai.moe_mnist";
 inline constexpr const char* kFusedOpName = "MoeMnist";
+inline constexpr const char* kFusedOpNameU8 = "MoeMnistU8";
 inline constexpr int kFusedOpVersion = 1;
 
 // Adds the ai.moe_mnist domain to the session options (one domain object for the process).

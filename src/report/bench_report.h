@@ -10,7 +10,7 @@ namespace moe {
 
 struct BenchRow {
   std::string backend;     // reference | native | torch | cpu | cuda | tensorrt | memory (the read bound)
-  std::string precision;   // fp32 | fp16 | int8
+  std::string precision;   // fp32 | fp16 | int8 | uint8 (native reading the image bytes)
   std::string variant;     // graph or code path: dense, moe (contrib op), sparse, loop (original style), plain
   std::string mode;        // intra: one engine, intra-op threads; streams: one engine per thread, batches split
   int threads = 1;
@@ -25,6 +25,10 @@ struct BenchRow {
   // native (each timed run right after one of native's), else over the best native row at the same
   // batch and threads (0: no native)
   double vs_native = 0;
+  // images/s over the memory read bound (the "memory ... read-bound" row) at the same threads, for
+  // the same input type (uint8 rows over the uint8 bound, the others over the float bound); 0: none
+  double vs_read_bound = 0;
+  std::string working_set;  // read-bound rows: what was read (bytes, how it compares with the LLC)
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch
   double session_ms = 0;   // creating the engine(s): session / engine build / weight loading
   double first_run_ms = 0; // the first classify() call, cold
@@ -61,6 +65,9 @@ SeriesSpec throughput_series(const BenchReport& r);
 
 // Sets vs_native, where not measured in pairs, from the native rows (best over modes at the same batch and threads).
 void set_native_ratios(std::vector<BenchRow>& rows);
+
+// Sets vs_read_bound from the memory rows (see BenchRow::vs_read_bound).
+void set_read_bound_ratios(std::vector<BenchRow>& rows);
 
 // Ratio lines for the report: best ORT CPU fp32 vs reference and vs torch, int8 vs fp32, batch-1
 // latency, and issue #13's targets against `native` (met / missed).
