@@ -1,6 +1,7 @@
 #include "ort_op/moe_mnist_op.h"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -86,6 +87,7 @@ struct MoeMnistKernel {
     const float* x;
     int64_t n;
     float *logits, *probs;
+    std::atomic<bool> failed{false};  // a task threw (on an ORT pool thread, where it must not escape)
   };
 
   OrtStatusPtr compute(OrtKernelContext* context) {
@@ -109,19 +111,26 @@ struct MoeMnistKernel {
     }
     ctx.ParallelFor(
         [](void* p, size_t task) {
-          const Job& j = *static_cast<const Job*>(p);
+          Job& j = *static_cast<Job*>(p);
           const int64_t begin = int64_t(task) * kRowsPerTask, end = std::min(j.n, begin + kRowsPerTask);
-          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E);
+          try {
+            native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E);
+          } catch (...) {
+            j.failed = true;
+          }
         },
         size_t(n_tasks), 0, &job);
+    if (job.failed) return error(ORT_RUNTIME_EXCEPTION, "moe_mnist op: a parallel task failed (out of memory?)");
     return nullptr;
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    try {  // ONNX Runtime calls this through C: nothing may be thrown across it
       return compute(context);
     } catch (const std::exception& e) {
       return error(ORT_RUNTIME_EXCEPTION, e.what());
+    } catch (...) {
+      return error(ORT_RUNTIME_EXCEPTION, "moe_mnist op: an exception that is not a std::exception");
     }
   }
 };
@@ -133,6 +142,8 @@ struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*
       return nullptr;
     } catch (const std::exception& e) {
       return error(ORT_INVALID_ARGUMENT, e.what());
+    } catch (...) {
+      return error(ORT_INVALID_ARGUMENT, "moe_mnist op: an exception that is not a std::exception");
     }
   }
   const char* GetName() const { return kFusedOpName; }
