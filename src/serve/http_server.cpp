@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -374,6 +376,29 @@ void sweep(HttpServer* server) {
   }
 }
 
+// libmicrohttpd's own messages (a refused connection, a client that hung up) come once per event; a
+// flood of hostile connections must not become a flood of log lines, so at most 5 a second are
+// written and the rest counted.
+void on_log(void*, const char* format, va_list ap) noexcept {
+  static std::mutex mu;
+  static int64_t second = -1, written = 0, dropped = 0;
+  char line[512];
+  std::vsnprintf(line, sizeof line, format, ap);
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(clock::now().time_since_epoch()).count();
+  std::lock_guard<std::mutex> lock(mu);
+  if (now != second) {
+    if (dropped) std::fprintf(stderr, "moe-mnist serve: libmicrohttpd: %lld more messages in the last second, not shown\n", (long long)dropped);
+    second = now;
+    written = dropped = 0;
+  }
+  if (++written > 5) {
+    ++dropped;
+    return;
+  }
+  const size_t n = std::strlen(line);
+  std::fprintf(stderr, "moe-mnist serve: libmicrohttpd: %s%s", line, n && line[n - 1] == '\n' ? "" : "\n");
+}
+
 // Whether host:port can be bound now (to tell a port in use from a failure to start threads).
 bool can_bind(const sockaddr_in& addr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -406,6 +431,7 @@ HttpServer::HttpServer(HttpOptions options, Handler handler) : handler_(std::mov
   const unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   const unsigned threads = unsigned(std::max(1, options_.threads));
   daemon_ = MHD_start_daemon(flags, uint16_t(options_.port), nullptr, nullptr, &on_request, this,
+                             MHD_OPTION_EXTERNAL_LOGGER, &on_log, this,  // first, so that every message goes through it
                              MHD_OPTION_SOCK_ADDR, &addr,
                              MHD_OPTION_NOTIFY_COMPLETED, &on_completed, this,
                              MHD_OPTION_NOTIFY_CONNECTION, &on_connection, this,
