@@ -149,7 +149,8 @@ void Service::handle(HttpRequest& req, Reply reply) {
     if (!get) return measured(method_not_allowed("GET, HEAD"));
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight()});
+    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight(), http_->body_bytes(),
+                              http_->timed_out_connections(), http_->evicted_connections()});
     return measured(std::move(r));
   }
   if (route == "predict") {

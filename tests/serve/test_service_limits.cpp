@@ -286,6 +286,11 @@ TEST(Limits, SlowHeadersAreDisconnected) {
   EXPECT_TRUE(closed);
   EXPECT_LT(std::chrono::duration<double>(clock::now() - t0).count(), 3.5);
   EXPECT_GE(s.http().timed_out_connections(), 1);
+  httplib::Client c("127.0.0.1", s.port());
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("moe_mnist_http_connections_closed_total{reason=\"timeout\"} 1"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("moe_mnist_http_body_bytes 0"), std::string::npos);
 }
 
 // A client that sends its request and then shuts its sending side (nc -N) still gets the answer.
