@@ -80,11 +80,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   ::close(fd);
   if (!got.empty()) {
-    // Every answer starts with a status line; several when the input held several requests.
+    // The first answer's status line (later ones, for pipelined requests, cannot be told apart from
+    // input echoed in an error message without knowing which were HEAD requests).
     if (got.size() < 12 || got.compare(0, 7, "HTTP/1.") != 0) __builtin_trap();
     const int status = std::atoi(got.c_str() + 9);
     if (status < 100 || status > 599) __builtin_trap();
-    if (got.find("HTTP/1.1 500") != std::string::npos) __builtin_trap();  // an exception reached a callback's boundary
+    if (status == 500) __builtin_trap();  // an exception reached a callback's boundary
   }
   return 0;
 }
