@@ -69,6 +69,7 @@ struct HttpServer::Connection {
   MHD_Connection* connection = nullptr;
   HttpRequest request;
   bool too_large = false, over_budget = false, handled = false, suspended = false, ready = false, closed = false;
+  bool counted = false;  // in the server's pending_ count: taken off by the reply, or by the close if that comes first
   int64_t charged = 0;  // bytes of the shared body budget this request's body holds
   HttpResponse response;
 
@@ -265,13 +266,15 @@ MHD_Result handle_request(HttpServer* server, MHD_Connection* connection, const 
                                                     " bytes (--max-body)"), true);
   if (c->over_budget) return send(connection, over_budget_response(*server), true);
   ++server->pending_;
+  c->counted = true;
   lock.unlock();
   Reply reply = [c, server](HttpResponse r) {
     std::lock_guard<std::mutex> guard(c->mu);
     if (c->closed || c->ready) return;
     c->response = std::move(r);
     c->ready = true;
-    --server->pending_;
+    if (c->counted) --server->pending_;
+    c->counted = false;
     if (c->suspended) {
       c->suspended = false;
       MHD_resume_connection(c->connection);
@@ -319,6 +322,8 @@ void on_completed(void* cls, MHD_Connection* connection, void** req_cls, MHD_Req
   {
     std::lock_guard<std::mutex> guard(holder->c->mu);
     holder->c->closed = true;
+    if (holder->c->counted) --server->pending_;  // the client left before its answer: a drain must not wait for it
+    holder->c->counted = false;
   }
   delete holder;
   *req_cls = nullptr;
