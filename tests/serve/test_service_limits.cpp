@@ -310,7 +310,7 @@ TEST(Limits, HalfClosedClientGetsItsAnswer) {
   }
 }
 
-// 2000 query arguments: a status, not a closed connection.
+// 2000 query arguments: a status, not a closed connection (and so for every oversized request head).
 TEST(Limits, ThousandsOfQueryArgumentsGetAStatus) {
   Service s(options(), engine());
   std::string url = "/v2/health/live?";
@@ -324,6 +324,23 @@ TEST(Limits, ThousandsOfQueryArgumentsGetAStatus) {
   const int status = std::stoi(answer.substr(9, 3));
   EXPECT_EQ(status, 414) << answer.substr(0, 300);
   EXPECT_NE(answer.find("query arguments"), std::string::npos);
+  // Its siblings: thousands of empty arguments, a 70 KB path, 1000 headers, one 70 KB header.
+  std::string headers;
+  for (int i = 0; i < 1000; ++i) headers += "X-" + std::to_string(i) + ": v\r\n";
+  const std::pair<std::string, int> siblings[] = {
+      {"GET /v2/health/live?" + std::string(5000, '&') + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+      {"GET /" + std::string(70000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+      {"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n", 431},
+      {"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(70000, 'v') + "\r\n\r\n", 431}};
+  for (const auto& [req, want] : siblings) {
+    const int fd2 = connect_from(s.port());
+    ASSERT_GE(fd2, 0);
+    send_all(fd2, req);
+    const std::string got = read_until_close(fd2, 5);
+    ::close(fd2);
+    ASSERT_GE(got.size(), 12u) << "closed with no status: " << req.substr(0, 60);
+    EXPECT_EQ(std::stoi(got.substr(9, 3)), want) << req.substr(0, 60);
+  }
   expect_normal_client_answered(s.port(), 5, "after the long query");
 }
 
