@@ -1,7 +1,13 @@
 // `moe-mnist serve`: the KServe v2 inference service (see src/serve/).
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <new>
+#include <system_error>
+#include <thread>
 
 #include "cli/backends.h"
 #include "cli/commands.h"
@@ -9,6 +15,30 @@
 #include "serve/service.h"
 
 namespace moe {
+
+namespace {
+
+// ONNX Runtime ends the process (std::terminate on one of its own threads) when it cannot create a
+// pool thread, so the threads asked for are checked against the process's limits before any session
+// starts: each thread reserves a stack (RLIMIT_STACK, 8 MiB by default) of address space, and half
+// of an address-space limit is left for the models, the heap and request bodies.
+void check_thread_room(int workers, int intra_threads, int http_threads) {
+  const int64_t intra = intra_threads > 0 ? intra_threads : std::max(1, int(std::thread::hardware_concurrency()));
+  const int64_t threads = int64_t(workers) * (intra + 1) + http_threads + 2;  // + batcher workers, the sweeper, main
+  const std::string asked = "--workers " + std::to_string(workers) + " x --threads " + std::to_string(intra) +
+                            " intra-op, --http-threads " + std::to_string(http_threads) + ": " + std::to_string(threads) + " threads";
+  rlimit stack{}, as{}, nproc{};
+  int64_t stack_bytes = int64_t(8) << 20;
+  if (::getrlimit(RLIMIT_STACK, &stack) == 0 && stack.rlim_cur != RLIM_INFINITY) stack_bytes = int64_t(stack.rlim_cur);
+  if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY && threads * stack_bytes > int64_t(as.rlim_cur / 2))
+    throw InputError(asked + " of " + std::to_string(stack_bytes >> 20) + " MiB stack each need " +
+                     std::to_string((threads * stack_bytes) >> 20) + " MiB of address space, over half the limit of " +
+                     std::to_string(as.rlim_cur >> 20) + " MiB (ulimit -v); lower them, or raise the limit");
+  if (::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && threads > int64_t(nproc.rlim_cur))
+    throw InputError(asked + " are over the process limit of " + std::to_string(nproc.rlim_cur) + " (ulimit -u); lower them");
+}
+
+}  // namespace
 
 void add_serve_command(CLI::App& app) {
   struct Args {
@@ -51,8 +81,20 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--max-body", a->service.http.max_body, "Request body limit in bytes; beyond, 413")
       ->capture_default_str()->check(CLI::Range(int64_t(1024), int64_t(1) << 30));
-  cmd->add_option("--max-connections", a->service.http.max_connections, "Open connections; more are refused")
+  cmd->add_option("--max-inflight-bytes", a->service.http.max_inflight_bytes,
+                  "Memory all request bodies being received may hold together (bodies grow with the bytes that arrive);\n"
+                  "a request that would pass it gets 503. Default: a quarter of the memory (or of the address-space limit), at most 1 GiB")
+      ->capture_default_str()->check(CLI::Range(int64_t(1024), int64_t(1) << 40));
+  cmd->add_option("--max-connections", a->service.http.max_connections,
+                  "Open connections; near the limit the longest-idle keep-alive connections are closed to make room")
       ->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--header-timeout-s", a->service.http.header_timeout_s,
+                  "A connection must send a request's complete headers within this of connecting, and a body must not\n"
+                  "stall for longer; slow or silent clients are disconnected")
+      ->capture_default_str()->check(CLI::Range(1, 600));
+  cmd->add_option("--max-per-address", a->service.http.max_per_address,
+                  "Open connections from one client IP address; more are refused (0 = no cap, e.g. behind a load balancer)")
+      ->capture_default_str()->check(CLI::Range(0, 100000));
   auto* timeout = cmd->add_option("--request-timeout-ms", "A request still queued after this gets 503 (default 10000)")
                       ->check(CLI::Range(1, 3'600'000));
   cmd->add_option("--idle-timeout-s", a->service.http.idle_timeout_s, "Close keep-alive connections idle this long")
@@ -70,10 +112,26 @@ void add_serve_command(CLI::App& app) {
     sigaddset(&stop, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
+    if (!serve::valid_model_name(a->service.model.name))
+      throw InputError("--name: '" + a->service.model.name +
+                       "' cannot be a path segment of /v2/models/{name}; use 1-64 letters, digits, '.', '_' or '-' (not '.' or '..')");
+    check_thread_room(a->workers, a->backend.threads, a->service.http.threads);
     std::vector<std::unique_ptr<Classifier>> engines;
-    for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend));
-    const std::string what = engines[0]->backend() + " " + engines[0]->precision();
-    serve::Service service(a->service, std::move(engines));
+    std::string what;
+    std::unique_ptr<serve::Service> started;
+    try {
+      for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend));
+      what = engines[0]->backend() + " " + engines[0]->precision();
+      started = std::make_unique<serve::Service>(a->service, std::move(engines));
+    } catch (const std::system_error& e) {  // a thread (or its stack) the system would not give
+      throw InputError("cannot start the threads asked for (--workers " + std::to_string(a->workers) + " x --threads " +
+                       std::to_string(a->backend.threads) + " intra-op, --http-threads " + std::to_string(a->service.http.threads) +
+                       "): " + e.what() + "; lower them, or raise the process's limits (ulimit -v, -u)");
+    } catch (const std::bad_alloc&) {
+      throw InputError("out of memory starting --workers " + std::to_string(a->workers) + " x --threads " +
+                       std::to_string(a->backend.threads) + " (each worker is one model session); lower them, or raise ulimit -v");
+    }
+    serve::Service& service = *started;
     const auto& m = service.model();
     std::fprintf(stderr,
                  "moe-mnist serve: model '%s' (%s, %lld experts, top-%lld) from %s\n"

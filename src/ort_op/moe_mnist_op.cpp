@@ -1,6 +1,7 @@
 #include "ort_op/moe_mnist_op.h"
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <mutex>
 #include <string>
@@ -90,6 +91,7 @@ struct MoeMnistKernel {
     int64_t n;
     float *logits, *probs;
     Embed embed;  // chosen for the whole batch, as `native` does
+    std::atomic<bool> failed{false};  // a task threw (on an ORT pool thread, where it must not escape)
   };
 
   template <class X>
@@ -114,21 +116,28 @@ struct MoeMnistKernel {
     }
     ctx.ParallelFor(
         [](void* p, size_t task) {
-          const Job<X>& j = *static_cast<const Job<X>*>(p);
+          Job<X>& j = *static_cast<Job<X>*>(p);
           const int64_t begin = int64_t(task) * kRowsPerTask, end = std::min(j.n, begin + kRowsPerTask);
-          native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E, j.embed);
+          try {
+            native_forward(*j.m, j.x + begin * j.m->I, end - begin, j.logits + begin * j.m->C, j.probs + begin * j.m->E, j.embed);
+          } catch (...) {
+            j.failed = true;
+          }
         },
         size_t(n_tasks), 0, &job);
+    if (job.failed) return error(ORT_RUNTIME_EXCEPTION, "moe_mnist op: a parallel task failed (out of memory?)");
     return nullptr;
   }
 
   bool uint8_input = false;  // op MoeMnistU8
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
+    try {  // ONNX Runtime calls this through C: nothing may be thrown across it
       return uint8_input ? compute<uint8_t>(context) : compute<float>(context);
     } catch (const std::exception& e) {
       return error(ORT_RUNTIME_EXCEPTION, e.what());
+    } catch (...) {
+      return error(ORT_RUNTIME_EXCEPTION, "moe_mnist op: an exception that is not a std::exception");
     }
   }
 };
@@ -145,6 +154,8 @@ struct MoeMnistOp : Ort::CustomOpBase<MoeMnistOp, MoeMnistKernel, /*WithStatus=*
       return nullptr;
     } catch (const std::exception& e) {
       return error(ORT_INVALID_ARGUMENT, e.what());
+    } catch (...) {
+      return error(ORT_INVALID_ARGUMENT, "moe_mnist op: an exception that is not a std::exception");
     }
   }
   const char* GetName() const { return uint8_input_ ? kFusedOpNameU8 : kFusedOpName; }

@@ -11,6 +11,8 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     moe::add_moe_mnist_ops(options);
   } catch (const std::exception& e) {
     return api->CreateStatus(ORT_FAIL, e.what());
+  } catch (...) {  // nothing may cross this C entry point
+    return api->CreateStatus(ORT_FAIL, "moe_mnist ops: registration failed with a non-standard exception");
   }
   return nullptr;
 }

@@ -9,6 +9,16 @@
 
 namespace moe::serve {
 
+namespace {
+// A reply callback runs on a worker thread: nothing it throws may end the thread (and the process).
+void deliver(const std::function<void(BatchResult&&)>& done, BatchResult&& r) noexcept {
+  try {
+    done(std::move(r));
+  } catch (...) {
+  }
+}
+}  // namespace
+
 Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics)
     : options_(options),
       engines_(std::move(engines)),
@@ -16,7 +26,12 @@ Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>
       n_classes_(engines_.at(0)->n_classes()),
       n_experts_(engines_.at(0)->n_experts()),
       top_k_(engines_.at(0)->top_k()) {
-  for (auto& e : engines_) workers_.emplace_back([this, engine = e.get()] { work(*engine); });
+  try {
+    for (auto& e : engines_) workers_.emplace_back([this, engine = e.get()] { work(*engine); });
+  } catch (...) {  // a thread that cannot start: stop the ones that did, then report (no joinable thread left behind)
+    stop();
+    throw;
+  }
 }
 
 Batcher::~Batcher() { stop(); }
@@ -84,7 +99,7 @@ void Batcher::work(Classifier& engine) {
         Done done = std::move(j.done);
         queue_.pop_front();
         lock.unlock();
-        done(std::move(r));
+        deliver(done, std::move(r));
         lock.lock();
         continue;
       }
@@ -141,7 +156,7 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) 
       r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + j.n) * E);
     }
     row += j.n;
-    j.done(std::move(r));
+    deliver(j.done, std::move(r));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,13 +35,24 @@ struct HttpResponse {
 using Reply = std::function<void(HttpResponse)>;
 using Handler = std::function<void(HttpRequest&, Reply)>;
 
+// The memory all request bodies being received may hold together, by default: a quarter of the
+// machine's memory, at most 1 GiB.
+int64_t default_max_inflight_bytes();
+
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8000;                    // 0 = any free port (see HttpServer::port)
   int threads = 1;                    // event-loop threads
   int64_t max_body = 16 << 20;        // bytes; larger bodies get 413 without being read
-  unsigned max_connections = 1024;    // further connections are refused
+  // Bodies grow with the bytes received (never reserved from Content-Length); all bodies in flight
+  // share this budget, and a request that would pass it gets 503.
+  int64_t max_inflight_bytes = default_max_inflight_bytes();
+  unsigned max_connections = 1024;    // further connections wait in the listen backlog
   unsigned idle_timeout_s = 60;       // idle keep-alive connections are closed after this
+  // A connection must deliver a request's complete headers within this many seconds of connecting,
+  // and a body must not stall for longer: slow or silent clients cannot hold connections.
+  unsigned header_timeout_s = 5;
+  unsigned max_per_address = 0;       // open connections from one IP address; 0 = no cap (behind a load balancer)
 };
 
 class HttpServer {
@@ -56,14 +68,24 @@ class HttpServer {
   void shutdown(double grace_s);
   bool draining() const { return draining_; }
 
+  // Bytes held by request bodies being received or handled (for tests and /metrics).
+  int64_t body_bytes() const { return body_bytes_; }
+  // Connections closed by the server for missing --header-timeout-s, or to make room (for tests).
+  int64_t timed_out_connections() const { return timed_out_; }
+  int64_t evicted_connections() const { return evicted_; }
+
   // Internal: the libmicrohttpd callbacks.
   struct Connection;
+  struct Tracker;
   Handler handler_;
   HttpOptions options_;
   std::atomic<int64_t> pending_{0};
   std::atomic<bool> draining_{false};
+  std::atomic<int64_t> body_bytes_{0}, timed_out_{0}, evicted_{0};
+  std::unique_ptr<Tracker> tracker_;
 
  private:
+  void stop_sweeper();
   MHD_Daemon* daemon_ = nullptr;
   int port_ = 0;
 };

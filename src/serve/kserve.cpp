@@ -12,7 +12,10 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kMaxJsonDepth = 16;  // a [N,1,28,28] nested array is 5 deep inside 3 levels of request
+constexpr int kMaxJsonDepth = 16;
+
+// What the model was trained on: MNIST intensities scaled to [0, 1]; anything else gives meaningless logits.
+constexpr const char* kPixelRange = " is outside the pixel range the model accepts: FP32 in [0, 1] (or UINT8 0..255)";  // a [N,1,28,28] nested array is 5 deep inside 3 levels of request
 
 const char* output_name(Output o) { return o == Output::logits ? "logits" : "gate_probs"; }
 
@@ -51,13 +54,16 @@ void flatten(const json& data, bool uint8, std::vector<float>& out, size_t limit
     const double v = data.get<double>();
     if (!std::isfinite(v) || std::fabs(v) > 3.4e38)
       throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: not a finite FP32 number");
+    if (!(v >= 0 && v <= 1)) throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: " + brief(data) + kPixelRange);
     out.push_back(float(v));
   }
 }
 
-void check_finite(const std::vector<float>& x, const std::string& where) {
-  for (size_t i = 0; i < x.size(); ++i)
+void check_pixels(const std::vector<float>& x, const std::string& where) {
+  for (size_t i = 0; i < x.size(); ++i) {
     if (!std::isfinite(x[i])) throw HttpError(400, where + "[" + std::to_string(i) + "]: not a finite number");
+    if (!(x[i] >= 0.f && x[i] <= 1.f)) throw HttpError(400, where + "[" + std::to_string(i) + "]: " + fmt::format("{}", x[i]) + kPixelRange);
+  }
 }
 
 void append_floats(std::string& s, const float* v, int64_t count) {
@@ -100,7 +106,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     r.n = 1;
     r.images.resize(kPixels);
     std::memcpy(r.images.data(), body.data(), body.size());
-    check_finite(r.images, "input");
+    check_pixels(r.images, "input");
     r.outputs = {{Output::logits, true}, {Output::gate_probs, true}};
     return r;
   }
@@ -167,7 +173,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
       for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(blobs[i])) / 255.0f;
     } else {
       std::memcpy(r.images.data(), blobs.data(), want);  // x86-64 is little-endian, as the wire format
-      check_finite(r.images, "inputs[0] binary data");
+      check_pixels(r.images, "inputs[0] binary data");
     }
     blobs.remove_prefix(want);
   } else {

@@ -99,6 +99,12 @@ std::string Metrics::render(const Gauges& g) const {
   fmt::format_to(it, "moe_mnist_queue_images {}\n", g.queued_images);
   header(out, "moe_mnist_in_flight_requests", "gauge", "Requests received and not yet answered.");
   fmt::format_to(it, "moe_mnist_in_flight_requests {}\n", g.in_flight_requests);
+  header(out, "moe_mnist_http_body_bytes", "gauge", "Bytes held by request bodies being received or handled (--max-inflight-bytes budget).");
+  fmt::format_to(it, "moe_mnist_http_body_bytes {}\n", g.body_bytes);
+  header(out, "moe_mnist_http_connections_closed_total", "counter",
+         "Connections the server closed: headers or body not delivered in time (timeout), or idle ones closed to make room (evicted).");
+  fmt::format_to(it, "moe_mnist_http_connections_closed_total{{reason=\"timeout\"}} {}\n", g.closed_timeout);
+  fmt::format_to(it, "moe_mnist_http_connections_closed_total{{reason=\"evicted\"}} {}\n", g.closed_evicted);
   return out;
 }
 

@@ -39,6 +39,8 @@ class Metrics {
   // Gauges are read at scrape time from the live objects.
   struct Gauges {
     int64_t queued_requests = 0, queued_images = 0, in_flight_requests = 0;
+    int64_t body_bytes = 0;                      // request bodies held (the --max-inflight-bytes budget in use)
+    int64_t closed_timeout = 0, closed_evicted = 0;  // connections the server closed: deadline missed, room made
   };
   std::string render(const Gauges& g) const;
 

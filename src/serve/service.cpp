@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -85,6 +87,11 @@ std::string decompress(const std::string& body, const std::string& encoding, int
 
 }  // namespace
 
+bool valid_model_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
+  return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; });
+}
+
 Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines)
     : options_(std::move(options)), metrics_(engines.at(0)->n_experts()) {
   const Classifier& e = *engines.at(0);
@@ -95,6 +102,9 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   options_.model.backend = e.backend();
   options_.model.max_queue_delay_us = options_.batching.max_delay_us;
   options_.model.preferred_batch = options_.batching.max_batch;
+  if (!valid_model_name(options_.model.name))
+    throw InputError("--name: '" + options_.model.name +
+                     "' cannot be a path segment of /v2/models/{name}; use 1-64 letters, digits, '.', '_' or '-' (not '.' or '..')");
   if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
     throw InputError("model: needs >= 2 classes and 1 <= top-k <= experts, found " + std::to_string(e.n_classes()) + " classes, " +
                      std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
@@ -139,7 +149,8 @@ void Service::handle(HttpRequest& req, Reply reply) {
     if (!get) return measured(method_not_allowed("GET, HEAD"));
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight()});
+    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight(), http_->body_bytes(),
+                              http_->timed_out_connections(), http_->evicted_connections()});
     return measured(std::move(r));
   }
   if (route == "predict") {
@@ -179,11 +190,15 @@ void Service::handle(HttpRequest& req, Reply reply) {
 void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond) {
   auto shared_reply = std::make_shared<Reply>(reply);
   const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
-    if (r.timed_out) return (*shared_reply)(error(503, r.error));
-    if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
-    for (float v : r.logits)
-      if (!std::isfinite(v)) return (*shared_reply)(error(500, "the model produced non-finite logits (NaN or Inf weights?)"));
-    (*shared_reply)(respond(r));
+    try {
+      if (r.timed_out) return (*shared_reply)(error(503, r.error));
+      if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
+      for (float v : r.logits)
+        if (!std::isfinite(v)) return (*shared_reply)(error(500, "the model produced non-finite logits (NaN or Inf weights?)"));
+      (*shared_reply)(respond(r));
+    } catch (const std::exception& e) {  // e.g. out of memory writing the response: the client still gets an answer
+      (*shared_reply)(error(500, std::string("internal error: ") + e.what()));
+    }
   });
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));

@@ -31,6 +31,9 @@ struct StaticFile {
 // The page built into the binary (web/ in the source tree).
 const std::map<std::string, StaticFile>& builtin_page();
 
+// A model name that routes reach as one path segment: 1-64 of [A-Za-z0-9._-], not "." or "..".
+bool valid_model_name(const std::string& name);
+
 class Service {
  public:
   // `engines`: one per batcher worker, all of the same model. Starts listening.
@@ -38,6 +41,7 @@ class Service {
   ~Service();
   int port() const { return http_->port(); }
   const ModelInfo& model() const { return options_.model; }
+  const HttpServer& http() const { return *http_; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
   void shutdown(double grace_s = 10);
 

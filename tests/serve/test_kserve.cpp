@@ -184,6 +184,25 @@ TEST(KServe, BinaryDataMustMatchTheDeclaredSizesExactly) {
   EXPECT_NE(rejected(h + nan_blob, int64_t(h.size())).second.find("not a finite number"), std::string::npos);
 }
 
+// Issue #20: pixel values the model was never trained on (1e30, -1, 2) are refused, saying what it accepts,
+// in JSON, in binary and in a raw binary request.
+TEST(KServe, PixelsOutsideZeroToOneAreRefusedSayingWhatIsAccepted) {
+  for (float bad : {1e30f, -1.f, 2.f, 1.0001f}) {
+    auto x = pixels(1);
+    x[5] = bad;
+    const auto [status, message] = rejected(request_json(1, x).dump());
+    EXPECT_EQ(status, 400);
+    EXPECT_NE(message.find("inputs[0].data[5]"), std::string::npos) << message;
+    EXPECT_NE(message.find("accepts: FP32 in [0, 1]"), std::string::npos) << message;
+    const std::string blob(reinterpret_cast<const char*>(x.data()), 3136);
+    EXPECT_NE(rejected(blob, 0).second.find("FP32 in [0, 1]"), std::string::npos);
+  }
+  auto edge = pixels(1);
+  edge[0] = 0.f;
+  edge[1] = 1.f;
+  EXPECT_EQ(parse_infer_request(request_json(1, edge).dump(), -1, model()).n, 1);
+}
+
 TEST(KServe, MetadataAndConfigDescribeTheModel) {
   ModelInfo m = model();
   m.n_experts = 4;

@@ -1,0 +1,395 @@
+// `moe-mnist serve` as a process under an address-space limit (setrlimit, as `prlimit --as` does):
+// start-up failures are exit 1 with one line naming the flags, hostile clients cannot crash it, a
+// second stop signal during the drain still exits 0, and a bounded randomised soak of mixed valid,
+// malformed, slow and oversized requests (issue #20).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/reference.h"
+#include "onnx_export/export_model.h"
+#include "random_model.h"
+#include "test_util.h"
+
+namespace moe {
+namespace {
+
+using json = nlohmann::json;
+using clock = std::chrono::steady_clock;
+
+const Checkpoint& checkpoint() {
+  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 21);
+  return ck;
+}
+
+// The random checkpoint exported once per test binary run.
+const std::string& model_path() {
+  static const std::string path = [] {
+    const auto dir = std::filesystem::temp_directory_path() / ("moe-mnist-serve-cli-" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir);
+    const std::string p = (dir / "model.fp32.onnx").string();
+    export_onnx(checkpoint(), ExportOptions{}, p);
+    return p;
+  }();
+  return path;
+}
+
+struct Server {
+  pid_t pid = -1;
+  int port = 0;
+  std::string log;
+  int status = -1;  // waitpid status once it exited
+  bool exited = false;
+
+  std::string log_text() const { return test::read_bytes(log); }
+  // Waits up to `seconds` for the process to end.
+  bool wait(double seconds) {
+    const auto until = clock::now() + std::chrono::duration<double>(seconds);
+    while (!exited && clock::now() < until) {
+      if (::waitpid(pid, &status, WNOHANG) == pid) exited = true;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return exited;
+  }
+  ~Server() {
+    if (pid > 0 && !exited) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+    }
+  }
+};
+
+// Starts `moe-mnist serve --port 0 ARGS` with RLIMIT_AS = `as_bytes` (0: none); returns once it
+// listens or has exited.
+void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, const std::string& tag) {
+  s.log = test::temp_dir(tag) + "/serve.log";
+  std::vector<std::string> argv = {MOE_MNIST_CLI, "serve", "--model", model_path(), "--port", "0"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  s.pid = ::fork();
+  ASSERT_GE(s.pid, 0);
+  if (s.pid == 0) {
+    const int fd = ::open(s.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    if (as_bytes) {
+      rlimit r{as_bytes, as_bytes};
+      ::setrlimit(RLIMIT_AS, &r);
+    }
+    std::vector<char*> v;
+    for (auto& a : argv) v.push_back(a.data());
+    v.push_back(nullptr);
+    ::execv(v[0], v.data());
+    ::_exit(127);
+  }
+  const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
+  const auto until = clock::now() + std::chrono::seconds(90);
+  while (clock::now() < until) {
+    std::smatch m;
+    const std::string text = s.log_text();
+    if (std::regex_search(text, m, listening)) {
+      s.port = std::stoi(m[1]);
+      return;
+    }
+    if (s.wait(0.05)) return;
+  }
+  FAIL() << "serve neither listened nor exited in 90 s: " << s.log_text();
+}
+
+int64_t rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  return -1;
+}
+
+int connect_to(int port, const char* source = nullptr) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  if (source) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &a.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+bool send_all(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += size_t(n);
+  }
+  return true;
+}
+
+// The status line's code of what the server sends back before closing (Connection: close), 0 for none.
+int status_of_reply(int fd) {
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, size_t(n));
+    if (got.size() >= 12 && got.find("\r\n\r\n") != std::string::npos) break;
+  }
+  return got.size() >= 12 && got.rfind("HTTP/1.1 ", 0) == 0 ? std::atoi(got.c_str() + 9) : 0;
+}
+
+json infer_request(const std::vector<float>& x) {
+  const int64_t n = int64_t(x.size()) / 784;
+  return {{"inputs", {{{"name", "input"}, {"shape", {n, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}}};
+}
+
+// The served answer equals the reference forward pass of the same checkpoint (fp32; ONNX Runtime
+// sums in another order, hence the tolerance).
+::testing::AssertionResult answers_match(const httplib::Result& r, const std::vector<float>& x) {
+  if (!r) return ::testing::AssertionFailure() << "no answer: " << httplib::to_string(r.error());
+  if (r->status != 200) return ::testing::AssertionFailure() << "status " << r->status << ": " << r->body;
+  const json j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded()) return ::testing::AssertionFailure() << "not JSON: " << r->body.substr(0, 200);
+  const int64_t n = int64_t(x.size()) / 784;
+  std::vector<float> logits(size_t(n * 10)), probs(size_t(n * 8));
+  ReferenceClassifier(checkpoint()).classify(x.data(), n, logits.data(), probs.data());
+  const auto got = j["outputs"][0]["data"].get<std::vector<float>>();
+  if (got.size() != logits.size()) return ::testing::AssertionFailure() << got.size() << " logits, expected " << logits.size();
+  for (size_t i = 0; i < got.size(); ++i)
+    if (std::fabs(got[i] - logits[i]) > 1e-3f)
+      return ::testing::AssertionFailure() << "logit " << i << ": " << got[i] << " vs " << logits[i];
+  return ::testing::AssertionSuccess();
+}
+
+bool exited_with(const Server& s, int code) { return s.exited && WIFEXITED(s.status) && WEXITSTATUS(s.status) == code; }
+
+std::string how_it_ended(const Server& s) {
+  if (!s.exited) return "still running";
+  if (WIFSIGNALED(s.status)) return "killed by signal " + std::to_string(WTERMSIG(s.status));
+  return "exit " + std::to_string(WEXITSTATUS(s.status));
+}
+
+// Issue #20, cause 7: more threads than the address space holds is a start-up error naming the flags.
+TEST(ServeCli, ThreadsThatCannotStartAreAStartupError) {
+  Server s;
+  start(s, {"--workers", "64", "--threads", "16"}, rlim_t(2) << 30, "threads");
+  if (!s.exited) {
+    ::kill(s.pid, SIGTERM);
+    s.wait(30);
+    GTEST_SKIP() << "64 workers x 16 threads started within a 2 GiB address space here; nothing to check";
+  }
+  const std::string log = s.log_text();
+  EXPECT_TRUE(exited_with(s, 1)) << how_it_ended(s) << "\n" << log;
+  EXPECT_TRUE(test::contains(log, "--workers") || test::contains(log, "--threads")) << log;
+  EXPECT_FALSE(test::contains(log, "terminate called")) << log;
+}
+
+// Issue #20, cause 1, as reported: under `prlimit --as`, 700 connections announce a --max-body body and
+// send nothing; the server reserves nothing, answers a normal client, and stops cleanly.
+TEST(ServeCli, AnnouncedBodiesUnderAnAddressSpaceLimit) {
+  Server s;
+  start(s, {}, rlim_t(3) << 30, "announced");
+  ASSERT_FALSE(s.exited) << how_it_ended(s) << "\n" << s.log_text();
+  std::vector<int> fds;
+  const std::string head = "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(16 << 20) + "\r\n\r\n";
+  for (int i = 0; i < 700; ++i) {
+    const int fd = connect_to(s.port, "127.0.0.2");
+    if (fd < 0) break;
+    fds.push_back(fd);
+    send_all(fd, head);
+  }
+  EXPECT_EQ(fds.size(), 700u);
+  const auto x = test::random_images(2, 7);
+  httplib::Client c("127.0.0.1", s.port);
+  EXPECT_TRUE(answers_match(c.Post("/v2/models/moe-mnist/infer", infer_request(x).dump(), "application/json"), x));
+  for (int fd : fds) ::close(fd);
+  ::kill(s.pid, SIGTERM);
+  ASSERT_TRUE(s.wait(30));
+  EXPECT_TRUE(exited_with(s, 0)) << how_it_ended(s) << "\n" << s.log_text();
+}
+
+// A second SIGTERM while the first one's drain runs: the drain finishes, the queued request is
+// answered, exit 0 (every thread has the stop signals blocked; none dies of the default action).
+TEST(ServeCli, SecondSignalDuringTheDrainStillExitsZero) {
+  Server s;
+  start(s, {"--max-delay-us", "1000000", "--fixed-delay"}, 0, "signals");
+  ASSERT_FALSE(s.exited) << how_it_ended(s) << "\n" << s.log_text();
+  const auto x = test::random_images(1, 9);
+  std::unique_ptr<httplib::Result> answer;
+  std::thread client([&] {
+    httplib::Client c("127.0.0.1", s.port);
+    answer = std::make_unique<httplib::Result>(c.Post("/v2/models/moe-mnist/infer", infer_request(x).dump(), "application/json"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // queued, held for 1 s
+  ::kill(s.pid, SIGTERM);  // back to back: the second and third land while the first one's drain runs
+  ::kill(s.pid, SIGTERM);
+  ::kill(s.pid, SIGINT);
+  client.join();
+  ASSERT_TRUE(s.wait(30));
+  EXPECT_TRUE(exited_with(s, 0)) << how_it_ended(s) << "\n" << s.log_text();
+  ASSERT_TRUE(answer);
+  EXPECT_TRUE(answers_match(*answer, x));
+}
+
+// The randomised soak: many clients, each looping over a random mix of valid (checked against the
+// reference), malformed, slow, oversized and abandoned requests, against a server under an
+// address-space limit with a small body budget. Every valid request must be answered correctly,
+// the server's RSS must stay under its start-up RSS + --max-inflight-bytes + 128 MiB, and SIGTERM
+// must end it with exit 0. MOE_MNIST_SOAK_SECONDS (default 40) and MOE_MNIST_SOAK_SEED (default: the
+// clock) are printed so that a failure can be replayed.
+TEST(ServeCli, Soak) {
+  const char* env_seconds = std::getenv("MOE_MNIST_SOAK_SECONDS");
+  const char* env_seed = std::getenv("MOE_MNIST_SOAK_SEED");
+  const double seconds = env_seconds ? std::atof(env_seconds) : 40;
+  const unsigned seed = env_seed ? unsigned(std::strtoul(env_seed, nullptr, 10))
+                                 : unsigned(std::chrono::system_clock::now().time_since_epoch().count());
+  std::printf("soak: %.0f s, seed %u (MOE_MNIST_SOAK_SEED=%u to replay)\n", seconds, seed, seed);
+  constexpr int64_t kBudget = 48 << 20, kMaxBody = 4 << 20;
+  constexpr int kClients = 8;  // at most 8 bodies in flight (< kBudget / kMaxBody): no valid request meets a full budget
+  Server s;
+  start(s,
+        {"--max-body", std::to_string(kMaxBody), "--max-inflight-bytes", std::to_string(kBudget), "--header-timeout-s", "2",
+         "--max-connections", "256", "--max-batch-request", "8"},
+        rlim_t(3) << 30, "soak");
+  ASSERT_FALSE(s.exited) << how_it_ended(s) << "\n" << s.log_text();
+  const int64_t rss0 = rss_kib(s.pid);
+  std::atomic<int64_t> rss_max{rss0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> valid{0}, hostile{0};
+  std::mutex failures_mu;
+  std::vector<std::string> failures;
+  auto fail = [&](const std::string& what) {
+    std::lock_guard<std::mutex> lock(failures_mu);
+    if (failures.size() < 20) failures.push_back(what);
+  };
+  std::thread sampler([&] {
+    while (!stop) {
+      rss_max = std::max<int64_t>(rss_max, rss_kib(s.pid));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kClients; ++t)
+    clients.emplace_back([&, t] {
+      std::mt19937 rng(seed + unsigned(t));
+      httplib::Client c("127.0.0.1", s.port);
+      c.set_read_timeout(std::chrono::seconds(20));
+      std::vector<int> idle;  // connections opened and left silent (closed by the server's deadline)
+      while (!stop) {
+        const int kind = int(rng() % 10);
+        if (kind <= 3) {  // valid JSON inference, 1-8 images
+          const auto x = test::random_images(1 + int64_t(rng() % 8), unsigned(rng()));
+          auto r = c.Post("/v2/models/moe-mnist/infer", infer_request(x).dump(), "application/json");
+          if (const auto ok = answers_match(r, x); !ok) fail(std::string("valid infer: ") + ok.message());
+          ++valid;
+        } else if (kind == 4) {  // valid metadata / health
+          auto r = c.Get(rng() % 2 ? "/v2/health/ready" : "/v2/models/moe-mnist");
+          if (!r || r->status != 200) fail("valid GET: " + (r ? std::to_string(r->status) : httplib::to_string(r.error())));
+          ++valid;
+        } else if (kind == 5) {  // malformed: bad JSON, wrong shapes, unknown routes -> 4xx, never 5xx
+          static const char* bodies[] = {"{", "[]", R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":[1e30]}]})",
+                                         R"({"inputs":[{"name":"input","shape":[-1,1,28,28],"datatype":"FP32","data":[]}]})"};
+          auto r = c.Post(rng() % 4 ? "/v2/models/moe-mnist/infer" : "/v2/models/other/infer", bodies[rng() % 4], "application/json");
+          if (!r || r->status < 400 || r->status >= 500) fail("malformed: " + (r ? std::to_string(r->status) : httplib::to_string(r.error())));
+          ++hostile;
+        } else if (kind == 6) {  // oversized: announced above --max-body -> 413
+          const int fd = connect_to(s.port);
+          if (fd >= 0) {
+            send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody + 1) + "\r\n\r\n");
+            if (const int st = status_of_reply(fd); st != 413) fail("oversized: status " + std::to_string(st));
+            ::close(fd);
+          }
+          ++hostile;
+        } else if (kind == 7) {  // abandoned: part of a large body, then gone
+          const int fd = connect_to(s.port);
+          if (fd >= 0) {
+            send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody) + "\r\n\r\n" +
+                             std::string(size_t(rng() % kMaxBody), ' '));
+            ::close(fd);
+          }
+          ++hostile;
+        } else if (kind == 8) {  // slow but in time: headers in pieces over ~0.3 s, then answered
+          const int fd = connect_to(s.port);
+          if (fd >= 0) {
+            const std::string req = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+            for (size_t i = 0; i < req.size(); i += 8) {
+              send_all(fd, req.substr(i, 8));
+              std::this_thread::sleep_for(std::chrono::milliseconds(40));
+            }
+            if (const int st = status_of_reply(fd); st != 200) fail("slow valid: status " + std::to_string(st));
+            ::close(fd);
+            ++valid;
+          }
+        } else {  // garbage or a silent connection
+          const int fd = connect_to(s.port);
+          if (fd >= 0) {
+            if (rng() % 2) {
+              std::string junk(size_t(1 + rng() % 2000), '\0');
+              for (char& ch : junk) ch = char(rng());
+              send_all(fd, junk);
+              ::close(fd);
+            } else {
+              idle.push_back(fd);
+            }
+          }
+          ++hostile;
+        }
+        while (idle.size() > 16) {
+          ::close(idle.front());
+          idle.erase(idle.begin());
+        }
+      }
+      for (int fd : idle) ::close(fd);
+    });
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : clients) t.join();
+  sampler.join();
+  ::kill(s.pid, SIGTERM);
+  ASSERT_TRUE(s.wait(30)) << "no exit 30 s after SIGTERM";
+  std::printf("soak: %d valid requests, %d hostile ones; RSS %lld KiB at start, %lld KiB at most\n", valid.load(), hostile.load(),
+              (long long)rss0, (long long)rss_max.load());
+  EXPECT_TRUE(exited_with(s, 0)) << how_it_ended(s) << "\n" << s.log_text();
+  for (const auto& f : failures) ADD_FAILURE() << f << " (seed " << seed << ")";
+  EXPECT_GT(valid.load(), 0);
+  EXPECT_LT(rss_max.load(), rss0 + kBudget / 1024 + 128 * 1024) << "RSS bound: start + --max-inflight-bytes + 128 MiB";
+}
+
+}  // namespace
+}  // namespace moe
