@@ -67,7 +67,7 @@ start_replica() {  # start_replica I PORT: serve on 127.0.0.1:PORT (0 = any), wa
   local i=$1 p=$2 log="$dir/replica-$1.log" pid
   : > "$log"
   "$(cat "$dir/cli")" serve --model "$(cat "$dir/model")" --host 127.0.0.1 --port "$p" --drain-s "$(cat "$dir/drain_s")" \
-    $(cat "$dir/serve_args") 2>> "$log" < /dev/null &
+    $(cat "$dir/serve_args") >> "$log" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$dir/replica-$i.pid"
   for _ in $(seq 300); do

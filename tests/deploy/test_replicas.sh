@@ -40,6 +40,26 @@ failures() {  # non-2xx responses + socket errors
 logits() { curl -fs -H 'Content-Type: application/json' --data-binary "@$tmp/json-fp32" "$1/v2/models/moe-mnist/infer" |
            python3 -c 'import json,sys; print(" ".join("%.5f" % x for x in next(o for o in json.load(sys.stdin)["outputs"] if o["name"] == "logits")["data"]))'; }
 
+# The drain itself: after SIGTERM with --drain-s, /v2/health/ready answers 503 while inference still answers 200.
+"$cli" serve --model "$tmp/model-v1.onnx" --host 127.0.0.1 --port 0 --drain-s 30 2> "$tmp/drain.log" &
+pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$tmp/drain.log" && break; sleep 0.05; done
+direct=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/drain.log" | head -1)
+[ -n "$direct" ] || fail "serve did not start: $(cat "$tmp/drain.log")"
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+[ "$(code "$direct/v2/health/ready")" = 200 ] || fail "ready is not 200 before SIGTERM"
+kill -TERM "$pid"
+for _ in $(seq 100); do grep -q "not ready" "$tmp/drain.log" && break; sleep 0.02; done
+[ "$(code "$direct/v2/health/ready")" = 503 ] || fail "ready is not 503 while draining"
+[ "$(code "$direct/v2/health/live")" = 200 ] || fail "live is not 200 while draining"
+[ "$(code -H 'Content-Type: application/json' --data-binary "@$tmp/json-fp32" "$direct/v2/models/moe-mnist/infer")" = 200 ] ||
+  fail "inference is refused while draining"
+kill -TERM "$pid"   # a second signal ends the drain early
+rc=0; wait "$pid" || rc=$?
+[ "$rc" = 0 ] || fail "serve exited $rc after the drain"
+grep -q "drain cut short" "$tmp/drain.log" || fail "a second SIGTERM did not cut the drain short: $(cat "$tmp/drain.log")"
+echo "drain: after SIGTERM ready 503, live and inference 200; a second SIGTERM stops it (exit 0)"
+
 url=$(up pair 2 "$tmp/model-v1.onnx")
 before=$(logits "$url")
 
@@ -55,15 +75,15 @@ echo "(a) kill -9 of 1 of 2 replicas under load: $a_req requests, $a_fail failed
 [ "$a_fail" = 0 ] || { cat "$tmp/a.txt"; fail "(a) $a_fail requests failed while a replica was killed"; }
 
 # (b) rolling restart (the killed one comes back first) onto model v2, under load the whole time.
-load "$url" 60 16 "$tmp/b.txt" &
+# The load outlasts the restart (about 2 s a replica: a 1 s drain, the start, two passed checks).
+load "$url" $((secs * 4)) 16 "$tmp/b.txt" &
 wrk_pid=$!
 sleep 0.5
 t0=$(date +%s.%N)
 "$root/scripts/replicas.sh" restart --dir "$tmp/pair" --model "$tmp/model-v2.onnx" 2> "$tmp/restart.log" || { cat "$tmp/restart.log" >&2; fail "restart failed"; }
 t1=$(date +%s.%N)
-sleep 0.5
-kill -INT "$wrk_pid" 2>/dev/null || true   # wrk prints its totals on SIGINT
-wait "$wrk_pid" || true
+kill -0 "$wrk_pid" 2>/dev/null || fail "(b) the rolling restart outlasted the $((secs * 4)) s load; give a larger SECONDS"
+wait "$wrk_pid"
 b_req=$(requests "$tmp/b.txt") b_fail=$(failures "$tmp/b.txt")
 echo "(b) rolling restart of 2 replicas onto a new model under load ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s): $b_req requests, $b_fail failed"
 [ -n "$b_req" ] && [ "$b_req" -gt 0 ] || { cat "$tmp/b.txt"; fail "(b) wrk reported no requests"; }
