@@ -25,7 +25,7 @@ endif()
 
 # The man page: `moe-mnist --help` and every subcommand's --help, through help2man.
 find_program(MOE_MNIST_HELP2MAN help2man)
-if(MOE_MNIST_HELP2MAN)
+if(MOE_MNIST_HELP2MAN AND NOT MOE_MNIST_SANITIZE)  # a sanitizer build runs no binary at build time
   set(moe_man "${PROJECT_BINARY_DIR}/man/moe-mnist.1")
   add_custom_command(OUTPUT ${moe_man}
     COMMAND ${PROJECT_SOURCE_DIR}/scripts/man-page.sh $<TARGET_FILE:moe-mnist> ${moe_man}
@@ -34,6 +34,6 @@ if(MOE_MNIST_HELP2MAN)
   add_custom_target(man_page ALL DEPENDS ${moe_man})
   install(FILES ${moe_man} DESTINATION share/man/man1)
 else()
-  message(STATUS "help2man not found (apt install help2man): no man page is installed")
+  message(STATUS "no man page (help2man not found, apt install help2man; or a sanitizer build)")
 endif()
 install(FILES ${PROJECT_SOURCE_DIR}/docs/deployment.md DESTINATION share/doc/moe-mnist)
