@@ -53,8 +53,9 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
 # libFuzzer with the sanitizers, and the HTTP load generator.
 debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
 # Deployment (docs/deployment.md): the man page, the .deb's Depends and its checks, a clean Debian root to
-# install it into, the load balancer in front of replicas, and the manifest validator.
-debs+=(help2man dpkg-dev lintian mmdebstrap haproxy python3-jsonschema python3-yaml)
+# install it into, the image tools (no registry, no runtime), the load balancer in front of replicas, and
+# the manifest validator.
+debs+=(help2man dpkg-dev lintian mmdebstrap haproxy python3-jsonschema python3-yaml buildah umoci)
 # The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
 debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.

@@ -18,3 +18,10 @@ deb=$("$root/scripts/package.sh" --build "$build" --no-build --no-lintian --mode
 dpkg-deb --info "$deb" | grep -E '^ (Package|Version|Depends):'
 dpkg-deb --contents "$deb" | awk '{ print $NF }' | grep -qx './lib/systemd/system/moe-mnist.service' || { echo "FAIL: no systemd unit in $deb"; exit 1; }
 "$root/scripts/test-package.sh" "$deb"
+# The serving image from the same .deb, built and run without a container runtime (buildah, umoci, chroot).
+if command -v buildah >/dev/null && command -v umoci >/dev/null; then
+  image=$("$root/scripts/image.sh" "$deb" --out "$tmp/moe-mnist.image.tar")
+  "$root/scripts/test-image.sh" "$image"
+else
+  echo "image: skipped (buildah/umoci not installed; scripts/setup.sh installs them)"
+fi
