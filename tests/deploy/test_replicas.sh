@@ -12,8 +12,12 @@ cli=$(realpath "$1") make_ck=$2 data=$3 secs=${4:-3}
 fail() { echo "FAIL: $*" >&2; exit 1; }
 for tool in haproxy wrk curl; do command -v $tool >/dev/null || { echo "skipped: $tool not found (scripts/setup.sh installs it)"; exit 77; }; done
 tmp=$(mktemp -d)
-sets=()
-cleanup() { for s in "${sets[@]}"; do "$root/scripts/replicas.sh" down --dir "$s" 2>/dev/null || true; done; rm -rf "$tmp"; }
+# Every set started here (up runs in $(...), so the sets are found on disk, not in a variable).
+cleanup() {
+  for s in "$tmp"/*/; do [ -f "$s/n" ] && "$root/scripts/replicas.sh" down --dir "$s" 2>/dev/null; done
+  [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 for v in 1 2; do
@@ -22,7 +26,6 @@ for v in 1 2; do
 done
 python3 "$root/bench/serve/make_bodies.py" "$data" "$tmp" > /dev/null
 up() {  # up NAME N MODEL
-  sets+=("$tmp/$1")
   "$root/scripts/replicas.sh" up "$2" --dir "$tmp/$1" --model "$3" --drain-s 1 --cli "$cli" -- --http-threads 2 2> "$tmp/$1.log" ||
     { cat "$tmp/$1.log" >&2; fail "replicas.sh up $2 failed"; }
   echo "http://127.0.0.1:$(cat "$tmp/$1/port")"
