@@ -27,7 +27,7 @@ tarball="${XDG_CACHE_HOME:-$HOME/.cache}/moe-mnist/debian-$VERSION_CODENAME-apt-
 
 work=$(mktemp -d)
 rootfs="$work/rootfs"
-cleanup() { for m in proc dev; do mountpoint -q "$rootfs/$m" && umount -l "$rootfs/$m"; done; rm -rf "$work"; }
+cleanup() { for m in proc dev; do mountpoint -q "$rootfs/$m" && umount -l "$rootfs/$m"; done; rm -rf --one-file-system "$work"; }  # never into a mount that failed to go
 trap cleanup EXIT
 mkdir "$rootfs"
 tar -C "$rootfs" -xf "$tarball"

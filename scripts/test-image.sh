@@ -16,7 +16,7 @@ cleanup() {
   if [ -n "$server" ]; then kill -9 "$server" 2>/dev/null || true; fi
   if mountpoint -q "$work/bundle/rootfs/proc"; then umount -l "$work/bundle/rootfs/proc"; fi
   ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"  # never into a mount that failed to go
 }
 trap cleanup EXIT
 # The image's configuration, from the docker archive (the OCI format has no HEALTHCHECK).

@@ -35,9 +35,9 @@ work=$(mktemp -d)
 root="$work/root"
 server=""
 cleanup() {
-  [ -n "$server" ] && kill "$server" 2>/dev/null
+  if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
   for m in proc dev sys; do mountpoint -q "$root/$m" && umount -l "$root/$m"; done
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"  # never into a mount that failed to go
 }
 trap cleanup EXIT
 mkdir "$root"

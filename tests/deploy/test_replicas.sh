@@ -14,8 +14,10 @@ for tool in haproxy wrk curl; do command -v $tool >/dev/null || { echo "skipped:
 tmp=$(mktemp -d)
 # Every set started here (up runs in $(...), so the sets are found on disk, not in a variable).
 cleanup() {
-  for s in "$tmp"/*/; do [ -f "$s/n" ] && "$root/scripts/replicas.sh" down --dir "$s" 2>/dev/null; done
-  [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null
+  for s in "$tmp"/*/; do
+    if [ -f "$s/n" ]; then "$root/scripts/replicas.sh" down --dir "$s" 2>/dev/null || true; fi
+  done
+  if [ -n "${pid:-}" ]; then kill -9 "$pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
 trap cleanup EXIT
