@@ -52,6 +52,10 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
 # The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
 # libFuzzer with the sanitizers, and the HTTP load generator.
 debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
+# Deployment (docs/deployment.md): the man page, the .deb's Depends and its checks, a clean Debian root to
+# install it into, the image tools (no registry, no runtime), the load balancer in front of replicas, and
+# the manifest validator.
+debs+=(help2man dpkg-dev lintian mmdebstrap haproxy python3-jsonschema python3-yaml buildah umoci)
 # The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
 debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.
@@ -103,6 +107,11 @@ if [ ! -f "$ort_dir/.complete" ]; then
   ln -sfn libonnxruntime.so "$ort_dir/lib/libonnxruntime.so.1"  # the library's SONAME
   echo "1.29 com.github.asus4.onnxruntime@0.4.9" > "$ort_dir/.complete"
   rm -rf "$tmp"; trap - EXIT
+fi
+# Its licence and third-party notices travel with the library (the install tree and the .deb ship them).
+if [ ! -f "$ort_dir/LICENSE" ] || [ ! -f "$ort_dir/ThirdPartyNotices.txt" ]; then
+  tgz=$(fetch_npm com.github.asus4.onnxruntime 0.4.9)
+  for f in LICENSE ThirdPartyNotices.txt; do tar -xzf "$tgz" -O "package/$f" > "$ort_dir/$f.tmp" && mv "$ort_dir/$f.tmp" "$ort_dir/$f"; done
 fi
 
 mnist_dir="$root/data/mnist"

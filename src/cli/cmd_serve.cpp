@@ -47,6 +47,7 @@ void add_serve_command(CLI::App& app) {
     BackendOptions backend;
     int workers = 1;
     double grace_s = 10;
+    double drain_s = 0;
   };
   auto a = std::make_shared<Args>();
   a->backend.threads = 1;
@@ -60,7 +61,10 @@ void add_serve_command(CLI::App& app) {
       "Defaults were measured on a 2-core machine (README, 'serve'):\n"
       "one worker with one intra-op thread (a second worker or intra-op thread was slower), and two HTTP threads\n"
       "(+15-50% requests/s at 64-256 connections over one).\n"
-      "SIGINT/SIGTERM stop it gracefully: no new connections, queued requests answered, exit 0.");
+      "SIGINT/SIGTERM stop it gracefully: no new connections, queued requests answered, exit 0.\n"
+      "With --drain-s S, SIGTERM first turns /v2/health/ready to 503 and goes on answering everything for S seconds\n"
+      "(a load balancer or Kubernetes takes the replica out of rotation meanwhile), then stops as above;\n"
+      "a second signal ends the drain early.");
   cmd->add_option("--model", a->model, "Exported .onnx file (fp32, int8; fp16 needs --backend cuda/tensorrt)")->capture_default_str();
   cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
   cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
@@ -100,6 +104,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--idle-timeout-s", a->service.http.idle_timeout_s, "Close keep-alive connections idle this long")
       ->capture_default_str()->check(CLI::Range(1, 3600));
   cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")->capture_default_str();
+  cmd->add_option("--drain-s", a->drain_s,
+                  "On SIGTERM, report not-ready but keep serving this long before stopping (set it above the load\n"
+                  "balancer's health-check detection time; 0 = stop at once)")
+      ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
   cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
   cmd->callback([a, timeout] {
     if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;
@@ -140,6 +148,14 @@ void add_serve_command(CLI::App& app) {
                  a->service.http.host.c_str(), service.port());
     int sig = 0;
     sigwait(&stop, &sig);
+    if (sig == SIGTERM && a->drain_s > 0) {
+      service.stop_ready();
+      std::fprintf(stderr, "moe-mnist serve: SIGTERM received, not ready; serving for %.3g s more while the balancer drains it\n",
+                   a->drain_s);
+      const auto whole = static_cast<time_t>(a->drain_s);
+      const timespec wait{whole, static_cast<long>((a->drain_s - double(whole)) * 1e9)};
+      if (sigtimedwait(&stop, nullptr, &wait) > 0) std::fprintf(stderr, "moe-mnist serve: second signal, drain cut short\n");
+    }
     std::fprintf(stderr, "moe-mnist serve: %s received, finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     service.shutdown(a->grace_s);
     std::fprintf(stderr, "moe-mnist serve: stopped\n");

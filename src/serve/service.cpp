@@ -122,6 +122,10 @@ void Service::shutdown(double grace_s) {
   http_->shutdown(grace_s);
 }
 
+void Service::stop_ready() { not_ready_ = true; }
+
+bool Service::ready() const { return !not_ready_ && !http_->draining(); }
+
 void Service::handle(HttpRequest& req, Reply reply) {
   const auto t0 = clock::now();
   const std::vector<std::string> p = split_path(req.path);
@@ -163,7 +167,7 @@ void Service::handle(HttpRequest& req, Reply reply) {
     if (p[1] == "health" && p.size() == 3 && (p[2] == "live" || p[2] == "ready")) {
       if (!get) return measured(method_not_allowed("GET, HEAD"));
       if (p[2] == "live") return measured(json_response(200, R"({"live":true})"));
-      return http_->draining_ ? measured(json_response(503, R"({"ready":false})")) : measured(json_response(200, R"({"ready":true})"));
+      return ready() ? measured(json_response(200, R"({"ready":true})")) : measured(json_response(503, R"({"ready":false})"));
     }
     if (p[1] == "models" && p.size() >= 3) {
       // /v2/models/{name}[/versions/{v}][/ready|/config|/infer]
@@ -178,7 +182,7 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (i + 1 < p.size() || (p.size() == 4 && p[3] == "versions")) return measured(error(404, "no such route: " + req.path));
       if (tail.empty()) return get ? measured(json_response(200, model_metadata_json(m))) : measured(method_not_allowed("GET, HEAD"));
       if (tail == "ready")
-        return get ? measured(json_response(200, nlohmann::json{{"name", m.name}, {"ready", true}}.dump()))
+        return get ? measured(json_response(ready() ? 200 : 503, nlohmann::json{{"name", m.name}, {"ready", ready()}}.dump()))
                    : measured(method_not_allowed("GET, HEAD"));
       if (tail == "config") return get ? measured(json_response(200, model_config_json(m))) : measured(method_not_allowed("GET, HEAD"));
       if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));

@@ -2,6 +2,7 @@
 // the dynamic batcher. One object owns the engines, the batcher, the metrics and the HTTP server, so
 // a test can start a real server on a free port in a few lines.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -44,6 +45,10 @@ class Service {
   const HttpServer& http() const { return *http_; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
   void shutdown(double grace_s = 10);
+  // The first step of a drain: the health and model "ready" routes answer 503 so that a load balancer
+  // or Kubernetes stops sending new work, while every route, inference included, goes on answering.
+  void stop_ready();
+  bool ready() const;
 
  private:
   void handle(HttpRequest& req, Reply reply);
@@ -57,6 +62,7 @@ class Service {
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<HttpServer> http_;
   bool stopped_ = false;
+  std::atomic<bool> not_ready_{false};
 };
 
 }  // namespace moe::serve
