@@ -23,7 +23,7 @@ void add_predict_command(CLI::App& app) {
     BackendOptions backend;
   };
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("predict", "Classify one image (PNG/JPEG/PGM file, or a dataset index) and show the routing");
+  auto* cmd = app.add_subcommand("predict", "Classify one image (PNG/JPEG/PGM/PPM file, or a dataset index) and show the routing");
   cmd->add_option("--model", a->model, "An exported .onnx file, or for --backend torch the checkpoint directory")->capture_default_str();
   auto* image = cmd->add_option("--image", a->image, "Image file of any size; white digit on black like MNIST");
   auto* index = cmd->add_option("--index", a->index, "Index into the dataset split instead of a file");
