@@ -643,6 +643,62 @@ TEST(TrainSelect, RecipeFlagsAreRecordedAndChecked) {
   expect_error("train --keep worst" + out, 2, {"--keep"});
 }
 
+
+// The first `n` images and labels of MNIST's `split` ("train" or "t10k"), as IDX files in `dir`.
+void write_mnist_prefix(const std::string& dir, const std::string& split, uint32_t n) {
+  std::filesystem::create_directories(dir);
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+  const std::string images = test::read_bytes(test::mnist_dir() + "/" + split + "-images-idx3-ubyte");
+  const std::string labels = test::read_bytes(test::mnist_dir() + "/" + split + "-labels-idx1-ubyte");
+  test::write_bytes(dir + "/" + split + "-images-idx3-ubyte", images.substr(0, 4) + be32(n) + images.substr(8, 8) + images.substr(16, size_t(n) * 784));
+  test::write_bytes(dir + "/" + split + "-labels-idx1-ubyte", labels.substr(0, 4) + be32(n) + labels.substr(8, n));
+}
+
+size_t count_lines(const std::string& path) {
+  const std::string s = test::read_bytes(path);
+  return size_t(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Issue #20, cause 5: whatever `train` writes, every command reads. config.json kept every epoch's
+// history and passed the 1 MiB read limit after ~2,000 epochs; now history.csv alone holds it, and
+// config.json does not grow with the epochs. 2,500 one-step epochs on 64 images (tested on 64).
+TEST(TrainSelect, ManyEpochsLeaveACheckpointEveryCommandReads) {
+  const std::string dir = test::temp_dir("long-run"), data = " --data " + dir + "/data", ck = dir + "/ck";
+  write_mnist_prefix(dir + "/data", "train", 64);
+  write_mnist_prefix(dir + "/data", "t10k", 64);
+  const std::string small = " --threads 1 --experts 2 --top 1 --emb-size 8 --batch 64 --seed 1" + data;
+  Result r = run("train --epochs 2500 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  EXPECT_LT(std::filesystem::file_size(ck + "/config.json"), 16u << 10);
+  EXPECT_FALSE(config_of(ck)["training"].contains("history"));
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2501u);  // header + one line per epoch
+  r = run("export --checkpoint " + ck + data);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("eval --model " + ck + "/model.fp32.onnx" + data);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run("train --resume --epochs 2503 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  const std::string csv = test::read_bytes(ck + "/history.csv");
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2504u);
+  EXPECT_NE(csv.find("\n2503,"), std::string::npos);
+  EXPECT_EQ(run("plot-train " + ck + " --out " + dir + "/plot").code, 0);
+
+  // A checkpoint from before: its history in config.json. --resume carries it over to history.csv.
+  {
+    nlohmann::json j = config_of(ck);
+    j["training"]["history"] = nlohmann::json::array();
+    for (int e = 1; e <= 2503; ++e)
+      j["training"]["history"].push_back({{"epoch", e}, {"seconds", 0.01}, {"loss", 2.0}, {"test_accuracy", 0.5}, {"lr", 0.001}});
+    std::ofstream(ck + "/config.json") << j.dump();
+  }
+  r = run("train --resume --epochs 2504 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  EXPECT_FALSE(config_of(ck)["training"].contains("history"));
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2505u);
+  EXPECT_NE(test::read_bytes(ck + "/history.csv").find("\n2503,0.0100,2.000000,0.500000"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
 // The batched forward over the flat buffer's stacked expert leaves trains exactly like the sparse one.
 TEST(TrainSelect, BatchedAndSparseTrainingAgree) {
   const std::string dir = test::temp_dir("select-forward");
