@@ -11,6 +11,7 @@
 
 #include "base/atomic_file.h"
 #include "model/backend_options.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "data/dataset.h"
 #include "base/errors.h"
@@ -79,7 +80,7 @@ std::vector<Variant> variants(const BenchConfig& a) {
 }
 
 std::unique_ptr<Classifier> open_variant(const Variant& v, int threads, const OpenEngine& open) {
-  if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
+  if (v.backend == "reference") return checked(std::make_unique<ReferenceClassifier>(load_checkpoint(v.model)), v.model);
   if (v.backend != "torch" && v.backend != "native" && !std::filesystem::exists(v.model))
     throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
                            std::filesystem::path(v.model).parent_path().string() + " ...)");

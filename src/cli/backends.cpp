@@ -5,6 +5,7 @@
 #include <set>
 
 #include "cli/options.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "base/errors.h"
 #include "native/native_classifier.h"
@@ -33,7 +34,9 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o) {
   cmd->add_option("--torch-device", o.torch_device, "torch: cpu, or cuda[:N] with a CUDA LibTorch")->capture_default_str();
 }
 
-std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+namespace {
+
+std::unique_ptr<Classifier> open_unchecked(const std::string& model, const BackendOptions& o) {
   check_threads(o.threads, "--threads");
   // A flag that does nothing in the chosen mode is refused rather than silently ignored.
   auto only_for = [&](bool given, const char* flag, const char* backends) {
@@ -68,6 +71,12 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
 #else
   throw UnavailableError(to_string(o.backend) + ": this build has no ONNX Runtime (run scripts/setup.sh and rebuild)");
 #endif
+}
+
+}  // namespace
+
+std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+  return checked(open_unchecked(model, o), model);
 }
 
 void warn_if_mismatched(const Classifier& model, const std::string& model_path, const std::string& dataset) {

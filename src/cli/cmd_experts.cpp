@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "base/atomic_file.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "data/dataset.h"
 #include "base/errors.h"
@@ -240,7 +241,7 @@ void add_experts_command(CLI::App& app) {
     if (is_dir && !other_engine) {
       auto ref = std::make_unique<ReferenceClassifier>(load_checkpoint(a->model));
       reference = ref.get();
-      model = std::move(ref);
+      model = checked(std::move(ref), a->model);
     } else {
       model = open_backend(a->model, a->backend);
     }
