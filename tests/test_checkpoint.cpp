@@ -172,7 +172,7 @@ TEST(CheckedClassifier, RefusesWhatCanBeSeenWrongAtLoad) {
   EXPECT_NE(make([](Scripted& m) { m.logit = INFINITY; }).find("non-finite logit (inf)"), std::string::npos);
   EXPECT_NE(make([](Scripted& m) { m.prob = 2.5f; }).find("gate probability of 2.5"), std::string::npos);
   EXPECT_NE(make([](Scripted& m) { m.prob = 0.5f; }).find("summing to 2"), std::string::npos);  // raw scores
-  EXPECT_NE(make([](Scripted& m) { m.bad_row = 0; }).find("gate probability of nan"), std::string::npos);
+  EXPECT_NE(make([](Scripted& m) { m.bad_row = 0; }).find("non-finite gate probability (nan)"), std::string::npos);
 }
 
 TEST(CheckedClassifier, NamesTheImageWhoseGateIsNaNEvenWithFiniteLogits) {
@@ -183,7 +183,7 @@ TEST(CheckedClassifier, NamesTheImageWhoseGateIsNaNEvenWithFiniteLogits) {
   EXPECT_NO_THROW(m.classify(x.data(), 3, logits.data(), probs.data()));
   s->bad_row = 2;
   const std::string msg = error_of([&] { m.classify(x.data(), 3, logits.data(), probs.data()); });
-  EXPECT_NE(msg.find("m.onnx (scripted fp32) gives a gate probability of nan for image 2, expert 0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("m.onnx (scripted fp32) gives a non-finite gate probability (nan) for image 2, expert 0"), std::string::npos) << msg;
   EXPECT_NO_THROW(m.classify(x.data(), 3, logits.data(), nullptr));  // no gate asked for: the logits are fine
 }
 

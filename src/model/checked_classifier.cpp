@@ -31,10 +31,12 @@ void check_outputs(const float* logits, const float* gate_probs, int64_t n, int6
     double sum = 0;
     for (int64_t e = 0; e < n_experts; ++e) {
       const float p = gate_probs[i * n_experts + e];
-      if (!std::isfinite(p) || p < -1e-3f || p > 1.0f + 1e-3f)
+      if (!std::isfinite(p))
+        throw InputError(what + " gives a non-finite gate probability (" + number(p) + ") for image " + std::to_string(i) +
+                         ", expert " + std::to_string(e) + ": its weights are probably NaN or infinite (a diverged training run?)");
+      if (p < -1e-3f || p > 1.0f + 1e-3f)
         throw InputError(what + " gives a gate probability of " + number(p) + " for image " + std::to_string(i) + ", expert " +
-                         std::to_string(e) + ": expected a finite number in [0, 1] (NaN or infinite weights, or raw gate scores "
-                         "where probabilities belong)");
+                         std::to_string(e) + ", expected 0 to 1 (raw gate scores where probabilities belong?)");
       sum += p;
     }
     if (std::fabs(sum - 1.0) > kSumTolerance)
