@@ -58,6 +58,9 @@ void add_predict_command(CLI::App& app) {
         throw InputError("--index " + std::to_string(a->index) + " is out of range: the " + a->split + " split has " +
                          std::to_string(d.n) + " images (0.." + std::to_string(d.n - 1) + ")");
       for (int64_t i = 0; i < 784; ++i) x.push_back(d.pixels[size_t(a->index * 784 + i)] / 255.0f);
+      if (std::all_of(x.begin(), x.end(), [](float v) { return v == 0.0f; }))
+        throw InputError("--index " + std::to_string(a->index) + ": image " + std::to_string(a->index) + " of the " + a->split +
+                         " split is blank (every pixel 0): nothing to classify (is the IDX file damaged?)");
       label = d.labels[size_t(a->index)];
     }
     auto model = open_backend(a->model, a->backend);

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/backends.h"
+#include "cli/options.h"
 #include "cli/commands.h"
 #include "base/errors.h"
 #include "serve/service.h"
@@ -57,7 +58,9 @@ void add_serve_command(CLI::App& app) {
                       ->check(CLI::Range(1, 3'600'000));
   cmd->add_option("--idle-timeout-s", a->service.http.idle_timeout_s, "Close keep-alive connections idle this long")
       ->capture_default_str()->check(CLI::Range(1, 3600));
-  cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")->capture_default_str();
+  cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")
+      ->capture_default_str()
+      ->check(finite_number("--grace-s", 0, 3600));
   cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
   cmd->callback([a, timeout] {
     if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;

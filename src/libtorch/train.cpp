@@ -233,6 +233,9 @@ FlatParams flatten(Net& net) {
 // contradicting flags); a checkpoint from before --val trained on every image and kept its last weights.
 // Returns the iteration to continue from. A field of the wrong type is the file's fault, said so.
 int64_t resume_settings(const nlohmann::json& t, const std::string& where, TrainOptions& o) {
+  check_integer_fields(t, {"batch", "val", "limit", "epochs", "iterations", "best_epoch", "patience"}, where + " training");
+  if (t.contains("seed") && !t["seed"].is_number_unsigned() && !(t["seed"].is_number_integer() && t["seed"].get<int64_t>() >= 0))
+    throw InputError(where + ": training field 'seed' must be a whole number >= 0, got " + t["seed"].dump());
   try {
     o.seed = t.value("seed", o.seed);
     o.batch = t.value("batch", o.batch);
@@ -425,7 +428,14 @@ TrainSummary train(const TrainOptions& opts) {
     if (meta.training.value("param_layout", std::string()) != kParamLayout)
       throw InputError(train_state_path(o.out) + ": written by an older moe-mnist whose optimizer state has another parameter order; "
                        "start again with --force");
-    torch::load(opt, train_state_path(o.out));
+    try {
+      torch::load(opt, train_state_path(o.out));
+    } catch (const c10::Error& e) {
+      // LibTorch's text is a zip-reader message and an 18-line backtrace; the user needs the file.
+      const std::string what = e.what_without_backtrace();
+      throw InputError(train_state_path(o.out) + ": not a readable optimizer state (" + what.substr(0, what.find('\n')) +
+                       "); the file is damaged: restore it, or start again with --force");
+    }
     if (root) std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
                  (long long)(iteration / iters_per_epoch + 1));
   }
