@@ -10,6 +10,9 @@
 #include <regex>
 #include <cstring>
 #include <functional>
+#include <csignal>
+#include <chrono>
+#include <thread>
 #include <limits>
 
 #include <onnx/onnx_pb.h>
@@ -548,6 +551,7 @@ TEST(Hardening, ModelsFromAnotherCheckpointOrDatasetAreWarnedAbout) {
   r = run("bench --model-dir " + ck + " --backends cpu --limit 64 --passes 1 --repeats 1 --batches 64 --threads 1 --json" + kData);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "exported from other weights")) << r.err;
+  EXPECT_TRUE(contains(r.err, model + " was not exported from " + ck + "/weights.safetensors (its weights_hash is")) << r.err;  // not ranked
 }
 
 // --- issue #12: model selection on a held-out split, the recipe flags ------------------------------
@@ -731,6 +735,112 @@ TEST(TrainSelect, ManyEpochsLeaveACheckpointEveryCommandReads) {
   EXPECT_EQ(count_lines(ck + "/history.csv"), 2505u);
   EXPECT_NE(test::read_bytes(ck + "/history.csv").find("\n2503,0.0100,2.000000,0.500000"), std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+
+// --- issue #20: weak answers made clear ------------------------------------------------------------
+
+TEST(Hardening, NonIntegerCountsAndBadFlagValuesAreRefusedPlainly) {
+  const std::string ck = checkpoint_copy("integers", [](nlohmann::json& j) { j["model"]["experts"] = 8.5; });
+  expect_error("export --checkpoint " + ck, 1, {ck + "/config.json", "'experts' must be a whole number", "8.5"});
+  const std::string batch = checkpoint_copy("integers-batch", [](nlohmann::json& j) { j["training"]["batch"] = 64.5; });
+  expect_error("train --resume --epochs 2 --out " + batch + kData, 1, {"'batch' must be a whole number", "64.5"});
+  expect_error("train --seed -1 --epochs 1 --out /tmp/never" + kData, 2, {"--seed -1: expected a whole number from 0"});
+  expect_error("bench --model-dir " + kRun + " --limit -5" + kData, 2, {"--limit -5: expected a whole number from 0"});
+  expect_error("eval --model " + kRun + "/model.fp32.onnx --data ''", 2, {"--data '': expected a name"});
+  expect_error("experts --model " + kRun + " --drop-expert ''" + kData, 2, {"--drop-expert '': expected a name"});
+  for (const char* g : {"nan", "-5", "inf"})
+    expect_error("serve --model " + kRun + "/model.fp32.onnx --port 0 --grace-s " + std::string(g), 2,
+                 {"--grace-s " + std::string(g) + ": expected a number from 0 to 3600"});
+}
+
+TEST(Hardening, LibraryErrorsAreTranslatedNamingTheFile) {
+  const std::string dir = test::temp_dir("translated");
+  std::filesystem::create_directory_symlink(dir + "/loop", dir + "/loop");
+  expect_error("eval --backend native --model " + dir + "/loop" + kData, 1, {dir + "/loop", "symbolic link"});
+  // A damaged optimizer state: named, one line, no LibTorch backtrace.
+  const std::string ck = checkpoint_copy("state");
+  test::write_bytes(ck + "/train_state.pt", "PK\x03\x04 not really a zip file");
+  const Result r = run("train --resume --epochs 2 --out " + ck + kData);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.err, ck + "/train_state.pt: not a readable optimizer state")) << r.err;
+  EXPECT_FALSE(contains(r.err, "frame #")) << r.err;
+  // A PNG whose header claims 100000 x 100000 pixels: said as such, not "unknown image type".
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x00\x00\x00\x00\0\0\0\0", 33);
+  test::write_bytes(dir + "/huge.png", png);
+  expect_error("predict --image " + dir + "/huge.png --model " + kRun + "/model.fp32.onnx", 1, {dir + "/huge.png", "PNG header says 100000x100000"});
+  // A P5 file claiming 28x28 with 10 bytes of pixels (issue #20, cause 2).
+  test::write_bytes(dir + "/cut.pgm", "P5\n28 28\n255\n" + std::string(10, '\x7f'));
+  expect_error("predict --image " + dir + "/cut.pgm --model " + kRun + "/model.fp32.onnx", 1,
+               {dir + "/cut.pgm", "28x28 at 8 bits needs 784 bytes of pixels, found 10"});
+}
+
+TEST(Hardening, BlankAndInvertedDataAreNamed) {
+  const std::string dir = test::temp_dir("blank-data");
+  write_mnist_prefix(dir, "t10k", 500);
+  std::string images = test::read_bytes(dir + "/t10k-images-idx3-ubyte");
+  std::fill(images.begin() + 16, images.begin() + 16 + 784, '\0');  // image 0 blank
+  test::write_bytes(dir + "/t10k-images-idx3-ubyte", images);
+  expect_error("predict --index 0 --model " + kRun + "/model.fp32.onnx --data " + dir, 1, {"--index 0", "blank"});
+  for (size_t i = 16; i < images.size(); ++i) images[i] = char(255 - uint8_t(images[i]));
+  test::write_bytes(dir + "/t10k-images-idx3-ubyte", images);
+  const Result r = run("eval --model " + kRun + "/model.fp32.onnx --data " + dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "are these IDX files inverted?")) << r.err;
+  // Many profiled passes would pass ONNX Runtime's 1M-event cap: refused before the work.
+  expect_error("eval --model " + kRun + "/model.fp32.onnx --threads 1 --passes 100000 --profile " + dir + "/p.json" + kData, 1,
+               {"--profile", "lower --passes"});
+}
+
+// A second `train` into a folder that a running one writes is refused, naming the holder's pid.
+TEST(Hardening, ASecondTrainIntoTheSameOutIsRefused) {
+  const std::string dir = test::temp_dir("lock"), out = dir + "/ck", pid_file = dir + "/pid";
+  const std::string first = "( exec " + std::string(MOE_MNIST_CLI) + " train --threads 1 --limit 640 --epochs 1000 --out " + out + kData +
+                            " >/dev/null 2>" + dir + "/first.err ) & echo $! > " + pid_file;
+  ASSERT_EQ(std::system(("sh -c '" + first + "'").c_str()), 0);
+  const pid_t pid = pid_t(std::atoi(test::read_bytes(pid_file).c_str()));
+  ASSERT_GT(pid, 0);
+  std::string holder;
+  for (int i = 0; i < 600 && holder.empty(); ++i) {  // up to 60 s for the first run to take the lock
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (std::filesystem::exists(out + "/train.lock")) holder = test::read_bytes(out + "/train.lock");
+  }
+  EXPECT_EQ(std::atoi(holder.c_str()), pid) << test::read_bytes(dir + "/first.err");
+  expect_error("train --epochs 1 --force --out " + out + kData, 1, {"--out " + out + " is in use by another training run (pid " + std::to_string(pid)});
+  expect_error("train --epochs 1 --resume --out " + out + kData, 1, {"in use by another training run"});
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::filesystem::remove_all(dir);
+}
+
+// Graphs that are not this checkpoint's exports are not ranked by bench; a graph without moe-mnist's
+// metadata is said to be unverifiable where it is used.
+TEST(Hardening, BenchRanksOnlyTheCheckpointsOwnExports) {
+  const std::string ck = checkpoint_copy("foreign");
+  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
+  onnx::ModelProto m;
+  {
+    std::ifstream f(ck + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  m.clear_metadata_props();
+  {
+    std::ofstream f(ck + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&f));
+  }
+  Result r = run("predict --index 0 --model " + ck + "/model.fp32.onnx" + kData);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "has no model_config metadata")) << r.err;
+  r = run("bench --model-dir " + ck + " --backends cpu --limit 64 --passes 1 --repeats 1 --batches 64 --threads 1 --json" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, ck + "/model.fp32.onnx was not exported from " + ck + "/weights.safetensors (it has no weights_hash metadata)")) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  bool dense_ranked = false;
+  for (const auto& row : j["results"])
+    if (row.value("backend", "") == "cpu" && row.value("variant", "") == "dense" && row.value("precision", "") == "fp32" &&
+        row.value("available", true))
+      dense_ranked = true;
+  EXPECT_FALSE(dense_ranked) << r.out.substr(0, 2000);
 }
 
 // The batched forward over the flat buffer's stacked expert leaves trains exactly like the sparse one.

@@ -87,6 +87,11 @@ void warn_if_mismatched(const Classifier& model, const std::string& model_path, 
   if (!trained_on.empty() && trained_on != dataset)
     std::fprintf(stderr, "moe-mnist: warning: %s was trained on %s, but the data is %s: accuracy will mean little\n",
                  model_path.c_str(), trained_on.c_str(), dataset.c_str());
+  const bool exported_graph = model.backend() != "torch" && model.backend() != "native";
+  if (exported_graph && model.provenance("model_config").empty())
+    std::fprintf(stderr, "moe-mnist: warning: %s has no model_config metadata (not written by 'moe-mnist export'?): its top-k "
+                 "(taken as %lld) and its routing cannot be checked, only that its outputs are 10 finite logits and gate "
+                 "probabilities that sum to 1\n", model_path.c_str(), (long long)model.top_k());
   const std::string hash = model.provenance("weights_hash");
   const std::string dir = std::filesystem::path(model_path).parent_path().string();
   const std::string weights = weights_path(dir.empty() ? "." : dir);
