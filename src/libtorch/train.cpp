@@ -430,9 +430,10 @@ TrainSummary train(const TrainOptions& opts) {
                        "start again with --force");
     try {
       torch::load(opt, train_state_path(o.out));
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       // LibTorch's text is a zip-reader message and an 18-line backtrace; the user needs the file.
-      const std::string what = e.what_without_backtrace();
+      const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+      const std::string what = c10 ? c10->what_without_backtrace() : e.what();
       throw InputError(train_state_path(o.out) + ": not a readable optimizer state (" + what.substr(0, what.find('\n')) +
                        "); the file is damaged: restore it, or start again with --force");
     }
