@@ -51,7 +51,7 @@ void add_bench_command(CLI::App& app) {
   add_split_option(cmd, c.split);
   cmd->add_option("--limit", c.limit, "Use only the first N images of the split (0 = all)")
       ->capture_default_str()
-      ->check(whole_number("--limit", 0, INT64_MAX));
+      ->check(whole_number(0, INT64_MAX));
   add_data_options(cmd, c.dataset, c.data_dir);
   auto* md = cmd->add_flag("--markdown", a->markdown, "Print a Markdown table (for the README)");
   auto* js = cmd->add_flag("--json", a->json, "Print JSON");

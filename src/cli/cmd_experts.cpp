@@ -220,14 +220,14 @@ void add_experts_command(CLI::App& app) {
   add_backend_options(cmd, a->backend);
   cmd->add_option("--limit", a->limit, "Use only the first N images of the split (0 = all)")
       ->capture_default_str()
-      ->check(whole_number("--limit", 0, INT64_MAX));
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_flag("--json", a->json, "Print every number as JSON on stdout instead of the table");
   cmd->add_option("--plot", a->plot_dir,
                   "Write class_expert, load_importance, co_selection and examples as .png and .svg into DIR (gnuplot)");
   cmd->add_option("--drop-expert", a->drop,
                   "Ablation: E, E1,E2,... or all; re-run with each expert's gate probability forced to 0 (the rest "
                   "re-normalised) and report the accuracy change. Needs a checkpoint directory (reference forward pass)")
-      ->check(non_empty("--drop-expert"));
+      ->check(non_empty());
   cmd->callback([a] {
     if (a->limit < 0) throw InputError("--limit must be >= 0, got " + std::to_string(a->limit));
     if (!a->plot_dir.empty()) check_output_dir(a->plot_dir, "--plot");  // before the work

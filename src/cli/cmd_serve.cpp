@@ -60,7 +60,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 3600));
   cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")
       ->capture_default_str()
-      ->check(finite_number("--grace-s", 0, 3600));
+      ->check(finite_number(0, 3600));
   cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
   cmd->callback([a, timeout] {
     if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;

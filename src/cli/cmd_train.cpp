@@ -109,7 +109,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--lr", o->lr, "Peak learning rate (Adam, or AdamW with --weight-decay)")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Seed for initialisation, shuffling and gate noise")
       ->capture_default_str()
-      ->check(whole_number("--seed", 0, INT64_MAX));
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_option("--threads", o->threads,
                   "Threads for LibTorch and OpenBLAS (0 = all cores). 1 by default: this model's ops are too small to "
                   "share; on a 2-core machine 2 threads gave no gain when it was quiet and were 9x slower (12.2 s "
@@ -147,7 +147,7 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--limit", o->limit, "Use only the first N training images (0 = all): quick runs and tests")
       ->capture_default_str()
-      ->check(whole_number("--limit", 0, INT64_MAX));
+      ->check(whole_number(0, INT64_MAX));
   add_choice_option(cmd, "--lr-schedule", o->lr_schedule,
                     "constant, cosine (to 0 at the end) or onecycle (lr/25 up to --lr over --warmup epochs or 30% of "
                     "the run, then down to lr/25e4)");

@@ -114,7 +114,7 @@ void add_distributed_options(CLI::App* cmd, DistOptions& d) {
             char* end = nullptr;
             const double t = std::strtod(v.c_str(), &end);
             if (end == v.c_str() || *end != '\0' || !(t >= kMinDistTimeout && t <= kMaxDistTimeout))
-              return "--dist-timeout " + v + ": expected seconds from 0.1 to 86400 (one day)";
+              return "expected seconds from 0.1 to 86400 (one day), got " + v;
             return "";
           },
           "POSITIVE"));
