@@ -742,9 +742,9 @@ TEST(TrainSelect, ManyEpochsLeaveACheckpointEveryCommandReads) {
 
 TEST(Hardening, NonIntegerCountsAndBadFlagValuesAreRefusedPlainly) {
   const std::string ck = checkpoint_copy("integers", [](nlohmann::json& j) { j["model"]["experts"] = 8.5; });
-  expect_error("export --checkpoint " + ck, 1, {ck + "/config.json", "'experts' must be a whole number", "8.5"});
+  expect_error("export --checkpoint " + ck, 1, {ck + "/config.json", "field 'experts' has the wrong type: expected a whole number", "got 8.5"});
   const std::string batch = checkpoint_copy("integers-batch", [](nlohmann::json& j) { j["training"]["batch"] = 64.5; });
-  expect_error("train --resume --epochs 2 --out " + batch + kData, 1, {"'batch' must be a whole number", "64.5"});
+  expect_error("train --resume --epochs 2 --out " + batch + kData, 1, {"field 'batch' has the wrong type: expected a whole number", "got 64.5"});
   expect_error("train --seed -1 --epochs 1 --out /tmp/never" + kData, 2, {"--seed: expected a whole number from 0 to 9223372036854775807, got -1"});
   expect_error("bench --model-dir " + kRun + " --limit -5" + kData, 2, {"--limit: expected a whole number from 0", "got -5"});
   expect_error("eval --model " + kRun + "/model.fp32.onnx --data ''", 2, {"--data: expected a name, got an empty string"});

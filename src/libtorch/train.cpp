@@ -235,7 +235,8 @@ FlatParams flatten(Net& net) {
 int64_t resume_settings(const nlohmann::json& t, const std::string& where, TrainOptions& o) {
   check_integer_fields(t, {"batch", "val", "limit", "epochs", "iterations", "best_epoch", "patience"}, where + " training");
   if (t.contains("seed") && !t["seed"].is_number_unsigned() && !(t["seed"].is_number_integer() && t["seed"].get<int64_t>() >= 0))
-    throw InputError(where + ": training field 'seed' must be a whole number >= 0, got " + t["seed"].dump());
+    throw InputError(where + ": training field 'seed' has the wrong type: expected a whole number >= 0, got " + t["seed"].dump() +
+                     "; the file is damaged, start again with --force");
   try {
     o.seed = t.value("seed", o.seed);
     o.batch = t.value("batch", o.batch);

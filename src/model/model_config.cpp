@@ -50,8 +50,7 @@ void check_integer_fields(const nlohmann::json& j, std::initializer_list<const c
     const nlohmann::json& v = j.at(key);
     // nlohmann's get<int64_t>() turns 8.5 into 8 and 2^64-1 into -1; a count must be written as one.
     if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
-      throw InputError(where + ": field '" + key + "' must be a whole number from " + std::to_string(INT64_MIN) + " to " +
-                       std::to_string(INT64_MAX) + ", got " + v.dump());
+      throw InputError(where + ": field '" + key + "' has the wrong type: expected a whole number (64-bit), got " + v.dump());
   }
 }
 
