@@ -1,7 +1,14 @@
 // Model config validation and the safetensors checkpoint format.
 #include "model/checkpoint.h"
+
+#include <cmath>
+#include <functional>
+#include <memory>
+
 #include "base/errors.h"
+#include "model/checked_classifier.h"
 #include "model/reference.h"
+#include "random_model.h"
 #include "test_util.h"
 
 namespace moe {
@@ -101,6 +108,83 @@ TEST(Reference, TopTwoExpertsAndWeightsAreTheHandComputedOnes) {
   const double w1 = std::exp(p1) / (std::exp(p1) + std::exp(p2));
   EXPECT_NEAR(logits[0], w1 * 2 + (1 - w1) * 3, 1e-5);
   EXPECT_NEAR(logits[1], 0.0, 1e-6);
+}
+
+
+// Issue #20, cause 6: a NaN or infinite weight is refused when the weights are checked, naming the
+// tensor, whether or not an image would reach it.
+TEST(Weights, NonFiniteValuesAreRefusedNamingTheTensor) {
+  ModelConfig c;
+  c.n_experts = 4;
+  c.top_k = 1;
+  c.emb_size = 8;
+  for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    Checkpoint ck = test::random_checkpoint(c, 1);
+    ck.weights[expert_param(3, "fc1", "weight")].data[7] = bad;
+    try {
+      check_weights(ck.weights, c, "w.safetensors");
+      FAIL() << "accepted " << bad;
+    } catch (const InputError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("w.safetensors: tensor '" + expert_param(3, "fc1", "weight") + "' holds 1 non-finite value"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("at index 7"), std::string::npos) << msg;
+    }
+    EXPECT_THROW(ReferenceClassifier{ck}, InputError);
+  }
+}
+
+// A Classifier that answers what it is told to, for the output checks.
+class Scripted : public Classifier {
+ public:
+  int64_t classes = 10, experts = 4;
+  float logit = 0.5f, prob = 0.25f;  // every output value
+  int64_t bad_row = -1;              // this row's first gate probability becomes NaN
+  void classify(const float*, int64_t n, float* logits, float* gate_probs) override {
+    std::fill(logits, logits + n * classes, logit);
+    if (!gate_probs) return;
+    std::fill(gate_probs, gate_probs + n * experts, prob);
+    if (bad_row >= 0 && bad_row < n) gate_probs[bad_row * experts] = std::nanf("");
+  }
+  int64_t n_classes() const override { return classes; }
+  int64_t n_experts() const override { return experts; }
+  int64_t top_k() const override { return 1; }
+  std::string backend() const override { return "scripted"; }
+  std::string precision() const override { return "fp32"; }
+};
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckedClassifier, RefusesWhatCanBeSeenWrongAtLoad) {
+  auto make = [](auto edit) {
+    auto m = std::make_unique<Scripted>();
+    edit(*m);
+    return error_of([&] { CheckedClassifier(std::move(m), "m.onnx"); });
+  };
+  EXPECT_EQ(make([](Scripted&) {}), "");
+  EXPECT_NE(make([](Scripted& m) { m.classes = 5; }).find("m.onnx: the model has 5 classes"), std::string::npos);
+  EXPECT_NE(make([](Scripted& m) { m.logit = INFINITY; }).find("non-finite logit (inf)"), std::string::npos);
+  EXPECT_NE(make([](Scripted& m) { m.prob = 2.5f; }).find("gate probability of 2.5"), std::string::npos);
+  EXPECT_NE(make([](Scripted& m) { m.prob = 0.5f; }).find("summing to 2"), std::string::npos);  // raw scores
+  EXPECT_NE(make([](Scripted& m) { m.bad_row = 0; }).find("non-finite gate probability (nan)"), std::string::npos);
+}
+
+TEST(CheckedClassifier, NamesTheImageWhoseGateIsNaNEvenWithFiniteLogits) {
+  auto inner = std::make_unique<Scripted>();
+  Scripted* s = inner.get();
+  CheckedClassifier m(std::move(inner), "m.onnx");
+  std::vector<float> x(3 * 784), logits(30), probs(12);
+  EXPECT_NO_THROW(m.classify(x.data(), 3, logits.data(), probs.data()));
+  s->bad_row = 2;
+  const std::string msg = error_of([&] { m.classify(x.data(), 3, logits.data(), probs.data()); });
+  EXPECT_NE(msg.find("m.onnx (scripted fp32) gives a non-finite gate probability (nan) for image 2, expert 0"), std::string::npos) << msg;
+  EXPECT_NO_THROW(m.classify(x.data(), 3, logits.data(), nullptr));  // no gate asked for: the logits are fine
 }
 
 }  // namespace

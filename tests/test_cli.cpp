@@ -10,6 +10,9 @@
 #include <regex>
 #include <cstring>
 #include <functional>
+#include <csignal>
+#include <chrono>
+#include <thread>
 #include <limits>
 
 #include <onnx/onnx_pb.h>
@@ -379,20 +382,54 @@ TEST(Hardening, ModelOutputsAreCheckedWhenTheSessionOpens) {
   expect_error("eval --model " + path + kData, 1, {path, "logits"});
 }
 
-TEST(Hardening, NonFiniteWeightsAreReportedNotAveraged) {
-  const std::string ck = checkpoint_copy("nan");
+// Sets every value of `tensor` in the checkpoint `ck` to `value`.
+void poison_weights(const std::string& ck, const std::string& tensor, float value) {
   std::string w = test::read_bytes(ck + "/weights.safetensors");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t(uint8_t(w[i])) << (8 * i);
   const auto header = nlohmann::json::parse(w.substr(8, n));
-  const auto off = header["classifier.weight"]["data_offsets"].get<std::vector<uint64_t>>();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  for (uint64_t at = 8 + n + off[0]; at < 8 + n + off[1]; at += 4) std::memcpy(&w[at], &nan, 4);
+  const auto off = header[tensor]["data_offsets"].get<std::vector<uint64_t>>();
+  for (uint64_t at = 8 + n + off[0]; at < 8 + n + off[1]; at += 4) std::memcpy(&w[at], &value, 4);
   test::write_bytes(ck + "/weights.safetensors", w);
-  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
-  expect_error("predict --index 0 --model " + ck + "/model.fp32.onnx" + kData, 1, {"non-finite"});
-  expect_error("eval --model " + ck + "/model.fp32.onnx" + kData, 1, {"non-finite"});
-  expect_error("eval --backend torch --model " + ck + kData, 1, {"non-finite"});
+}
+
+// Issue #20, cause 6: non-finite weights are refused when a checkpoint loads, by every command and
+// backend (native answered the images that never touch them), naming the tensor; an ONNX model that
+// gives non-finite outputs is refused before anything is shown.
+TEST(Hardening, NonFiniteWeightsAreReportedNotAveraged) {
+  const std::string ck = checkpoint_copy("nan");
+  poison_weights(ck, "classifier.weight", std::numeric_limits<float>::quiet_NaN());
+  for (const std::string& cmd : {"export --checkpoint " + ck, "experts --model " + ck + kData, "eval --backend native --model " + ck + kData,
+                                 "eval --backend torch --model " + ck + kData, "predict --backend native --index 0 --model " + ck + kData})
+    expect_error(cmd, 1, {ck + "/weights.safetensors", "tensor 'classifier.weight'", "non-finite"});
+  // Infinity in one expert only: most images never reach it, and it is refused all the same.
+  const std::string inf = checkpoint_copy("inf");
+  poison_weights(inf, "moe.experts.5.fc2.bias", std::numeric_limits<float>::infinity());
+  expect_error("eval --backend native --model " + inf + kData, 1, {"moe.experts.5.fc2.bias", "non-finite", "inf"});
+  expect_error("experts --model " + inf + kData, 1, {"moe.experts.5.fc2.bias", "non-finite"});
+  EXPECT_FALSE(std::filesystem::exists(ck + "/model.fp32.onnx"));
+
+  // An ONNX model whose every weight is NaN (as if exported by a tool that did not check).
+  onnx::ModelProto m;
+  {
+    std::ifstream f(kRun + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  for (auto& t : *m.mutable_graph()->mutable_initializer()) {
+    if (t.data_type() != onnx::TensorProto::FLOAT) continue;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (auto& v : *t.mutable_float_data()) v = nan;
+    std::string& raw = *t.mutable_raw_data();
+    for (size_t at = 0; at + 4 <= raw.size(); at += 4) std::memcpy(&raw[at], &nan, 4);
+  }
+  const std::string model = test::temp_dir("nan-onnx") + "/nan.onnx";
+  {
+    std::ofstream f(model, std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&f));
+  }
+  for (const std::string& cmd : {"predict --index 0 --model " + model + kData, "eval --model " + model + kData,
+                                 "experts --model " + model + kData})
+    expect_error(cmd, 1, {model, "non-finite"});
 }
 
 TEST(Hardening, InputFilesAreCheckedForKindAndSizeBeforeReading) {
@@ -491,8 +528,8 @@ TEST(Hardening, ImagesWithoutInkOrOfTheOtherPolarityAreNamed) {
   const Result r = run("predict --image " + dir + "/ascii.pgm" + model);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "prediction: 7")) << r.out;
-  test::write_bytes(dir + "/ascii.ppm", "P3\n1 1\n255\n0 0 0\n");
-  expect_error("predict --image " + dir + "/ascii.ppm" + model, 1, {"P3", "P2 ASCII, P5 binary"});
+  test::write_bytes(dir + "/bitmap.pbm", "P4\n8 1\n\xff");  // P3 (ASCII PPM) is read since issue #20; bitmaps are not
+  expect_error("predict --image " + dir + "/bitmap.pbm" + model, 1, {"a PBM (bitmap) file", "PGM (P2, P5) and PPM (P3, P6)"});
 }
 
 // Exports carry the checkpoint's weights_hash and dataset; a model that does not belong is named.
@@ -514,6 +551,7 @@ TEST(Hardening, ModelsFromAnotherCheckpointOrDatasetAreWarnedAbout) {
   r = run("bench --model-dir " + ck + " --backends cpu --limit 64 --passes 1 --repeats 1 --batches 64 --threads 1 --json" + kData);
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "exported from other weights")) << r.err;
+  EXPECT_TRUE(contains(r.err, model + " was not exported from " + ck + "/weights.safetensors (its weights_hash is")) << r.err;  // not ranked
 }
 
 // --- issue #12: model selection on a held-out split, the recipe flags ------------------------------
@@ -641,6 +679,169 @@ TEST(TrainSelect, RecipeFlagsAreRecordedAndChecked) {
   expect_error("train --label-smoothing 1" + out, 1, {"--label-smoothing"});
   expect_error("train --recipe fast" + out, 2, {"--recipe"});
   expect_error("train --keep worst" + out, 2, {"--keep"});
+}
+
+
+// The first `n` images and labels of MNIST's `split` ("train" or "t10k"), as IDX files in `dir`.
+void write_mnist_prefix(const std::string& dir, const std::string& split, uint32_t n) {
+  std::filesystem::create_directories(dir);
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)}; };
+  const std::string images = test::read_bytes(test::mnist_dir() + "/" + split + "-images-idx3-ubyte");
+  const std::string labels = test::read_bytes(test::mnist_dir() + "/" + split + "-labels-idx1-ubyte");
+  test::write_bytes(dir + "/" + split + "-images-idx3-ubyte", images.substr(0, 4) + be32(n) + images.substr(8, 8) + images.substr(16, size_t(n) * 784));
+  test::write_bytes(dir + "/" + split + "-labels-idx1-ubyte", labels.substr(0, 4) + be32(n) + labels.substr(8, n));
+}
+
+size_t count_lines(const std::string& path) {
+  const std::string s = test::read_bytes(path);
+  return size_t(std::count(s.begin(), s.end(), '\n'));
+}
+
+// Issue #20, cause 5: whatever `train` writes, every command reads. config.json kept every epoch's
+// history and passed the 1 MiB read limit after ~2,000 epochs; now history.csv alone holds it, and
+// config.json does not grow with the epochs. 2,500 one-step epochs on 64 images (tested on 64).
+TEST(TrainSelect, ManyEpochsLeaveACheckpointEveryCommandReads) {
+  const std::string dir = test::temp_dir("long-run"), data = " --data " + dir + "/data", ck = dir + "/ck";
+  write_mnist_prefix(dir + "/data", "train", 64);
+  write_mnist_prefix(dir + "/data", "t10k", 64);
+  const std::string small = " --threads 1 --experts 2 --top 1 --emb-size 8 --batch 64 --seed 1 --val 0 --keep last" + data;
+  Result r = run("train --epochs 2500 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  EXPECT_LT(std::filesystem::file_size(ck + "/config.json"), 16u << 10);
+  EXPECT_FALSE(config_of(ck)["training"].contains("history"));
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2501u);  // header + one line per epoch
+  r = run("export --checkpoint " + ck);
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = run("eval --model " + ck + "/model.fp32.onnx" + data);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = run("train --resume --epochs 2503 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  const std::string csv = test::read_bytes(ck + "/history.csv");
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2504u);
+  EXPECT_NE(csv.find("\n2503,"), std::string::npos);
+  EXPECT_EQ(run("plot-train " + ck + " --out " + dir + "/plot").code, 0);
+
+  // A checkpoint from before: its history in config.json. --resume carries it over to history.csv.
+  {
+    nlohmann::json j = config_of(ck);
+    j["training"]["history"] = nlohmann::json::array();
+    for (int e = 1; e <= 2503; ++e)
+      j["training"]["history"].push_back({{"epoch", e}, {"seconds", 0.01}, {"loss", 2.0}, {"test_accuracy", 0.5}, {"lr", 0.001}});
+    std::ofstream(ck + "/config.json") << j.dump();
+  }
+  r = run("train --resume --epochs 2504 --out " + ck + small);
+  ASSERT_EQ(r.code, 0) << r.err.substr(r.err.size() > 2000 ? r.err.size() - 2000 : 0);
+  EXPECT_FALSE(config_of(ck)["training"].contains("history"));
+  EXPECT_EQ(count_lines(ck + "/history.csv"), 2505u);
+  EXPECT_NE(test::read_bytes(ck + "/history.csv").find("\n2503,0.0100,2.000000,0.500000"), std::string::npos);
+  std::filesystem::remove_all(dir);
+}
+
+
+// --- issue #20: weak answers made clear ------------------------------------------------------------
+
+TEST(Hardening, NonIntegerCountsAndBadFlagValuesAreRefusedPlainly) {
+  const std::string ck = checkpoint_copy("integers", [](nlohmann::json& j) { j["model"]["experts"] = 8.5; });
+  expect_error("export --checkpoint " + ck, 1, {ck + "/config.json", "field 'experts' has the wrong type: expected a whole number", "got 8.5"});
+  const std::string batch = checkpoint_copy("integers-batch", [](nlohmann::json& j) { j["training"]["batch"] = 64.5; });
+  expect_error("train --resume --epochs 2 --out " + batch + kData, 1, {"field 'batch' has the wrong type: expected a whole number", "got 64.5"});
+  expect_error("train --seed -1 --epochs 1 --out /tmp/never" + kData, 2, {"--seed: expected a whole number from 0 to 9223372036854775807, got -1"});
+  expect_error("bench --model-dir " + kRun + " --limit -5" + kData, 2, {"--limit: expected a whole number from 0", "got -5"});
+  expect_error("eval --model " + kRun + "/model.fp32.onnx --data ''", 2, {"--data: expected a name, got an empty string"});
+  expect_error("experts --model " + kRun + " --drop-expert ''" + kData, 2, {"--drop-expert: expected a name, got an empty string"});
+  for (const char* g : {"nan", "-5", "inf"})
+    expect_error("serve --model " + kRun + "/model.fp32.onnx --port 0 --grace-s " + std::string(g), 2,
+                 {"--grace-s: expected a number from 0 to 3600, got " + std::string(g)});
+}
+
+TEST(Hardening, LibraryErrorsAreTranslatedNamingTheFile) {
+  const std::string dir = test::temp_dir("translated");
+  std::filesystem::create_directory_symlink(dir + "/loop", dir + "/loop");
+  expect_error("eval --backend native --model " + dir + "/loop" + kData, 1, {dir + "/loop", "symbolic link"});
+  // A damaged optimizer state: named, one line, no LibTorch backtrace.
+  const std::string ck = checkpoint_copy("state");
+  test::write_bytes(ck + "/train_state.pt", "PK\x03\x04 not really a zip file");
+  const Result r = run("train --resume --epochs 2 --out " + ck + kData);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_TRUE(contains(r.err, ck + "/train_state.pt: not a readable optimizer state")) << r.err;
+  EXPECT_FALSE(contains(r.err, "frame #")) << r.err;
+  // A PNG whose header claims 100000 x 100000 pixels: said as such, not "unknown image type".
+  std::string png("\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x00\x00\x00\x00\0\0\0\0", 33);
+  test::write_bytes(dir + "/huge.png", png);
+  expect_error("predict --image " + dir + "/huge.png --model " + kRun + "/model.fp32.onnx", 1, {dir + "/huge.png", "PNG header says 100000x100000"});
+  // A P5 file claiming 28x28 with 10 bytes of pixels (issue #20, cause 2).
+  test::write_bytes(dir + "/cut.pgm", "P5\n28 28\n255\n" + std::string(10, '\x7f'));
+  expect_error("predict --image " + dir + "/cut.pgm --model " + kRun + "/model.fp32.onnx", 1,
+               {dir + "/cut.pgm", "28x28 at 8 bits needs 784 bytes of pixels, found 10"});
+}
+
+TEST(Hardening, BlankAndInvertedDataAreNamed) {
+  const std::string dir = test::temp_dir("blank-data");
+  write_mnist_prefix(dir, "t10k", 500);
+  std::string images = test::read_bytes(dir + "/t10k-images-idx3-ubyte");
+  std::fill(images.begin() + 16, images.begin() + 16 + 784, '\0');  // image 0 blank
+  test::write_bytes(dir + "/t10k-images-idx3-ubyte", images);
+  expect_error("predict --index 0 --model " + kRun + "/model.fp32.onnx --data " + dir, 1, {"--index 0", "blank"});
+  for (size_t i = 16; i < images.size(); ++i) images[i] = char(255 - uint8_t(images[i]));
+  test::write_bytes(dir + "/t10k-images-idx3-ubyte", images);
+  const Result r = run("eval --model " + kRun + "/model.fp32.onnx --data " + dir);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "are these IDX files inverted?")) << r.err;
+  // Many profiled passes would pass ONNX Runtime's 1M-event cap: refused before the work.
+  expect_error("eval --model " + kRun + "/model.fp32.onnx --threads 1 --passes 100000 --profile " + dir + "/p.json" + kData, 1,
+               {"--profile", "lower --passes"});
+}
+
+// A second `train` into a folder that a running one writes is refused, naming the holder's pid.
+TEST(Hardening, ASecondTrainIntoTheSameOutIsRefused) {
+  const std::string dir = test::temp_dir("lock"), out = dir + "/ck", pid_file = dir + "/pid";
+  const std::string first = "( exec " + std::string(MOE_MNIST_CLI) + " train --threads 1 --limit 640 --val 0 --keep last --epochs 100000 --out " + out + kData +
+                            " >/dev/null 2>" + dir + "/first.err ) & echo $! > " + pid_file;
+  ASSERT_EQ(std::system(("sh -c '" + first + "'").c_str()), 0);
+  const pid_t pid = pid_t(std::atoi(test::read_bytes(pid_file).c_str()));
+  ASSERT_GT(pid, 0);
+  std::string holder;
+  for (int i = 0; i < 600 && holder.empty(); ++i) {  // up to 60 s for the first run to take the lock
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (std::filesystem::exists(out + "/train.lock")) holder = test::read_bytes(out + "/train.lock");
+  }
+  ASSERT_EQ(std::atoi(holder.c_str()), pid) << test::read_bytes(dir + "/first.err");
+  ASSERT_EQ(::kill(pid, 0), 0) << "the first run ended early: " << test::read_bytes(dir + "/first.err");
+  expect_error("train --epochs 1 --force --out " + out + kData, 1, {"--out " + out + " is in use by another training run (pid " + std::to_string(pid)});
+  expect_error("train --epochs 1 --resume --out " + out + kData, 1, {"in use by another training run"});
+  ::kill(pid, SIGKILL);
+  for (int i = 0; i < 100 && ::kill(pid, 0) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::filesystem::remove_all(dir);
+}
+
+// Graphs that are not this checkpoint's exports are not ranked by bench; a graph without moe-mnist's
+// metadata is said to be unverifiable where it is used.
+TEST(Hardening, BenchRanksOnlyTheCheckpointsOwnExports) {
+  const std::string ck = checkpoint_copy("foreign");
+  ASSERT_EQ(run("export --checkpoint " + ck).code, 0);
+  onnx::ModelProto m;
+  {
+    std::ifstream f(ck + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&f));
+  }
+  m.clear_metadata_props();
+  {
+    std::ofstream f(ck + "/model.fp32.onnx", std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&f));
+  }
+  Result r = run("predict --index 0 --model " + ck + "/model.fp32.onnx" + kData);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "has no model_config metadata")) << r.err;
+  r = run("bench --model-dir " + ck + " --backends cpu --limit 64 --passes 1 --repeats 1 --batches 64 --threads 1 --json" + kData);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, ck + "/model.fp32.onnx was not exported from " + ck + "/weights.safetensors (it has no weights_hash metadata)")) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  bool dense_ranked = false;
+  for (const auto& row : j["results"])
+    if (row.value("backend", "") == "cpu" && row.value("variant", "") == "dense" && row.value("precision", "") == "fp32" &&
+        row.value("available", true))
+      dense_ranked = true;
+  EXPECT_FALSE(dense_ranked) << r.out.substr(0, 2000);
 }
 
 // The batched forward over the flat buffer's stacked expert leaves trains exactly like the sparse one.

@@ -352,6 +352,34 @@ TEST(DistributedCli, TheLauncherStopsTheOtherRanksWhenOneDies) {
   EXPECT_NE(::kill(rank0, 0), 0) << "rank 0 must not outlive the launcher";
 }
 
+// Issue #20, cause 4: a rank that is stopped (SIGSTOP) ignores the launcher's SIGTERM; after a grace
+// period the launcher kills it, says which rank, and exits non-zero instead of waiting for ever.
+TEST(DistributedCli, TheLauncherKillsARankThatDoesNotStop) {
+  const std::string dir = test::temp_dir("launcher-stopped");
+  const std::string data = small_mnist(dir, 6400, 500);
+  Proc launcher = spawn(words("train" + no_val() + " --nproc 2 --dist-timeout 2 --data " + data +
+                              " --epochs 100 --batch 32 --save-every 20 --threads 1 --out " + dir + "/run"),
+                        dir + "/launcher.err");
+  Reaper reaper{{launcher.pid}};
+  ASSERT_TRUE(wait_for_file(config_path(dir + "/run"), launcher, 60)) << test::read_bytes(launcher.err_file);
+  std::ifstream children("/proc/" + std::to_string(launcher.pid) + "/task/" + std::to_string(launcher.pid) + "/children");
+  pid_t rank1 = 0;
+  for (pid_t pid; children >> pid;) {
+    std::string cmdline = test::read_bytes("/proc/" + std::to_string(pid) + "/cmdline");
+    for (char& ch : cmdline)
+      if (ch == '\0') ch = ' ';
+    if (test::contains(cmdline, "--rank 1 ")) rank1 = pid;
+  }
+  ASSERT_GT(rank1, 0);
+  ::kill(rank1, SIGSTOP);
+  // rank 0 fails after --dist-timeout (2 s), rank 1 gets 10 s to exit, then SIGKILL.
+  EXPECT_EQ(wait_for(launcher, 2 + 10 + 30), 1);
+  const std::string err = test::read_bytes(launcher.err_file);
+  EXPECT_TRUE(test::contains(err, "rank 0 exited with status 1")) << err;
+  EXPECT_TRUE(test::contains(err, "rank 1 did not exit within 10 s of being told to stop (stopped or stuck) and was killed (SIGKILL)")) << err;
+  EXPECT_NE(::kill(rank1, 0), 0) << "rank 1 must not outlive the launcher";
+}
+
 TEST(DistributedCli, MissingRanksAndAnUnreachableMasterTimeOut) {
   const std::string dir = test::temp_dir("missing");
   const std::string data = small_mnist(dir, 640, 100);
@@ -421,6 +449,12 @@ TEST(DistributedCli, FlagCombinationsAreChecked) {
   r = test::run_cli("train --rank 1 --epochs 1");
   EXPECT_EQ(r.code, 1);
   EXPECT_TRUE(test::contains(r.err, "needs all of --rank R, --world-size W")) << r.err;
+  for (const char* t : {"0", "1e300", "nan", "-5"}) {  // issue #20: a plain range, not 309 digits
+    r = test::run_cli(std::string("train --nproc 2 --epochs 1 --dist-timeout ") + t);
+    EXPECT_EQ(r.code, 2) << t;
+    EXPECT_TRUE(test::contains(r.err, std::string("--dist-timeout: expected seconds from 0.1 to 86400 (one day), got ") + t)) << r.err;
+    EXPECT_LT(r.err.size(), 300u) << r.err;
+  }
 }
 
 }  // namespace

@@ -266,6 +266,144 @@ TEST_F(ImageTest, TruncatedPngIsRejected) {
   EXPECT_THROW(moe::load_grey_image(p), moe::InputError);
 }
 
+namespace {
+
+// A 28x28 white-on-black digit-like shape whose last pixel is black (0), so an ASCII file's last
+// sample is the single digit "0" and every cut before it removes a whole sample.
+Canvas digit_canvas() {
+  Canvas c(28, 28, 0);
+  c.rect(8, 4, 4, 20, 255);
+  c.rect(8, 4, 12, 4, 200);
+  return c;
+}
+
+std::string pnm(const std::string& magic, const Canvas& c, int maxval, int channels) {
+  std::ostringstream s;
+  s << magic << "\n" << c.w << " " << c.h << "\n" << maxval << "\n";
+  const bool ascii = magic == "P2" || magic == "P3";
+  for (uint8_t v : c.px)
+    for (int ch = 0; ch < channels; ++ch) {
+      const unsigned sample = (unsigned(v) * unsigned(maxval) + 127) / 255;
+      if (ascii) s << sample << (&v == &c.px.back() && ch == channels - 1 ? "\n" : " ");
+      else if (maxval > 255) s << char(sample >> 8) << char(sample & 255);
+      else s << char(sample);
+    }
+  return s.str();
+}
+
+void write_to_string(void* context, void* data, int size) { static_cast<std::string*>(context)->append(static_cast<char*>(data), size_t(size)); }
+
+struct Encoded {
+  std::string name, bytes;
+  bool lossless;
+  size_t complete;  // the shortest prefix that is still the whole image
+};
+
+std::vector<Encoded> every_format(const Canvas& c) {
+  std::vector<Encoded> out;
+  std::string png1, png3, png4, jpg1, jpg3;
+  std::vector<uint8_t> rgb, rgba;
+  for (uint8_t v : c.px) {
+    rgb.insert(rgb.end(), {v, v, v});
+    rgba.insert(rgba.end(), {v, v, v, 255});
+  }
+  EXPECT_TRUE(stbi_write_png_to_func(write_to_string, &png1, c.w, c.h, 1, c.px.data(), c.w));
+  EXPECT_TRUE(stbi_write_png_to_func(write_to_string, &png3, c.w, c.h, 3, rgb.data(), 3 * c.w));
+  EXPECT_TRUE(stbi_write_png_to_func(write_to_string, &png4, c.w, c.h, 4, rgba.data(), 4 * c.w));
+  EXPECT_TRUE(stbi_write_jpg_to_func(write_to_string, &jpg1, c.w, c.h, 1, c.px.data(), 95));
+  EXPECT_TRUE(stbi_write_jpg_to_func(write_to_string, &jpg3, c.w, c.h, 3, rgb.data(), 95));
+  out.push_back({"grey.png", png1, true, png1.size()});
+  out.push_back({"rgb.png", png3, true, png3.size()});
+  out.push_back({"rgba.png", png4, true, png4.size()});
+  out.push_back({"grey.jpg", jpg1, false, jpg1.size()});
+  out.push_back({"rgb.jpg", jpg3, false, jpg3.size()});
+  for (const auto& [magic, channels] : {std::pair<std::string, int>{"P2", 1}, {"P3", 3}, {"P5", 1}, {"P6", 3}})
+    for (int maxval : {255, 1000}) {
+      const std::string b = pnm(magic, c, maxval, channels);
+      const bool ascii = magic == "P2" || magic == "P3";
+      out.push_back({magic + "-" + std::to_string(maxval) + (channels == 3 ? ".ppm" : ".pgm"), b, true, ascii ? b.size() - 1 : b.size()});
+    }
+  return out;
+}
+
+}  // namespace
+
+// Issue #20, cause 2: a cut-off upload in any format we read is refused, naming the source, and is
+// never decoded with pixels the file did not contain.
+TEST_F(ImageTest, EveryFormatDecodesWholeAndRefusesEveryTruncation) {
+  const Canvas c = digit_canvas();
+  for (const Encoded& e : every_format(c)) {
+    SCOPED_TRACE(e.name);
+    const moe::GreyImage whole = moe::decode_grey_image(e.bytes, e.name);
+    ASSERT_EQ(whole.width, 28);
+    ASSERT_EQ(whole.height, 28);
+    if (e.lossless) {
+      // PNM luma of a grey pixel and 16-bit rescaling may be one level off; nothing more.
+      for (size_t i = 0; i < c.px.size(); ++i) ASSERT_NEAR(int(whole.pixels[i]), int(c.px[i]), 1) << "pixel " << i;
+    }
+    for (size_t len = 0; len < e.complete; ++len) {
+      try {
+        const moe::GreyImage img = moe::decode_grey_image(e.bytes.substr(0, len), e.name);
+        ADD_FAILURE() << "a " << len << "-byte prefix of " << e.bytes.size() << " was decoded as " << img.width << "x" << img.height;
+        break;
+      } catch (const moe::InputError& err) {
+        const std::string msg = err.what();
+        ASSERT_NE(msg.find(e.name), std::string::npos) << msg;
+        ASSERT_EQ(msg.find('\n'), std::string::npos) << msg;
+      }
+    }
+  }
+}
+
+TEST_F(ImageTest, ShortPgmSaysHowManyBytesItNeedsAndFound) {
+  try {
+    moe::decode_grey_image("P5\n28 28\n255\n" + std::string(10, '\x7f'), "cut.pgm");
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("cut.pgm: PGM (P5): 28x28 at 8 bits needs 784 bytes of pixels, found 10"), std::string::npos) << e.what();
+  }
+  // The 16-bit colour file that overflowed stb_image's buffer (fuzz_predict_image).
+  const std::string found = moe::test::read_bytes(std::string(MOE_MNIST_SOURCE_DIR) + "/tests/fuzz/regressions/image/pnm-p6-maxval256-truncated");
+  try {
+    moe::decode_grey_image(found, "found.ppm");
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("PPM (P6): 28x28 at 16 bits needs 4704 bytes of pixels, found"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ImageTest, SixteenBitSamplesAreScaledToEightBits) {
+  // 2x1 P5 at maxval 1000: 0 and 1000 are black and white, 500 is mid-grey.
+  const std::string b = std::string("P5\n3 1\n1000\n") + '\0' + '\0' + char(0x01) + char(0xF4) + char(0x03) + char(0xE8);
+  const moe::GreyImage img = moe::decode_grey_image(b, "deep.pgm");
+  EXPECT_EQ(img.pixels, (std::vector<uint8_t>{0, 128, 255}));
+}
+
+TEST_F(ImageTest, PngHeaderWithHugeDimensionsIsReportedAsSuch) {
+  std::string b("\x89PNG\r\n\x1a\n", 8);
+  b += std::string("\0\0\0\x0dIHDR", 8);
+  b += std::string("\x00\x01\x86\xa0\x00\x01\x86\xa0\x08\x00\x00\x00\x00", 13);  // 100000 x 100000, grey
+  b += std::string(4, '\0');                                                      // CRC (not checked)
+  try {
+    moe::decode_grey_image(b, "huge.png");
+    FAIL() << "expected InputError";
+  } catch (const moe::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("huge.png: PNG header says 100000x100000 pixels"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(ImageTest, UnsupportedFormatsAreNamed) {
+  for (const auto& [bytes, name] : {std::pair<std::string, std::string>{"BM\x36\0\0\0", "BMP"}, {"GIF89a\x01\0\x01\0", "GIF"},
+                                    {std::string("II*\0\x08\0\0\0", 8), "TIFF"}, {"P4\n8 1\n\xff", "PBM"}}) {
+    try {
+      moe::decode_grey_image(bytes, "upload");
+      ADD_FAILURE() << name << " accepted";
+    } catch (const moe::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("a " + name), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST_F(ImageTest, MissingAndEmptyFilesAreInputErrors) {
   const std::string missing = path("nope.png");
   try {

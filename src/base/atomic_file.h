@@ -18,10 +18,12 @@ void write_file_atomically(const std::string& path, std::string_view bytes);
 // Size limits for the files this tool reads, checked before reading (and while reading, for files
 // that grow or lie about their size). Each is far above what a real one of its kind needs.
 inline constexpr uint64_t kMiB = uint64_t(1) << 20;
-inline constexpr uint64_t kMaxConfigBytes = 1 * kMiB;     // config.json
+inline constexpr uint64_t kMaxConfigBytes = 1 * kMiB;     // config.json (its size does not grow with the epochs)
+inline constexpr uint64_t kMaxHistoryBytes = 256 * kMiB;  // history.csv: under 256 bytes per epoch, times kMaxEpochs
+inline constexpr int64_t kMaxEpochs = 1000000;            // train --epochs
 inline constexpr uint64_t kMaxWeightsBytes = 512 * kMiB;  // weights.safetensors (the largest allowed model is 256 MiB)
 inline constexpr uint64_t kMaxIdxBytes = 256 * kMiB;      // one IDX file, after gunzip (MNIST's train images: 45 MiB)
-inline constexpr uint64_t kMaxImageBytes = 64 * kMiB;     // a PNG / JPEG / PGM for predict
+inline constexpr uint64_t kMaxImageBytes = 64 * kMiB;     // a PNG / JPEG / PGM / PPM for predict
 inline constexpr uint64_t kMaxOnnxBytes = 512 * kMiB;     // an .onnx model
 
 // Checks that `path` is a regular file (not a directory, device, pipe or socket) of at most

@@ -11,6 +11,7 @@
 
 #include "base/atomic_file.h"
 #include "model/backend_options.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "data/dataset.h"
 #include "base/errors.h"
@@ -92,7 +93,7 @@ std::vector<Variant> variants(const BenchConfig& a) {
 }
 
 std::unique_ptr<Classifier> open_variant(const Variant& v, int threads, const OpenEngine& open) {
-  if (v.backend == "reference") return std::make_unique<ReferenceClassifier>(load_checkpoint(v.model));
+  if (v.backend == "reference") return checked(std::make_unique<ReferenceClassifier>(load_checkpoint(v.model)), v.model);
   if (v.backend != "torch" && v.backend != "native" && !std::filesystem::exists(v.model))
     throw UnavailableError(v.model + " not found (run: moe-mnist export --checkpoint " +
                            std::filesystem::path(v.model).parent_path().string() + " ...)");
@@ -289,20 +290,38 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
   if (has(a.backends, "native")) check_native(a, open, x, d.n);
 
   const std::vector<Variant> vs = variants(a);
+  std::string checkpoint_hash;  // "" when the folder has no checkpoint: then nothing can be matched
+  if (std::filesystem::is_regular_file(weights_path(a.model_dir))) checkpoint_hash = weights_hash(load_weights(weights_path(a.model_dir)));
   const Variant *yardstick = nullptr, *yardstick_u8 = nullptr;  // native on floats, native on bytes
   for (const Variant& v : vs)
     if (v.backend == "native") (v.uint8_input ? yardstick_u8 : yardstick) = &v;
   for (const Variant& v : vs) {
     // GPU engines do not use CPU threads for the work; measure them once per batch size.
     const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
-    try {
-      open_variant(v, 1, open);
-    } catch (const UnavailableError& e) {
+    const bool exported = v.backend != "reference" && v.backend != "native" && v.backend != "torch";
+    auto skip = [&](const std::string& reason) {
       BenchRow row = BenchRow::of(v.backend, v.precision, v.variant, "-", 0, 0);
       row.available = false;
-      row.reason = e.what();
+      row.reason = reason;
       report.rows.push_back(row);
-      std::fprintf(stderr, "bench: %s not available: %s\n", report.rows.back().name().c_str(), e.what());
+      std::fprintf(stderr, "bench: %s not available: %s\n", report.rows.back().name().c_str(), reason.c_str());
+    };
+    try {
+      const std::unique_ptr<Classifier> probe = open_variant(v, 1, open);
+      // Only graphs exported from this folder's checkpoint are ranked: a foreign model planted under
+      // an export's file name would otherwise be timed and crowned as if it were this model.
+      if (exported && !checkpoint_hash.empty() && probe->provenance("weights_hash") != checkpoint_hash) {
+        const std::string has = probe->provenance("weights_hash");
+        skip(v.model + " was not exported from " + weights_path(a.model_dir) + " (" +
+             (has.empty() ? std::string("it has no weights_hash metadata") : "its weights_hash is " + has) + "); re-export to bench it");
+        continue;
+      }
+    } catch (const UnavailableError& e) {
+      skip(e.what());
+      continue;
+    } catch (const InputError& e) {
+      if (!exported) throw;
+      skip(e.what());  // a damaged or foreign graph: said, not benchmarked
       continue;
     }
     for (int threads : gpu ? std::vector<int>{1} : a.threads) {

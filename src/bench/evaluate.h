@@ -33,10 +33,6 @@ EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std:
 EvalResult evaluate_parallel(const std::vector<Classifier*>& engines, const std::vector<uint8_t>& images,
                              const std::vector<uint8_t>& labels, int64_t batch, int64_t passes, bool record_batches);
 
-// Throws InputError when any of the n logits is NaN or infinite (a model with broken weights), naming
-// the model and the first image (i_image + offset / n_classes) where it happened.
-void check_finite(const float* logits, int64_t n, const Classifier& model, int64_t i_image);
-
 // Index of the largest of n values.
 int64_t argmax(const float* v, int64_t n);
 

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "cli/options.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "base/errors.h"
 #include "native/native_classifier.h"
@@ -33,7 +34,9 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o) {
   cmd->add_option("--torch-device", o.torch_device, "torch: cpu, or cuda[:N] with a CUDA LibTorch")->capture_default_str();
 }
 
-std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+namespace {
+
+std::unique_ptr<Classifier> open_unchecked(const std::string& model, const BackendOptions& o) {
   check_threads(o.threads, "--threads");
   // A flag that does nothing in the chosen mode is refused rather than silently ignored.
   auto only_for = [&](bool given, const char* flag, const char* backends) {
@@ -70,6 +73,12 @@ std::unique_ptr<Classifier> open_backend(const std::string& model, const Backend
 #endif
 }
 
+}  // namespace
+
+std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
+  return checked(open_unchecked(model, o), model);
+}
+
 void warn_if_mismatched(const Classifier& model, const std::string& model_path, const std::string& dataset) {
   static std::set<std::string> warned;
   if (!warned.insert(model_path).second) return;
@@ -78,6 +87,11 @@ void warn_if_mismatched(const Classifier& model, const std::string& model_path, 
   if (!trained_on.empty() && trained_on != dataset)
     std::fprintf(stderr, "moe-mnist: warning: %s was trained on %s, but the data is %s: accuracy will mean little\n",
                  model_path.c_str(), trained_on.c_str(), dataset.c_str());
+  const bool exported_graph = model.backend() != "torch" && model.backend() != "native";
+  if (exported_graph && model.provenance("model_config").empty())
+    std::fprintf(stderr, "moe-mnist: warning: %s has no model_config metadata (not written by 'moe-mnist export'?): its top-k "
+                 "(taken as %lld) and its routing cannot be checked, only that its outputs are 10 finite logits and gate "
+                 "probabilities that sum to 1\n", model_path.c_str(), (long long)model.top_k());
   const std::string hash = model.provenance("weights_hash");
   const std::string dir = std::filesystem::path(model_path).parent_path().string();
   const std::string weights = weights_path(dir.empty() ? "." : dir);

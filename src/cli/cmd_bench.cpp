@@ -52,7 +52,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--repeats", c.repeats, "Timed runs per configuration")->capture_default_str();
   cmd->add_option("--passes", c.passes, "Passes over the split per timed run (the original: 10 over the training set)")->capture_default_str();
   add_split_option(cmd, c.split);
-  cmd->add_option("--limit", c.limit, "Use only the first N images of the split (0 = all)")->capture_default_str();
+  cmd->add_option("--limit", c.limit, "Use only the first N images of the split (0 = all)")
+      ->capture_default_str()
+      ->check(whole_number(0, INT64_MAX));
   add_data_options(cmd, c.dataset, c.data_dir);
   auto* md = cmd->add_flag("--markdown", a->markdown, "Print a Markdown table (for the README)");
   auto* js = cmd->add_flag("--json", a->json, "Print JSON");

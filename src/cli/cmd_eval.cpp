@@ -55,6 +55,14 @@ void add_eval_command(CLI::App& app) {
     if (a->batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(a->batch));
     if (a->passes <= 0) throw InputError("--passes must be > 0, got " + std::to_string(a->passes));
     const Dataset d = load_dataset(a->dataset, resolve_data_dir(a->dataset, a->data_dir), a->split);
+    // ONNX Runtime's profiler records every node of every run and stops at 1,000,000 events (a 552 MB
+    // trace, issue #20), after which the summary would describe only the first runs.
+    constexpr int64_t kMaxProfiledRuns = 10000;
+    const int64_t batches = (d.n + a->batch - 1) / a->batch;
+    if (!a->backend.profile.empty() && batches > 0 && a->passes > kMaxProfiledRuns / batches)
+      throw InputError("--profile records every node of every batch: " + std::to_string(a->passes) + " pass(es) of " +
+                       std::to_string(batches) + " batches is more than the " + std::to_string(kMaxProfiledRuns) +
+                       " runs a profile holds whole (ONNX Runtime stops at 1,000,000 events); lower --passes or raise --batch");
     const std::vector<float> x = d.to_float();
     // The first call (first-run allocations, lazy initialisation) is the warm-up, outside the timing.
     const bool streams = a->mode == "streams" && (a->backend.backend == Backend::cpu || a->backend.backend == Backend::native);
@@ -91,6 +99,16 @@ void add_eval_command(CLI::App& app) {
                   (long long)r.images, (long long)a->batch, (long long)a->passes, a->passes == 1 ? "" : "es", how.c_str(),
                   n_engines > 1 ? "s" : "", 1e3 * t_session);
       std::printf("accuracy: %.2f%% time: %.2f s (%.0f images/s)\n", 100.0 * r.accuracy(), r.seconds, r.images_per_second());
+    }
+    // Light images and a poor score: the IDX files are most likely inverted (MNIST's mean pixel is 0.13,
+    // Fashion-MNIST's 0.29; inverted, 0.87 and 0.71).
+    if (r.accuracy() < 0.5) {
+      double mean = 0;
+      for (uint8_t p : d.pixels) mean += p;
+      mean /= double(std::max<size_t>(d.pixels.size(), 1)) * 255.0;
+      if (mean > 0.5)
+        std::fprintf(stderr, "moe-mnist: warning: accuracy %.2f%% on images that are mostly light (mean pixel %.2f; MNIST is white "
+                     "digits on black, mean 0.13): are these IDX files inverted?\n", 100.0 * r.accuracy(), mean);
     }
     if (!a->backend.profile.empty()) {
       opened.engines.clear();  // closing the session writes the profile

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "base/atomic_file.h"
+#include "model/checked_classifier.h"
 #include "model/checkpoint.h"
 #include "data/dataset.h"
 #include "base/errors.h"
@@ -217,13 +218,16 @@ void add_experts_command(CLI::App& app) {
   add_split_option(cmd, a->split, "Which split to route: train or test");
   add_data_options(cmd, a->dataset, a->data_dir);
   add_backend_options(cmd, a->backend);
-  cmd->add_option("--limit", a->limit, "Use only the first N images of the split (0 = all)")->capture_default_str();
+  cmd->add_option("--limit", a->limit, "Use only the first N images of the split (0 = all)")
+      ->capture_default_str()
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_flag("--json", a->json, "Print every number as JSON on stdout instead of the table");
   cmd->add_option("--plot", a->plot_dir,
                   "Write class_expert, load_importance, co_selection and examples as .png and .svg into DIR (gnuplot)");
   cmd->add_option("--drop-expert", a->drop,
                   "Ablation: E, E1,E2,... or all; re-run with each expert's gate probability forced to 0 (the rest "
-                  "re-normalised) and report the accuracy change. Needs a checkpoint directory (reference forward pass)");
+                  "re-normalised) and report the accuracy change. Needs a checkpoint directory (reference forward pass)")
+      ->check(non_empty());
   cmd->callback([a] {
     if (a->limit < 0) throw InputError("--limit must be >= 0, got " + std::to_string(a->limit));
     if (!a->plot_dir.empty()) check_output_dir(a->plot_dir, "--plot");  // before the work
@@ -240,7 +244,7 @@ void add_experts_command(CLI::App& app) {
     if (is_dir && !other_engine) {
       auto ref = std::make_unique<ReferenceClassifier>(load_checkpoint(a->model));
       reference = ref.get();
-      model = std::move(ref);
+      model = checked(std::move(ref), a->model);
     } else {
       model = open_backend(a->model, a->backend);
     }

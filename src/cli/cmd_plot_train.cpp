@@ -30,7 +30,7 @@ void add_plot_train_command(CLI::App& app) {
       const std::string base = a->out.empty() ? a->run_dir + "/train" : a->out;
       const std::string flag = a->out.empty() ? "plot-train output" : "--out";
       for (const char* ext : {"png", "svg"}) check_output_file(base + "." + ext, flag, {ext}, {csv});
-      check_input_file(csv, kMaxConfigBytes, "history.csv");
+      check_input_file(csv, kMaxHistoryBytes, "history.csv");
     }
     std::string line;
     std::getline(in, line);

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli/backends.h"
+#include "cli/options.h"
 #include "cli/commands.h"
 #include "base/errors.h"
 #include "serve/service.h"
@@ -103,7 +104,9 @@ void add_serve_command(CLI::App& app) {
                       ->check(CLI::Range(1, 3'600'000));
   cmd->add_option("--idle-timeout-s", a->service.http.idle_timeout_s, "Close keep-alive connections idle this long")
       ->capture_default_str()->check(CLI::Range(1, 3600));
-  cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")->capture_default_str();
+  cmd->add_option("--grace-s", a->grace_s, "On SIGINT/SIGTERM, wait at most this long for in-flight requests")
+      ->capture_default_str()
+      ->check(finite_number(0, 3600));
   cmd->add_option("--drain-s", a->drain_s,
                   "On SIGTERM, report not-ready but keep serving this long before stopping (set it above the load\n"
                   "balancer's health-check detection time; 0 = stop at once)")

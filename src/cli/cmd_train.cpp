@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/options.h"
 #include "base/atomic_file.h"
+#include "base/dir_lock.h"
 #include "model/checkpoint.h"
 #include "base/errors.h"
 #include "model/recipe.h"
@@ -106,7 +107,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--epochs", o->epochs, "Passes over the training set")->capture_default_str();
   cmd->add_option("--batch", o->batch, "Mini-batch size")->capture_default_str();
   cmd->add_option("--lr", o->lr, "Peak learning rate (Adam, or AdamW with --weight-decay)")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed for initialisation, shuffling and gate noise")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed for initialisation, shuffling and gate noise")
+      ->capture_default_str()
+      ->check(whole_number(0, INT64_MAX));
   cmd->add_option("--threads", o->threads,
                   "Threads for LibTorch and OpenBLAS (0 = all cores). 1 by default: this model's ops are too small to "
                   "share; on a 2-core machine 2 threads gave no gain when it was quiet and were 9x slower (12.2 s "
@@ -142,7 +145,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--patience", o->patience,
                   "Stop after this many epochs without a better validation accuracy (0 = run every epoch)")
       ->capture_default_str();
-  cmd->add_option("--limit", o->limit, "Use only the first N training images (0 = all): quick runs and tests")->capture_default_str();
+  cmd->add_option("--limit", o->limit, "Use only the first N training images (0 = all): quick runs and tests")
+      ->capture_default_str()
+      ->check(whole_number(0, INT64_MAX));
   add_choice_option(cmd, "--lr-schedule", o->lr_schedule,
                     "constant, cosine (to 0 at the end) or onecycle (lr/25 up to --lr over --warmup epochs or 30% of "
                     "the run, then down to lr/25e4)");
@@ -159,7 +164,14 @@ void add_train_command(CLI::App& app) {
     apply_recipe(*recipe, *o, *cmd);
     check_distributed_options(o->dist);
     if (o->dist.nproc > 1) return launch_local_ranks(o->dist);  // its rank 0 does the rest
-    if (o->dist.rank <= 0) check_train_out(*o, *force, *cmd);    // one rank looks at (and may clean) --out
+    // One rank looks at (and may clean) --out, holding a lock on it so a second run into the same
+    // folder is refused rather than overwriting this one's checkpoint.
+    std::unique_ptr<DirLock> lock;
+    if (o->dist.rank <= 0) {
+      check_output_dir(o->out, "--out");
+      lock = std::make_unique<DirLock>(o->out, "--out");
+      check_train_out(*o, *force, *cmd);
+    }
     const TrainSummary s = train(*o);
     if (*json && o->dist.rank <= 0) {
       nlohmann::json epochs = nlohmann::json::array();

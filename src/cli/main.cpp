@@ -1,5 +1,7 @@
 // moe-mnist: train a Mixture-of-Experts MNIST classifier in C++, export it to ONNX, run it anywhere.
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
 #include <exception>
 
 #include "cli/commands.h"
@@ -52,6 +54,14 @@ int main(int argc, char** argv) {
     return moe::kExitUnavailable;
   } catch (const moe::InputError& e) {
     std::fprintf(stderr, "moe-mnist: error: %s\n", e.what());
+    return moe::kExitError;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the filesystem refuses (a symlink loop, a permission, a name too long) is the user's
+    // to fix: name it and the reason, without the library's "filesystem error: ..." wrapping.
+    std::string paths = e.path1().string();
+    if (!e.path2().empty()) paths += " -> " + e.path2().string();
+    std::fprintf(stderr, "moe-mnist: error: %s: %s%s\n", paths.empty() ? "a path" : paths.c_str(), e.code().message().c_str(),
+                 e.code() == std::errc::too_many_symbolic_link_levels ? " (a symbolic link that points back at itself?)" : "");
     return moe::kExitError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "moe-mnist: internal error: %s\n", e.what());

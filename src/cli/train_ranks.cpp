@@ -7,13 +7,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/errors.h"
@@ -23,6 +26,9 @@ namespace moe {
 namespace {
 
 volatile std::sig_atomic_t g_forward_signal = 0;
+// How long a rank has to exit after the launcher told it to stop, before it is killed.
+constexpr std::chrono::seconds kStopGrace{10};
+constexpr double kMinDistTimeout = 0.1, kMaxDistTimeout = 86400;
 extern "C" void on_launcher_signal(int sig) { g_forward_signal = sig; }
 
 // A TCP port on loopback that nothing listens on now (the kernel picks it; rank 0 binds it a moment
@@ -102,7 +108,16 @@ void add_distributed_options(CLI::App* cmd, DistOptions& d) {
                   "rank ends every rank with an error after at most this long. 60 leaves room for rank 0's evaluation "
                   "and saves, during which the others wait")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            // CLI11's own range text for a double prints 309 digits; say it plainly.
+            char* end = nullptr;
+            const double t = std::strtod(v.c_str(), &end);
+            if (end == v.c_str() || *end != '\0' || !(t >= kMinDistTimeout && t <= kMaxDistTimeout))
+              return "expected seconds from 0.1 to 86400 (one day), got " + v;
+            return "";
+          },
+          "POSITIVE"));
 }
 
 void check_distributed_options(const DistOptions& d) {
@@ -163,43 +178,77 @@ void launch_local_ranks(const DistOptions& d) {
 
   int n_running = d.nproc, failed_rank = -1, failed_status = 0;
   bool interrupted = false;
+  // Once the ranks were told to stop (a rank failed, or Ctrl-C), each gets kStopGrace to exit; one that
+  // does not (stopped with SIGSTOP, or stuck in a system call) is killed, so the launcher never waits
+  // for ever. A rank stopped by SIGSTOP does not even see SIGTERM until it is continued.
+  using Clock = std::chrono::steady_clock;
+  bool stopping = false, sent_kill = false;
+  Clock::time_point kill_at;
+  auto arm = [&](Clock::duration grace) {
+    if (!stopping) kill_at = Clock::now() + grace;
+    stopping = true;
+  };
+  std::vector<int> killed;
+  // After Ctrl-C the ranks finish their step first, which a stuck rank delays by up to --dist-timeout.
+  const auto step_grace = kStopGrace + std::chrono::seconds(int64_t(d.timeout_s));
+  auto stop_all = [&](int sig, Clock::duration grace) {
+    for (pid_t p : pids)
+      if (p > 0) ::kill(p, sig);
+    arm(grace);
+  };
   while (n_running > 0) {
     int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno != EINTR) break;
+    const pid_t pid = ::waitpid(-1, &status, stopping ? WNOHANG : 0);
+    if (pid == 0 || (pid < 0 && errno == EINTR)) {
       if (const int sig = g_forward_signal) {
         // Ctrl-C on a terminal reaches the ranks too (same process group); a second SIGINT only sets
         // the same flag, and a signal sent to this launcher alone still reaches every rank.
         g_forward_signal = 0;
         interrupted = true;
-        for (pid_t p : pids)
-          if (p > 0) ::kill(p, sig);
+        stop_all(sig, step_grace);
       }
+      if (stopping && !sent_kill && Clock::now() >= kill_at) {
+        for (int r = 0; r < d.nproc; ++r)
+          if (pids[size_t(r)] > 0 && ::kill(pids[size_t(r)], SIGKILL) == 0) killed.push_back(r);
+        sent_kill = true;
+      }
+      if (pid == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       continue;
     }
+    if (pid < 0) break;
     int rank = -1;
     for (int r = 0; r < d.nproc; ++r)
       if (pids[static_cast<size_t>(r)] == pid) rank = r;
     if (rank < 0) continue;
     pids[static_cast<size_t>(rank)] = -1;
     --n_running;
+    if (std::find(killed.begin(), killed.end(), rank) != killed.end()) continue;
     if (interrupted_status(status)) {
       interrupted = true;  // the others stop at the same step (the stop flag travels with the gradients)
+      // They stop at the next step; one that cannot (stopped) is killed after the grace period.
+      arm(step_grace);
       continue;
     }
     if ((WIFEXITED(status) && WEXITSTATUS(status) == 0) || failed_rank >= 0) continue;
     failed_rank = rank;
     failed_status = status;
-    for (pid_t p : pids)  // they would fail within --dist-timeout anyway; do not make the user wait
-      if (p > 0) ::kill(p, SIGTERM);
+    stop_all(SIGTERM, kStopGrace);  // they would fail within --dist-timeout anyway; do not make the user wait
   }
   ::sigaction(SIGINT, &old_int, nullptr);
   ::sigaction(SIGTERM, &old_term, nullptr);
+  std::string killed_note;
+  if (!killed.empty()) {
+    killed_note = "; rank";
+    if (killed.size() > 1) killed_note += "s";
+    for (size_t i = 0; i < killed.size(); ++i) killed_note += (i ? ", " : " ") + std::to_string(killed[i]);
+    killed_note += " did not exit within " + std::to_string(kStopGrace.count()) + " s of being told to stop (stopped or stuck) and " +
+                   (killed.size() > 1 ? "were" : "was") + " killed (SIGKILL)";
+  }
   if (failed_rank >= 0)
     throw InputError("train --nproc " + std::to_string(d.nproc) + ": rank " + std::to_string(failed_rank) + " " +
                      describe(failed_status) + (WIFEXITED(failed_status) ? " (its error is above)" : "") +
-                     "; the other ranks were stopped");
+                     "; the other ranks were stopped" + killed_note);
+  if (!killed.empty()) throw InputError("train --nproc " + std::to_string(d.nproc) + ": interrupted" + killed_note);
   if (interrupted) throw Interrupted("train --nproc " + std::to_string(d.nproc) + ": every rank stopped");
 }
 

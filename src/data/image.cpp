@@ -4,6 +4,7 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 
@@ -17,8 +18,13 @@
 #define STB_IMAGE_STATIC
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
-#define STBI_ONLY_PNM
 #define STBI_NO_STDIO
+// Every buffer stb_image allocates starts zeroed: a decoder path that leaves pixels unwritten (a
+// progressive JPEG whose scans skip coefficients) then shows black, never bytes of an earlier request
+// that the allocator handed back.
+#define STBI_MALLOC(size) calloc(1, size)
+#define STBI_REALLOC(p, size) realloc(p, size)
+#define STBI_FREE(p) free(p)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -93,73 +99,167 @@ std::vector<float> resample(const std::vector<float>& src, int w, int h, int nw,
   return out;
 }
 
+uint32_t be32(const std::string& b, size_t at) {
+  const auto* p = reinterpret_cast<const unsigned char*>(b.data() + at);
+  return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
+
+std::string pixel_limit_error(const std::string& path, const std::string& format, int64_t w, int64_t h, int64_t limit) {
+  return path + ": " + format + " header says " + std::to_string(w) + "x" + std::to_string(h) + " pixels, expected 1 to " +
+         std::to_string(limit) + " pixels in all";
+}
+
 // stb_image grows its PNG data buffer to whatever size a chunk header claims before reading the chunk,
 // so a 79-byte file claiming a 1.6 GB IDAT chunk allocates 1.6 GB (found by fuzz_predict_image). Every
-// chunk must fit in the bytes we actually have.
-void check_png_chunks(const std::string& bytes, const std::string& path) {
+// chunk must fit in the bytes we actually have, and the file must reach its IEND chunk: a cut-off
+// upload is refused as such. The header's size is checked here too, because stb_image reports a huge
+// one as "unknown image type".
+void check_png(const std::string& bytes, const std::string& path, int64_t max_pixels) {
   static const char kSignature[] = "\x89PNG\r\n\x1a\n";
   if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return;
+  if (bytes.size() >= 8 + 8 + 13 && bytes.compare(12, 4, "IHDR") == 0) {
+    const int64_t w = be32(bytes, 16), h = be32(bytes, 20);
+    if (w <= 0 || h <= 0 || w > max_pixels || h > max_pixels || w * h > max_pixels) throw InputError(pixel_limit_error(path, "PNG", w, h, max_pixels));
+  }
   size_t at = 8;
   bool seen_data = false;
   while (at + 8 <= bytes.size()) {
-    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + at);
-    const uint64_t length = uint64_t(p[0]) << 24 | uint64_t(p[1]) << 16 | uint64_t(p[2]) << 8 | p[3];
+    const uint64_t length = be32(bytes, at);
     const std::string type = bytes.substr(at + 4, 4);
     if (length + 4 > bytes.size() - at - 8)  // data and CRC
-      throw InputError(path + ": corrupt PNG: a '" + type + "' chunk claims " + std::to_string(length) + " bytes, but only " +
-                       std::to_string(bytes.size() - at - 8) + " follow");
+      throw InputError(path + ": truncated or corrupt PNG: a '" + type + "' chunk claims " + std::to_string(length) +
+                       " bytes, but only " + std::to_string(bytes.size() - at - 8) + " follow");
     // stb_image would copy a first, empty IDAT chunk through a null pointer.
     if (type == "IDAT" && length == 0 && !seen_data) throw InputError(path + ": corrupt PNG: empty first IDAT chunk");
     seen_data = seen_data || type == "IDAT";
     if (type == "IEND") return;
     at += 8 + size_t(length) + 4;  // length, type, data, CRC
   }
+  throw InputError(path + ": truncated PNG: the file ends after " + std::to_string(bytes.size()) + " bytes, before its IEND chunk");
 }
 
-// stb_image reads a PGM/PPM header's numbers into an int without an overflow check (undefined
-// behaviour, found by fuzz_predict_image): refuse header numbers over 6 digits first.
-void check_pnm_header(const std::string& bytes, const std::string& path) {
-  if (bytes.size() < 2 || bytes[0] != 'P' || bytes[1] < '1' || bytes[1] > '7') return;
+// A JPEG must reach its end-of-image marker: stb_image decodes a cut-off file as if the missing data
+// were zeros, giving a grey smear that the model would still call a digit. The walk follows the
+// marker segments (whose lengths it trusts only as far as the bytes go) and the entropy-coded scans
+// (where a 0xFF data byte is always followed by 0x00 or a restart marker).
+void check_jpeg(const std::string& bytes, const std::string& path) {
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 2 || b[0] != 0xFF || b[1] != 0xD8) return;
+  const std::string truncated = path + ": truncated JPEG: the file ends after " + std::to_string(n) + " bytes, before its end-of-image marker";
   size_t at = 2;
-  for (int field = 0; field < 3 && at < bytes.size(); ++field) {
+  for (;;) {
+    if (at + 2 > n) throw InputError(truncated);
+    if (b[at] != 0xFF) return;  // not a structure we follow: stb_image judges it
+    const unsigned marker = b[at + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++at;
+      continue;
+    }
+    if (marker == 0xD9) return;
+    if ((marker >= 0xD0 && marker <= 0xD7) || marker == 0x01) {  // markers without a length
+      at += 2;
+      continue;
+    }
+    if (at + 4 > n) throw InputError(truncated);
+    const size_t length = size_t(b[at + 2]) << 8 | b[at + 3];
+    if (at + 2 + length > n) throw InputError(truncated);
+    at += 2 + length;
+    if (marker != 0xDA) continue;
+    while (at + 1 < n && !(b[at] == 0xFF && b[at + 1] != 0x00 && !(b[at + 1] >= 0xD0 && b[at + 1] <= 0xD7))) ++at;
+    if (at + 1 >= n) throw InputError(truncated);
+  }
+}
+
+// The formats people try that we do not read, named, so the answer is not "unknown image type".
+void refuse_other_formats(const std::string& bytes, const std::string& path) {
+  auto starts = [&](const char* magic, size_t len) { return bytes.size() >= len && bytes.compare(0, len, magic, len) == 0; };
+  std::string format;
+  if (starts("BM", 2)) format = "a BMP";
+  else if (starts("GIF8", 4)) format = "a GIF";
+  else if (starts("II*\0", 4) || starts("MM\0*", 4)) format = "a TIFF";
+  else if (starts("RIFF", 4) && bytes.size() >= 12 && bytes.compare(8, 4, "WEBP") == 0) format = "a WebP";
+  else if (starts("P1", 2) || starts("P4", 2)) format = "a PBM (bitmap)";
+  else if (starts("P7", 2)) format = "a PAM";
+  if (!format.empty()) throw InputError(path + ": " + format + " file; supported are PNG, JPEG, PGM (P2, P5) and PPM (P3, P6)");
+}
+
+// PGM (P2 ASCII, P5 binary) and PPM (P3 ASCII, P6 binary), 8 or 16 bits per sample, decoded here and
+// not by stb_image: its PNM loader ignores a short read, so a truncated file came back with the rest
+// of its pixels being whatever the allocator held (another request's image), and its 16-bit colour
+// path reads past its buffer (found by fuzz_predict_image). Every byte of the result is written from
+// the file, or the file is refused.
+GreyImage decode_pnm(const std::string& bytes, const std::string& path, int64_t max_pixels) {
+  const char kind = bytes[1];
+  const bool ascii = kind == '2' || kind == '3';
+  const int channels = kind == '3' || kind == '6' ? 3 : 1;
+  const std::string format = std::string(channels == 3 ? "PPM" : "PGM") + " (P" + kind + ")";
+  size_t at = 2;
+  auto skip_space = [&]() {
     while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
       if (bytes[at] == '#')
         while (at < bytes.size() && bytes[at] != '\n' && bytes[at] != '\r') ++at;
       else
         ++at;
     }
-    size_t digits = 0;
-    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at]))) ++at, ++digits;
-    if (digits > 6) throw InputError(path + ": PGM/PPM header has a number with " + std::to_string(digits) + " digits (at most 6)");
-    if (digits == 0) return;  // not a header stb accepts; it says so itself
-  }
-}
-
-// An ASCII PGM (P2), which stb_image does not read: converted to the binary form (P5) it does.
-std::string ascii_pgm_to_binary(const std::string& bytes, const std::string& path) {
-  size_t at = 2;
-  auto next = [&]() -> int64_t {
-    while (at < bytes.size() && (std::isspace(static_cast<unsigned char>(bytes[at])) || bytes[at] == '#')) {
-      if (bytes[at] == '#')
-        while (at < bytes.size() && bytes[at] != '\n') ++at;
-      else
-        ++at;
-    }
+  };
+  // Header numbers and ASCII samples: 1-6 digits (no overflow, and nothing plausible is longer).
+  auto number = [&](const char* what) -> int64_t {
+    skip_space();
     int64_t v = 0;
     size_t digits = 0;
-    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at])) && digits < 7) v = v * 10 + (bytes[at++] - '0'), ++digits;
-    if (digits == 0 || digits > 6) throw InputError(path + ": ASCII PGM (P2): expected a number of 1-6 digits at byte " + std::to_string(at));
+    while (at < bytes.size() && std::isdigit(static_cast<unsigned char>(bytes[at]))) {
+      if (++digits > 6) throw InputError(path + ": " + format + ": " + what + " has more than 6 digits, at byte " + std::to_string(at));
+      v = v * 10 + (bytes[at++] - '0');
+    }
+    if (digits == 0)
+      throw InputError(path + ": " + format + ": expected " + what + " (a number) at byte " + std::to_string(at) +
+                       (at >= bytes.size() ? ", found the end of the file" : ""));
     return v;
   };
-  const int64_t w = next(), h = next(), maxval = next();
-  if (w <= 0 || h <= 0 || w * h > kMaxPixels)
-    throw InputError(path + ": ASCII PGM (P2) is " + std::to_string(w) + "x" + std::to_string(h) + ", expected 1.." +
-                     std::to_string(kMaxPixels) + " pixels");
-  if (maxval <= 0 || maxval > 255) throw InputError(path + ": ASCII PGM (P2) maxval " + std::to_string(maxval) + ", expected 1..255");
-  std::string out = "P5\n" + std::to_string(w) + " " + std::to_string(h) + "\n255\n";
-  out.reserve(out.size() + size_t(w * h));
-  for (int64_t i = 0; i < w * h; ++i) out += char(std::min<int64_t>(next(), maxval) * 255 / maxval);
-  return out;
+  const int64_t w = number("the width"), h = number("the height");
+  if (w <= 0 || h <= 0 || w * h > max_pixels) throw InputError(pixel_limit_error(path, format, w, h, max_pixels));
+  const int64_t maxval = number("the maximum value");
+  if (maxval < 1 || maxval > 65535) throw InputError(path + ": " + format + ": maximum value " + std::to_string(maxval) + ", expected 1 to 65535");
+  const size_t samples = size_t(w * h) * size_t(channels);
+  std::vector<uint16_t> raw(samples);
+  if (ascii) {
+    for (size_t i = 0; i < samples; ++i) {
+      skip_space();
+      if (at >= bytes.size())
+        throw InputError(path + ": " + format + ": " + std::to_string(w) + "x" + std::to_string(h) + " needs " +
+                         std::to_string(samples) + " samples, found " + std::to_string(i));
+      raw[i] = uint16_t(std::min(number("a sample"), maxval));
+    }
+  } else {
+    // Exactly one whitespace byte separates the header from the pixels.
+    if (at >= bytes.size() || !std::isspace(static_cast<unsigned char>(bytes[at])))
+      throw InputError(path + ": " + format + ": expected a whitespace byte after the maximum value, at byte " + std::to_string(at));
+    ++at;
+    const size_t bytes_per_sample = maxval > 255 ? 2 : 1;
+    const size_t need = samples * bytes_per_sample, found = bytes.size() - at;
+    if (found < need)
+      throw InputError(path + ": " + format + ": " + std::to_string(w) + "x" + std::to_string(h) + " at " +
+                       std::to_string(8 * bytes_per_sample) + " bits needs " + std::to_string(need) + " bytes of pixels, found " +
+                       std::to_string(found));
+    const auto* p = reinterpret_cast<const unsigned char*>(bytes.data() + at);
+    for (size_t i = 0; i < samples; ++i)
+      raw[i] = uint16_t(std::min<int64_t>(bytes_per_sample == 2 ? (p[2 * i] << 8 | p[2 * i + 1]) : p[i], maxval));
+  }
+  GreyImage img;
+  img.width = int(w);
+  img.height = int(h);
+  img.pixels.resize(size_t(w * h));
+  auto to8 = [&](uint32_t v) { return uint32_t((v * 255 + uint32_t(maxval) / 2) / uint32_t(maxval)); };
+  for (size_t i = 0; i < img.pixels.size(); ++i) {
+    if (channels == 1) {
+      img.pixels[i] = uint8_t(to8(raw[i]));
+    } else {  // luma with the weights stb_image uses for colour PNG and JPEG
+      const uint32_t r = to8(raw[3 * i]), g = to8(raw[3 * i + 1]), b = to8(raw[3 * i + 2]);
+      img.pixels[i] = uint8_t((r * 77 + g * 150 + b * 29) >> 8);
+    }
+  }
+  return img;
 }
 
 }  // namespace
@@ -169,22 +269,23 @@ GreyImage load_grey_image(const std::string& path) { return decode_grey_image(re
 GreyImage decode_grey_image(const std::string& bytes, const std::string& path, int64_t max_pixels) {
   if (bytes.empty()) throw InputError(path + ": empty file (PNG, JPEG or PGM expected)");
   if (bytes.size() > size_t(INT_MAX)) throw InputError(path + ": file too large for an image (over 2 GiB)");
-  if (bytes.size() >= 2 && bytes[0] == 'P' && bytes[1] == '2') return decode_grey_image(ascii_pgm_to_binary(bytes, path), path, max_pixels);
-  if (bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '1' || bytes[1] == '3' || bytes[1] == '4'))
-    throw InputError(path + ": a P" + std::string(1, bytes[1]) + " PNM file; supported are PGM (P2 ASCII, P5 binary) and PPM (P6 binary)");
+  max_pixels = std::min(max_pixels, kMaxPixels);
+  refuse_other_formats(bytes, path);
+  if (bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '2' || bytes[1] == '3' || bytes[1] == '5' || bytes[1] == '6'))
+    return decode_pnm(bytes, path, max_pixels);
+  check_png(bytes, path, max_pixels);
+  check_jpeg(bytes, path);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int len = int(bytes.size());
 
-  check_png_chunks(bytes, path);
-  check_pnm_header(bytes, path);
   int w = 0, h = 0, comp = 0;
   if (!stbi_info_from_memory(data, len, &w, &h, &comp))
     throw InputError(path + ": not an image (PNG, JPEG or PGM expected): " + stbi_failure_reason());
   if (w <= 0 || h <= 0)
     throw InputError(path + ": image has zero size (" + std::to_string(w) + "x" + std::to_string(h) + ")");
-  if (int64_t(w) * h > std::min(max_pixels, kMaxPixels))
+  if (int64_t(w) * h > max_pixels)
     throw InputError(path + ": image is " + std::to_string(w) + "x" + std::to_string(h) + ", larger than the " +
-                     std::to_string(std::min(max_pixels, kMaxPixels)) + " pixel limit");
+                     std::to_string(max_pixels) + " pixel limit");
 
   // Keep alpha when there is one: drawing programs often export black strokes whose only trace is the
   // alpha channel, over transparent pixels that are also black.

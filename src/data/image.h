@@ -11,9 +11,12 @@ struct GreyImage {
   std::vector<uint8_t> pixels;  // [height, width], row-major, 0..255
 };
 
-// Loads a PNG, JPEG, PGM (ASCII P2 or binary P5) or binary PPM (P6) of any size, grey or colour (colour is converted to luma,
-// alpha is dropped). Throws InputError naming the file when it is missing or unreadable, empty, not an
-// image in one of those formats, or implausibly large (over 64 Mpixel).
+// Loads a PNG, JPEG, PGM (ASCII P2 or binary P5) or PPM (ASCII P3 or binary P6, 8 or 16 bits) of any
+// size, grey or colour (colour is converted to luma, alpha composited over white). Throws InputError
+// naming the file when it is missing or unreadable, empty, truncated (a PNG without its IEND chunk, a
+// JPEG without its end-of-image marker, a PGM/PPM with fewer pixels than its header promises), not an
+// image in one of those formats (BMP, GIF, TIFF, WebP, PBM and PAM are named as such), or implausibly
+// large (over 64 Mpixel, judged from the header before decoding).
 GreyImage load_grey_image(const std::string& path);
 // The same from bytes already in memory (an HTTP body); `what` names the source in errors, and images
 // over `max_pixels` (at most the 64 Mpixel limit) are refused before decoding.

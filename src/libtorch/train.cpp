@@ -14,6 +14,7 @@
 #include <numeric>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "base/atomic_file.h"
 #include "model/checkpoint.h"
@@ -87,23 +88,55 @@ Quality measure(Net& net, const Split& s) {
   return q;
 }
 
-void write_history_csv(const std::string& dir, const nlohmann::json& history) {
-  std::string csv = history_csv_header();
-  for (const auto& h : history) {
-    EpochStats e;
-    e.epoch = h.value("epoch", int64_t(0));
-    e.seconds = h.value("seconds", 0.0);
-    e.mean_loss = h.value("loss", 0.0);
-    e.test_accuracy = h.value("test_accuracy", 0.0);
-    e.val_accuracy = h.contains("val_accuracy") && h["val_accuracy"].is_number() ? h["val_accuracy"].get<double>() : NAN;
-    e.lr = h.value("lr", 0.0);
-    e.load_cv = h.value("load_cv", 0.0);
-    e.importance_cv = h.value("importance_cv", 0.0);
-    e.gate_entropy = h.value("gate_entropy", 0.0);
-    e.dead_experts = h.value("dead_experts", std::vector<int64_t>{});
-    csv += history_csv_line(e);
+// The run's per-epoch history: one history.csv line per epoch, kept in history.csv only. config.json
+// once held it too and passed the tool's own 1 MiB read limit after ~2,000 epochs (issue #20), so a
+// long run wrote a checkpoint that export and --resume refused; config.json now stays the same size
+// however many epochs a run has.
+using History = std::vector<std::pair<int64_t, std::string>>;  // epoch, its history.csv line
+
+std::string history_path(const std::string& dir) { return dir + "/history.csv"; }
+
+// A resumed run's earlier epochs: from history.csv, or from config.json's "history" array in a
+// checkpoint written before history.csv was the only record.
+History read_history(const std::string& dir, const nlohmann::json& training) {
+  History h;
+  if (training.contains("history") && training["history"].is_array()) {
+    for (const auto& j : training["history"]) {
+      if (!j.is_object()) continue;
+      EpochStats e;
+      e.epoch = j.value("epoch", int64_t(0));
+      e.seconds = j.value("seconds", 0.0);
+      e.mean_loss = j.value("loss", 0.0);
+      e.test_accuracy = j.value("test_accuracy", 0.0);
+      e.val_accuracy = j.contains("val_accuracy") && j["val_accuracy"].is_number() ? j["val_accuracy"].get<double>() : NAN;
+      e.lr = j.value("lr", 0.0);
+      e.load_cv = j.value("load_cv", 0.0);
+      e.importance_cv = j.value("importance_cv", 0.0);
+      e.gate_entropy = j.value("gate_entropy", 0.0);
+      e.dead_experts = j.value("dead_experts", std::vector<int64_t>{});
+      h.emplace_back(e.epoch, history_csv_line(e));
+    }
+    return h;
   }
-  write_atomically(dir + "/history.csv", [&](const std::string& tmp) { std::ofstream(tmp) << csv; });
+  if (!std::filesystem::exists(history_path(dir))) return h;  // a run interrupted in its first epoch
+  std::istringstream in(read_file(history_path(dir), kMaxHistoryBytes, "history.csv"));
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    char* end = nullptr;
+    const long long epoch = std::strtoll(line.c_str(), &end, 10);
+    if (end == line.c_str() || *end != ',' || epoch <= 0)
+      throw InputError(history_path(dir) + ": line " + std::to_string(h.size() + 2) + " does not start with an epoch number; "
+                       "the file is damaged (start again with --force)");
+    h.emplace_back(epoch, line + "\n");
+  }
+  return h;
+}
+
+void write_history_csv(const std::string& dir, const History& history) {
+  std::string csv = history_csv_header();
+  for (const auto& [epoch, line] : history) csv += line;
+  write_atomically(history_path(dir), [&](const std::string& tmp) { std::ofstream(tmp) << csv; });
 }
 
 // The epoch with the best validation accuracy so far; with --keep best, its weights (in memory, and
@@ -117,7 +150,7 @@ struct Best {
 // With --keep best, the weights of the run's latest step, which --resume continues from.
 std::string last_weights_path(const std::string& dir) { return dir + "/last.safetensors"; }
 
-void save(Net& net, torch::optim::Optimizer& opt, const TrainOptions& o, const CheckpointMeta& meta, const Best& best) {
+void save(Net& net, torch::optim::Optimizer& opt, const TrainOptions& o, const CheckpointMeta& meta, const History& history, const Best& best) {
   std::filesystem::create_directories(o.out);
   const Weights now = weights_from(net);
   if (o.keep == Keep::best) {
@@ -128,7 +161,7 @@ void save(Net& net, torch::optim::Optimizer& opt, const TrainOptions& o, const C
     std::filesystem::remove(last_weights_path(o.out));  // a stale one from an earlier --keep best run
   }
   write_atomically(train_state_path(o.out), [&](const std::string& tmp) { torch::save(opt, tmp); });
-  if (meta.training.contains("history")) write_history_csv(o.out, meta.training["history"]);
+  write_history_csv(o.out, history);
   save_checkpoint_meta(o.out, meta);  // last, so config.json never points at older weights
 }
 
@@ -200,6 +233,10 @@ FlatParams flatten(Net& net) {
 // contradicting flags); a checkpoint from before --val trained on every image and kept its last weights.
 // Returns the iteration to continue from. A field of the wrong type is the file's fault, said so.
 int64_t resume_settings(const nlohmann::json& t, const std::string& where, TrainOptions& o) {
+  check_integer_fields(t, {"batch", "val", "limit", "epochs", "iterations", "best_epoch", "patience"}, where + " training");
+  if (t.contains("seed") && !t["seed"].is_number_unsigned() && !(t["seed"].is_number_integer() && t["seed"].get<int64_t>() >= 0))
+    throw InputError(where + ": training field 'seed' has the wrong type: expected a whole number >= 0, got " + t["seed"].dump() +
+                     "; the file is damaged, start again with --force");
   try {
     o.seed = t.value("seed", o.seed);
     o.batch = t.value("batch", o.batch);
@@ -226,7 +263,9 @@ int64_t resume_settings(const nlohmann::json& t, const std::string& where, Train
 }
 
 void check_options(const TrainOptions& o) {
-  if (o.epochs <= 0) throw InputError("--epochs must be > 0, got " + std::to_string(o.epochs));
+  // history.csv, one line per epoch, must stay readable (kMaxHistoryBytes) by --resume and plot-train.
+  if (o.epochs <= 0 || o.epochs > kMaxEpochs)
+    throw InputError("--epochs must be 1 to " + std::to_string(kMaxEpochs) + ", got " + std::to_string(o.epochs));
   if (o.batch <= 0) throw InputError("--batch must be > 0, got " + std::to_string(o.batch));
   if (!(o.lr > 0) || !std::isfinite(o.lr)) throw InputError("--lr must be a finite number > 0");
   if (o.save_every < 0) throw InputError("--save-every must be >= 0");
@@ -333,13 +372,13 @@ TrainSummary train(const TrainOptions& opts) {
 
   CheckpointMeta meta;
   int64_t iteration = 0;
-  nlohmann::json history = nlohmann::json::array();
+  History history;
   if (o.resume) {
     meta = load_checkpoint_meta(o.out);
     o.model = meta.model;  // the checkpoint's sizes win over flags
     o.dataset = meta.dataset;
     iteration = resume_settings(meta.training, config_path(o.out), o);
-    if (meta.training.contains("history") && meta.training["history"].is_array()) history = meta.training["history"];
+    history = read_history(o.out, meta.training);
     const int64_t planned = meta.training.value("epochs", o.epochs);
     if (planned != o.epochs && (o.lr_schedule != LrSchedule::constant || o.warmup > 0))
       std::fprintf(stderr, "warning: --epochs %lld where the run planned %lld: the --lr-schedule %s now spans %lld epochs\n",
@@ -390,7 +429,15 @@ TrainSummary train(const TrainOptions& opts) {
     if (meta.training.value("param_layout", std::string()) != kParamLayout)
       throw InputError(train_state_path(o.out) + ": written by an older moe-mnist whose optimizer state has another parameter order; "
                        "start again with --force");
-    torch::load(opt, train_state_path(o.out));
+    try {
+      torch::load(opt, train_state_path(o.out));
+    } catch (const std::exception& e) {
+      // LibTorch's text is a zip-reader message and an 18-line backtrace; the user needs the file.
+      const auto* c10 = dynamic_cast<const c10::Error*>(&e);
+      const std::string what = c10 ? c10->what_without_backtrace() : e.what();
+      throw InputError(train_state_path(o.out) + ": not a readable optimizer state (" + what.substr(0, what.find('\n')) +
+                       "); the file is damaged: restore it, or start again with --force");
+    }
     if (root) std::fprintf(stderr, "resuming %s at iteration %lld (epoch %lld)\n", o.out.c_str(), (long long)iteration,
                  (long long)(iteration / iters_per_epoch + 1));
   }
@@ -401,7 +448,7 @@ TrainSummary train(const TrainOptions& opts) {
                    {"weight_decay", o.weight_decay}, {"augment", augment_string(o.augment_shift)},
                    {"label_smoothing", o.label_smoothing}, {"best_epoch", best.epoch},
                    {"best_val_accuracy", best.val_accuracy}, {"best_test_accuracy", best.test_accuracy},
-                   {"history", history}};
+                   {"history_file", "history.csv"}};
 
   if (dp) {  // refuse to start unless every rank has these settings, this data and these weights
     dp->check_same(training_fingerprint(o, dp->world_size(), train_set.x, train_set.y, flat.params, meta.training));
@@ -472,11 +519,11 @@ TrainSummary train(const TrainOptions& opts) {
       if (dp ? stop : bool(g_interrupted)) {
         if (root) progress.finish();
         if (!root) throw Interrupted("rank " + std::to_string(dp->rank()) + " stopped at iteration " + std::to_string(iteration) + " (rank 0 saves)");
-        save(net, opt, o, meta, best);
+        save(net, opt, o, meta, history, best);
         throw Interrupted("interrupted at iteration " + std::to_string(iteration) + "; checkpoint saved to " + o.out +
                           " (continue with --resume)");
       }
-      if (root && o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta, best);
+      if (root && o.save_every > 0 && iteration % o.save_every == 0 && iteration < total_iters) save(net, opt, o, meta, history, best);
     }
     if (root) progress.finish();
     EpochStats es;
@@ -509,11 +556,8 @@ TrainSummary train(const TrainOptions& opts) {
                    (long long)es.epoch, dp->world_size(), 1e3 * comm / double(std::max<int64_t>(loss_count, 1)),
                    100.0 * comm / std::max(es.seconds, 1e-9));
     // Drop a partial epoch's entry left by an interrupted run, then record this one.
-    nlohmann::json kept = nlohmann::json::array();
-    for (const auto& h : meta.training["history"])
-      if (h.value("epoch", int64_t(0)) < es.epoch) kept.push_back(h);
-    kept.push_back(to_json(es));
-    meta.training["history"] = kept;
+    history.erase(std::remove_if(history.begin(), history.end(), [&](const auto& h) { return h.first >= es.epoch; }), history.end());
+    history.emplace_back(es.epoch, history_csv_line(es));
     summary.seconds += es.seconds;
     summary.history.push_back(es);
     if (o.patience > 0 && es.epoch - best.epoch >= o.patience && es.epoch < o.epochs) {
@@ -550,7 +594,7 @@ TrainSummary train(const TrainOptions& opts) {
   meta.training["train_accuracy"] = summary.train_accuracy;
   meta.training["val_accuracy"] = o.val > 0 ? nlohmann::json(summary.val_accuracy) : nlohmann::json(nullptr);
   meta.training["expert_load"] = summary.expert_load;
-  save(net, opt, o, meta, best);
+  save(net, opt, o, meta, history, best);
   char val[64] = "";
   if (o.val > 0) std::snprintf(val, sizeof val, "validation accuracy %.2f%%, ", 100.0 * summary.val_accuracy);
   std::fprintf(stderr, "saved %s: kept epoch %lld (--keep %s), %strain accuracy %.2f%%, test accuracy %.2f%%\n", o.out.c_str(),

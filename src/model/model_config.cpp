@@ -1,6 +1,8 @@
 #include "model/model_config.h"
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <nlohmann/json.hpp>
 
 #include "base/errors.h"
@@ -42,9 +44,20 @@ nlohmann::json to_json(const ModelConfig& c) {
           {"noisy_gating", c.noisy_gating}};
 }
 
+void check_integer_fields(const nlohmann::json& j, std::initializer_list<const char*> keys, const std::string& where) {
+  for (const char* key : keys) {
+    if (!j.is_object() || !j.contains(key)) continue;
+    const nlohmann::json& v = j.at(key);
+    // nlohmann's get<int64_t>() turns 8.5 into 8 and 2^64-1 into -1; a count must be written as one.
+    if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX)))
+      throw InputError(where + ": field '" + key + "' has the wrong type: expected a whole number (64-bit), got " + v.dump());
+  }
+}
+
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where) {
   ModelConfig c;
   if (!j.is_object()) throw InputError(where + ": model config must be a JSON object");
+  check_integer_fields(j, {"input_size", "experts", "top", "emb_size", "n_classes"}, where);
   try {
     if (j.contains("input_size")) c.input_size = j.at("input_size").get<int64_t>();
     if (j.contains("experts")) c.n_experts = j.at("experts").get<int64_t>();

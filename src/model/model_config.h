@@ -1,5 +1,6 @@
 // The model's sizes: the one description shared by LibTorch, the ONNX exporter and every backend.
 #pragma once
+#include <initializer_list>
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
@@ -34,5 +35,9 @@ struct ModelConfig {
 nlohmann::json to_json(const ModelConfig& c);
 // Reads the fields present in `j` over the defaults; `where` names the source for error messages.
 ModelConfig model_config_from_json(const nlohmann::json& j, const std::string& where);
+
+// Throws InputError naming `where` and the field when any of `keys` present in the object `j` is not
+// a whole number (8.5, "8", 1e3) or does not fit in int64.
+void check_integer_fields(const nlohmann::json& j, std::initializer_list<const char*> keys, const std::string& where);
 
 }  // namespace moe

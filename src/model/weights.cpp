@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <cmath>
+
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -136,7 +138,20 @@ std::string weights_hash(const Weights& weights) {
 }
 
 void check_weights(const Weights& weights, const ModelConfig& config, const std::string& where) {
-  for (const auto& [name, shape] : expected_params(config)) get_param(weights, name, shape, where);
+  for (const auto& [name, shape] : expected_params(config)) {
+    const Tensor& t = get_param(weights, name, shape, where);
+    // A NaN or infinite weight is refused at load, by every command and backend: otherwise only the
+    // images whose route touches it would show it, and export would carry it into the graph.
+    for (size_t i = 0; i < t.data.size(); ++i)
+      if (!std::isfinite(t.data[i])) {
+        size_t bad = 0;
+        for (float v : t.data) bad += !std::isfinite(v);
+        throw InputError(where + ": tensor '" + name + "' holds " + std::to_string(bad) + " non-finite value" + (bad == 1 ? "" : "s") +
+                         " (the first, " + (std::isnan(t.data[i]) ? "nan" : t.data[i] > 0 ? "inf" : "-inf") + ", at index " +
+                         std::to_string(i) + " of " + std::to_string(t.data.size()) +
+                         "): the weights are damaged or come from a diverged run; retrain or restore them");
+      }
+  }
 }
 
 }  // namespace moe

@@ -182,7 +182,7 @@ class OrtClassifier final : public Classifier {
     Ort::AllocatorWithDefaultOptions alloc;
     Ort::ModelMetadata meta = session_.GetModelMetadata();
     if (auto p = meta.LookupCustomMetadataMapAllocated("precision", alloc)) precision_ = p.get();
-    for (const char* key : {"dataset", "weights_hash"})
+    for (const char* key : {"dataset", "weights_hash", "model_config"})
       if (auto p = meta.LookupCustomMetadataMapAllocated(key, alloc)) provenance_[key] = p.get();
     if (session_.GetInputCount() != 1 || session_.GetOutputCount() != 2)
       throw InputError(path + ": expected 1 input and 2 outputs (logits, gate_probs), found " +

@@ -14,13 +14,11 @@ namespace moe {
 ProfileSummary summarize_profile(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw InputError(path + ": cannot read the profile");
-  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_array()) throw InputError(path + ": not an ONNX Runtime profile (expected a JSON array of trace events)");
   ProfileSummary s;
   std::map<std::string, ProfileEntry> nodes, ops;
   const std::string suffix = "_kernel_time";
-  for (const auto& e : j) {
-    if (!e.is_object() || !e.contains("name") || !e.contains("dur") || !e["name"].is_string() || !e["dur"].is_number()) continue;
+  auto add = [&](const nlohmann::json& e) {
+    if (!e.is_object() || !e.contains("name") || !e.contains("dur") || !e["name"].is_string() || !e["dur"].is_number()) return;
     const std::string name = e["name"];
     const double dur = e["dur"].get<double>();
     const std::string cat = e.value("cat", "");
@@ -28,7 +26,7 @@ ProfileSummary summarize_profile(const std::string& path) {
       ++s.n_runs;
       s.run_us += dur;
     }
-    if (cat != "Node" || name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (cat != "Node" || name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) return;
     std::string op = "?";
     if (e.contains("args") && e["args"].is_object() && e["args"].contains("op_name") && e["args"]["op_name"].is_string())
       op = e["args"]["op_name"];
@@ -41,7 +39,24 @@ ProfileSummary summarize_profile(const std::string& path) {
       x.total_us += dur;
     }
     s.kernel_us += dur;
-  }
+  };
+  // One trace event at a time: each element of the top-level array is summed as soon as it is parsed
+  // and then dropped, so a 552 MB trace (ONNX Runtime's 1M-event cap) no longer becomes a 4 GB tree.
+  bool top_is_array = false;
+  const nlohmann::json rest = nlohmann::json::parse(
+      in,
+      [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        if (depth == 0 && event == nlohmann::json::parse_event_t::array_start) top_is_array = true;
+        if (depth == 1 && top_is_array && event == nlohmann::json::parse_event_t::object_end) {
+          add(parsed);
+          return false;  // not kept in the result
+        }
+        return true;
+      },
+      /*allow_exceptions=*/false);
+  if (rest.is_discarded() || !rest.is_array() || !top_is_array)
+    throw InputError(path + ": not an ONNX Runtime profile (expected a JSON array of trace events)");
+  for (const auto& e : rest) add(e);  // none left unless an element was not an object
   auto sorted = [](const std::map<std::string, ProfileEntry>& m) {
     std::vector<ProfileEntry> v;
     for (const auto& [k, e] : m) v.push_back(e);

@@ -197,8 +197,8 @@ void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::fun
     try {
       if (r.timed_out) return (*shared_reply)(error(503, r.error));
       if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
-      for (float v : r.logits)
-        if (!std::isfinite(v)) return (*shared_reply)(error(500, "the model produced non-finite logits (NaN or Inf weights?)"));
+      // Non-finite logits or gate probabilities never get here: the engine (CheckedClassifier) refused
+      // them, and the batcher answers that as r.error.
       (*shared_reply)(respond(r));
     } catch (const std::exception& e) {  // e.g. out of memory writing the response: the client still gets an answer
       (*shared_reply)(error(500, std::string("internal error: ") + e.what()));

@@ -1,5 +1,7 @@
 // libFuzzer target: the /v1/predict image path (PNG/JPEG/PGM decoding, then the MNIST-style
-// preparation). Any input must give a 28x28 input in [0, 1] or an InputError.
+// preparation). Any input must give a 28x28 input in [0, 1] or an InputError, and decoding the same
+// bytes twice must give the same pixels (no pixel comes from memory the decoder did not write). The
+// seeds cover PNG, JPEG, PGM (P2, P5) and PPM (P3, P6, 16-bit).
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -11,6 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try {
     const moe::GreyImage img = moe::decode_grey_image(bytes, "fuzz input", int64_t(1) << 20);
+    if (img.pixels.size() != size_t(img.width) * size_t(img.height)) __builtin_trap();
+    if (moe::decode_grey_image(bytes, "fuzz input", int64_t(1) << 20).pixels != img.pixels) __builtin_trap();
     for (bool invert : {false, true}) {
       const auto x = moe::to_mnist_input(img, invert);
       if (x.size() != 784) __builtin_trap();

@@ -230,6 +230,29 @@ TEST(Service, PredictTakesAnImageAndShowsTheRouting) {
   EXPECT_FALSE(json::parse(c.Post("/v1/predict", blank, "image/x-portable-graymap")->body)["ink"].get<bool>());
 }
 
+// Issue #20, cause 2: a truncated PGM right after a valid image is refused (it was answered with the
+// previous request's pixels, 10 of 10 tries), in every format the decoder reads.
+TEST(Service, TruncatedImagesAreRefusedNeverFilledFromAnEarlierRequest) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  std::string pgm = "P5\n28 28\n255\n";
+  for (int y = 0; y < 28; ++y)
+    for (int x = 0; x < 28; ++x) pgm.push_back(char(x > 11 && x < 16 && y > 3 && y < 24 ? 255 : 0));
+  const std::string ppm16 = "P6\n28 28\n256\n" + std::string(100, '\0');  // 16-bit colour, 100 of 4704 bytes
+  for (int i = 0; i < 5; ++i) {
+    auto ok = c.Post("/v1/predict", pgm, "image/x-portable-graymap");
+    ASSERT_TRUE(ok);
+    ASSERT_EQ(ok->status, 200) << ok->body;
+    auto cut = c.Post("/v1/predict", pgm.substr(0, 21), "image/x-portable-graymap");
+    ASSERT_TRUE(cut);
+    EXPECT_EQ(cut->status, 400) << cut->body;
+    EXPECT_NE(cut->body.find("28x28 at 8 bits needs 784 bytes of pixels, found 8"), std::string::npos) << cut->body;
+    auto deep = c.Post("/v1/predict", ppm16, "image/x-portable-pixmap");
+    ASSERT_TRUE(deep);
+    EXPECT_EQ(deep->status, 400) << deep->body;
+  }
+}
+
 // Many clients at once, batching on: every answer is what that request alone would get.
 void concurrent_requests_match(int64_t max_delay_us, int workers) {
   ServiceOptions o = options();
