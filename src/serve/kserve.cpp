@@ -1,5 +1,7 @@
 #include "serve/kserve.h"
 
+#include "serve/json_nonfinite.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -47,24 +49,20 @@ void flatten(const json& data, bool uint8, std::vector<float>& out, size_t limit
       throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected an integer 0..255 for UINT8, got " + brief(data));
     out.push_back(float(data.get<int64_t>()) / 255.0f);
   } else {
-    if (!data.is_number()) throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected a number, got " + brief(data));
-    const double v = data.get<double>();
-    if (!std::isfinite(v) || std::fabs(v) > 3.4e38)
-      throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: not a finite FP32 number");
+    // Any IEEE-754 value, as Triton takes it: NaN / Infinity tokens, and a double beyond the FP32
+    // range becomes +-inf when narrowed. What the model makes of it is returned.
+    double v = 0;
+    if (data.is_number()) v = data.get<double>();
+    else if (!nonfinite_marker(data, &v))
+      throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected a number, got " + brief(data));
     out.push_back(float(v));
   }
 }
 
-void check_finite(const std::vector<float>& x, const std::string& where) {
-  for (size_t i = 0; i < x.size(); ++i)
-    if (!std::isfinite(x[i])) throw HttpError(400, where + "[" + std::to_string(i) + "]: not a finite number");
-}
-
 void append_floats(std::string& s, const float* v, int64_t count) {
-  auto out = std::back_inserter(s);
   for (int64_t i = 0; i < count; ++i) {
     if (i) s.push_back(',');
-    fmt::format_to(out, "{}", v[i]);
+    append_json_float(s, v[i]);
   }
 }
 
@@ -100,7 +98,6 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     r.n = 1;
     r.images.resize(kPixels);
     std::memcpy(r.images.data(), body.data(), body.size());
-    check_finite(r.images, "input");
     r.outputs = {{Output::logits, true}, {Output::gate_probs, true}};
     return r;
   }
@@ -111,7 +108,8 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
   std::string_view blobs = header_length < 0 ? std::string_view() : body.substr(size_t(header_length));
   if (json_depth(head) > kMaxJsonDepth)
     throw HttpError(400, "request JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  const json j = json::parse(head.begin(), head.end(), nullptr, /*allow_exceptions=*/false);
+  const std::string text = quote_nonfinite_tokens(head);
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw HttpError(400, "request body is not valid JSON");
   if (!j.is_object()) throw HttpError(400, "request body: expected a JSON object");
 
@@ -166,8 +164,8 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     if (uint8) {
       for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(blobs[i])) / 255.0f;
     } else {
-      std::memcpy(r.images.data(), blobs.data(), want);  // x86-64 is little-endian, as the wire format
-      check_finite(r.images, "inputs[0] binary data");
+      // x86-64 is little-endian, as the wire format; NaN and inf pass through, as on Triton.
+      std::memcpy(r.images.data(), blobs.data(), want);
     }
     blobs.remove_prefix(want);
   } else {

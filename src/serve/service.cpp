@@ -181,8 +181,6 @@ void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::fun
   const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
     if (r.timed_out) return (*shared_reply)(error(503, r.error));
     if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
-    for (float v : r.logits)
-      if (!std::isfinite(v)) return (*shared_reply)(error(500, "the model produced non-finite logits (NaN or Inf weights?)"));
     (*shared_reply)(respond(r));
   });
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
@@ -244,6 +242,10 @@ void Service::predict(HttpRequest& req, Reply reply) {
   }
   const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
   submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
+    // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
+    // returns whatever the model computes, as Triton does, since its input may be NaN).
+    for (float v : b.logits)
+      if (!std::isfinite(v)) return error(500, "the model produced non-finite logits (NaN or Inf weights?)");
     const int64_t C = options_.model.n_classes, E = options_.model.n_experts, k = options_.model.top_k;
     const float mx = *std::max_element(b.logits.begin(), b.logits.end());
     std::vector<double> prob(static_cast<size_t>(C));

@@ -178,10 +178,56 @@ TEST(KServe, BinaryDataMustMatchTheDeclaredSizesExactly) {
   EXPECT_NE(rejected(h + blob + "xx", int64_t(h.size())).second.find("not claimed"), std::string::npos);
   head["inputs"][0]["parameters"]["binary_data_size"] = 3135;
   EXPECT_NE(rejected(head.dump() + blob, int64_t(head.dump().size())).second.find("binary_data_size"), std::string::npos);
-  std::vector<float> nan = x;
-  nan[7] = std::nanf("");
-  const std::string nan_blob(reinterpret_cast<const char*>(nan.data()), 3136);
-  EXPECT_NE(rejected(h + nan_blob, int64_t(h.size())).second.find("not a finite number"), std::string::npos);
+}
+
+// Triton takes any IEEE-754 value (perf_analyzer's random bytes are NaN or inf about once in 256
+// floats): binary NaN / inf pass bit for bit, JSON may carry rapidjson's NaN / Infinity tokens, and a
+// JSON number beyond the FP32 range narrows to inf.
+TEST(KServe, NonFiniteInputsAreAcceptedAsTritonAcceptsThem) {
+  std::vector<float> x = pixels(1);
+  x[7] = std::nanf("");
+  x[8] = INFINITY;
+  x[9] = -INFINITY;
+  const json head = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"},
+                                  {"parameters", {{"binary_data_size", 3136}}}}}}};
+  const std::string h = head.dump();
+  const InferRequest b = parse_infer_request(h + std::string(reinterpret_cast<const char*>(x.data()), 3136), int64_t(h.size()), model());
+  EXPECT_EQ(std::memcmp(b.images.data(), x.data(), 3136), 0);
+  const InferRequest raw = parse_infer_request(std::string(reinterpret_cast<const char*>(x.data()), 3136), 0, model());
+  EXPECT_EQ(std::memcmp(raw.images.data(), x.data(), 3136), 0);
+
+  std::string data = "[NaN,Infinity,-Infinity,Inf,-Inf,-NaN,1e39,-1e39";
+  for (int i = 8; i < 784; ++i) data += ",0.5";
+  data += "]";
+  const std::string body = R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + data + "}]}";
+  const InferRequest j = parse_infer_request(body, -1, model());
+  EXPECT_TRUE(std::isnan(j.images[0]));
+  EXPECT_TRUE(std::isnan(j.images[5]));
+  for (int i : {1, 3, 6}) EXPECT_EQ(j.images[size_t(i)], INFINITY) << i;
+  for (int i : {2, 4, 7}) EXPECT_EQ(j.images[size_t(i)], -INFINITY) << i;
+  EXPECT_EQ(j.images[8], 0.5f);
+  // Only bare tokens: the string "NaN", other words and a NaN inside a string stay errors.
+  for (const char* bad : {R"("NaN")", "nan", "NaNa", "Infinit", "+Inf"}) {
+    std::string d = std::string("[") + bad;
+    for (int i = 1; i < 784; ++i) d += ",0";
+    d += "]";
+    const auto e = rejected(R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + d + "}]}");
+    EXPECT_EQ(e.first, 400) << bad;
+  }
+  EXPECT_EQ(rejected(R"({"id":"NaN","inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"UINT8","data":[NaN]}]})").first, 400);
+  const InferRequest id = parse_infer_request(R"({"id":"x NaN Infinity","inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" +
+                                                  data + "}]}", -1, model());
+  EXPECT_EQ(id.id, "x NaN Infinity");
+}
+
+TEST(KServe, NonFiniteOutputsAreWrittenAsTritonWritesThem) {
+  const InferRequest r = parse_infer_request(request_json(1, pixels(1)).dump(), -1, model());
+  std::vector<float> logits(10, 1.5f), probs(8, 0.125f);
+  logits[0] = std::nanf("");
+  logits[1] = INFINITY;
+  logits[2] = -INFINITY;
+  const HttpBody b = infer_response(r, model(), logits.data(), probs.data());
+  EXPECT_NE(b.bytes.find(R"("data":[NaN,Infinity,-Infinity,1.5,)"), std::string::npos) << b.bytes;
 }
 
 TEST(KServe, MetadataAndConfigDescribeTheModel) {
