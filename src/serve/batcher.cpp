@@ -9,10 +9,11 @@
 
 namespace moe::serve {
 
-Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics)
+Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats)
     : options_(options),
       engines_(std::move(engines)),
       metrics_(metrics),
+      stats_(stats),
       n_classes_(engines_.at(0)->n_classes()),
       n_experts_(engines_.at(0)->n_experts()),
       top_k_(engines_.at(0)->top_k()) {
@@ -82,8 +83,10 @@ void Batcher::work(Classifier& engine) {
         r.timed_out = true;
         r.error = "timed out after " + std::to_string(options_.timeout_us / 1000) + " ms in the queue";
         Done done = std::move(j.done);
+        const auto enqueued = j.enqueued;
         queue_.pop_front();
         lock.unlock();
+        stats_.failure(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - enqueued).count()));
         done(std::move(r));
         lock.lock();
         continue;
@@ -96,16 +99,24 @@ void Batcher::work(Classifier& engine) {
     last_batch_requests_ = jobs.size();
     lock.unlock();
     for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
-    run(engine, jobs, n);
+    run(engine, jobs, n, now);
     lock.lock();
   }
 }
 
-void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) {
+namespace {
+uint64_t ns_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+}  // namespace
+
+void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started) {
   const int64_t C = n_classes_, E = n_experts_;
   std::vector<float> logits(size_t(n_images * C)), probs(size_t(n_images * E));
   std::string error;
+  RunTimes times;
   const auto t0 = clock::now();
+  auto t1 = t0;
   try {
     if (jobs.size() == 1) {
       engine.classify(jobs[0].images.data(), n_images, logits.data(), probs.data());
@@ -116,12 +127,16 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) 
         std::memcpy(x.data() + row * kPixels, j.images.data(), size_t(j.n * kPixels) * sizeof(float));
         row += j.n;
       }
+      t1 = clock::now();
       engine.classify(x.data(), n_images, logits.data(), probs.data());
     }
   } catch (const std::exception& e) {
     error = std::string("inference failed: ") + e.what();
   }
-  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  const auto t2 = clock::now();
+  times.input_ns = ns_between(t0, t1);
+  times.infer_ns = ns_between(t1, t2);
+  const double seconds = std::chrono::duration<double>(t2 - t0).count();
   if (error.empty()) {
     std::vector<uint64_t> slots(size_t(E), 0);
     std::vector<int64_t> chosen(static_cast<size_t>(top_k_));
@@ -132,16 +147,25 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) 
     }
     metrics_.model_run(seconds, n_images, slots);
   }
+  std::vector<BatchResult> results(jobs.size());
   int64_t row = 0;
-  for (Job& j : jobs) {
-    BatchResult r;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    BatchResult& r = results[i];
     r.error = error;
     if (error.empty()) {
-      r.logits.assign(logits.begin() + row * C, logits.begin() + (row + j.n) * C);
-      r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + j.n) * E);
+      r.logits.assign(logits.begin() + row * C, logits.begin() + (row + jobs[i].n) * C);
+      r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + jobs[i].n) * E);
     }
-    row += j.n;
-    j.done(std::move(r));
+    row += jobs[i].n;
+  }
+  times.output_ns = ns_between(t2, clock::now());
+  if (error.empty()) stats_.execution(n_images, times);
+  // Counted before answering, so a client that reads the statistics after its answer sees itself.
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const uint64_t total = ns_between(jobs[i].enqueued, clock::now());
+    if (error.empty()) stats_.success(ns_between(jobs[i].enqueued, started), total, times);
+    else stats_.failure(total);
+    jobs[i].done(std::move(results[i]));
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "model/classifier.h"
 #include "serve/metrics.h"
+#include "serve/model_stats.h"
 
 namespace moe::serve {
 
@@ -41,7 +42,8 @@ class Batcher {
   enum class Submitted { ok, queue_full, stopping };
 
   // One worker thread per engine; engines must all serve the same model.
-  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics);
+  // `stats` receives Triton's per-model statistics of every run and request.
+  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats);
   ~Batcher();
 
   // images: [n, 784]. Refuses (without calling `done`) when the queue is full or the batcher stops.
@@ -62,11 +64,12 @@ class Batcher {
     clock::time_point enqueued;
   };
   void work(Classifier& engine);
-  void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images);
+  void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started);
 
   const BatcherOptions options_;
   std::vector<std::unique_ptr<Classifier>> engines_;
   Metrics& metrics_;
+  ModelStats& stats_;
   const int64_t n_classes_, n_experts_, top_k_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -232,7 +232,7 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
 }
 
 std::string server_metadata_json() {
-  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "model_configuration"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "model_configuration", "statistics"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string model_metadata_json(const ModelInfo& m) {

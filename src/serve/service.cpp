@@ -98,7 +98,7 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
     throw InputError("model: needs >= 2 classes and 1 <= top-k <= experts, found " + std::to_string(e.n_classes()) + " classes, " +
                      std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
-  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_);
+  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_, stats_);
   http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
 }
 
@@ -154,6 +154,10 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (p[2] == "live") return measured(json_response(200, R"({"live":true})"));
       return http_->draining_ ? measured(json_response(503, R"({"ready":false})")) : measured(json_response(200, R"({"ready":true})"));
     }
+    if (p[1] == "models" && p.size() == 3 && p[2] == "stats") {  // every model's statistics (Triton's route)
+      if (!get) return measured(method_not_allowed("GET, HEAD"));
+      return measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))));
+    }
     if (p[1] == "models" && p.size() >= 3) {
       // /v2/models/{name}[/versions/{v}][/ready|/config|/infer]
       if (p[2] != m.name) return measured(error(404, "unknown model '" + p[2] + "' (this server serves '" + m.name + "')"));
@@ -168,6 +172,9 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (tail.empty()) return get ? measured(json_response(200, model_metadata_json(m))) : measured(method_not_allowed("GET, HEAD"));
       if (tail == "ready")
         return get ? measured(json_response(200, nlohmann::json{{"name", m.name}, {"ready", true}}.dump()))
+                   : measured(method_not_allowed("GET, HEAD"));
+      if (tail == "stats")
+        return get ? measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))))
                    : measured(method_not_allowed("GET, HEAD"));
       if (tail == "config") return get ? measured(json_response(200, model_config_json(m))) : measured(method_not_allowed("GET, HEAD"));
       if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));

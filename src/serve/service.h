@@ -13,6 +13,7 @@
 #include "serve/http_server.h"
 #include "serve/kserve.h"
 #include "serve/metrics.h"
+#include "serve/model_stats.h"
 
 namespace moe::serve {
 
@@ -50,6 +51,7 @@ class Service {
 
   ServiceOptions options_;
   Metrics metrics_;
+  ModelStats stats_;  // Triton's statistics extension
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<HttpServer> http_;
   bool stopped_ = false;

@@ -241,7 +241,7 @@ TEST(KServe, MetadataAndConfigDescribeTheModel) {
   EXPECT_EQ(cfg["input"][0]["dims"], json({1, 28, 28}));
   EXPECT_EQ(cfg["output"][1]["dims"], json({4}));
   const json server = json::parse(server_metadata_json());
-  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration"}));
+  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration", "statistics"}));
 }
 
 TEST(KServe, JsonDepthSkipsStrings) {

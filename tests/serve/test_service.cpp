@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -153,6 +155,79 @@ std::string gzip(const std::string& s) {
   out.resize(z.total_out);
   deflateEnd(&z);
   return out;
+}
+
+// Triton's statistics extension: what perf_analyzer reads to show the server-side queue / compute split.
+TEST(Service, StatisticsCountRequestsRunsAndBatchSizesAsTritonDoes) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const json ext = json::parse(c.Get("/v2")->body)["extensions"];
+  EXPECT_NE(std::find(ext.begin(), ext.end(), "statistics"), ext.end()) << ext;
+  const json before = json::parse(c.Get("/v2/models/moe-mnist/stats")->body);
+  EXPECT_EQ(before["model_stats"][0]["inference_count"], 0);
+  EXPECT_EQ(before["model_stats"][0]["batch_stats"], json::array());
+  for (int64_t n : {1, 3}) {  // one after the other: two model runs, of 1 and 3 images
+    std::vector<float> x(size_t(n * kPixels), 0.25f);
+    size_t hl = 0;
+    const std::string body = binary_request(x, &hl);
+    ASSERT_EQ(c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                     "application/octet-stream")->status, 200);
+  }
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", "{}", "application/json")->status, 400);  // refused before the model: not counted
+  for (const char* path : {"/v2/models/stats", "/v2/models/moe-mnist/stats", "/v2/models/moe-mnist/versions/1/stats"}) {
+    auto r = c.Get(path);
+    ASSERT_EQ(r->status, 200) << path;
+    const json st = json::parse(r->body)["model_stats"];
+    ASSERT_EQ(st.size(), 1u) << path;
+    const json& m = st[0];
+    EXPECT_EQ(m["name"], "moe-mnist");
+    EXPECT_EQ(m["version"], "1");
+    EXPECT_GT(m["last_inference"].get<uint64_t>(), 1'600'000'000'000u);  // ms since the epoch
+    EXPECT_EQ(m["inference_count"], 4);
+    EXPECT_EQ(m["execution_count"], 2);
+    const json& is = m["inference_stats"];
+    for (const char* k : {"success", "queue", "compute_input", "compute_infer", "compute_output"}) EXPECT_EQ(is[k]["count"], 2) << k;
+    EXPECT_GT(is["success"]["ns"].get<uint64_t>(), is["compute_infer"]["ns"].get<uint64_t>());
+    EXPECT_GT(is["compute_infer"]["ns"].get<uint64_t>(), 0u);
+    for (const char* k : {"fail", "cache_hit", "cache_miss"}) EXPECT_EQ(is[k]["count"], 0) << k;
+    ASSERT_EQ(m["batch_stats"].size(), 2u);
+    EXPECT_EQ(m["batch_stats"][0]["batch_size"], 1);
+    EXPECT_EQ(m["batch_stats"][1]["batch_size"], 3);
+    EXPECT_EQ(m["batch_stats"][1]["compute_infer"]["count"], 1);
+  }
+  EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/2/stats")->status, 404);
+  EXPECT_EQ(c.Get("/v2/models/other/stats")->status, 404);
+  EXPECT_EQ(c.Post("/v2/models/stats", "", "text/plain")->status, 405);
+}
+
+// perf_analyzer's random input is NaN or inf about once in 256 floats; Triton runs the model on it and
+// returns what it computes, NaN bits included.
+TEST(Service, NonFiniteInputGivesTheModelsNonFiniteAnswer) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  std::vector<float> x(kPixels, 0.5f);
+  x[100] = std::nanf("");
+  x[200] = INFINITY;
+  size_t hl = 0;
+  const std::string body = binary_request(x, &hl);
+  const std::vector<float> got = binary_logits(c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}},
+                                                      body, "application/octet-stream"));
+  const std::vector<float> want = expected(x).first;
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+  // JSON in, JSON out: the tokens Triton reads and writes.
+  std::string data = "[NaN,Infinity";
+  for (int i = 2; i < 784; ++i) data += ",0.5";
+  auto r = c.Post("/v2/models/moe-mnist/infer", R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + data + "]}]}",
+                  "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<float> y(kPixels, 0.5f);
+  y[0] = std::nanf("");
+  y[1] = INFINITY;
+  const std::vector<float> logits = expected(y).first;
+  const bool any_nan = std::any_of(logits.begin(), logits.end(), [](float v) { return std::isnan(v); });
+  EXPECT_EQ(r->body.find("NaN") != std::string::npos, any_nan) << r->body;
+  EXPECT_EQ(r->body.find("null"), std::string::npos) << r->body;
 }
 
 TEST(Service, GzipRequestsAreInflatedWithinTheBodyLimit) {
