@@ -22,12 +22,13 @@ Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>
 
 Batcher::~Batcher() { stop(); }
 
-Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done) {
+Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us) {
+  const int64_t limit = timeout_us > 0 ? std::min(timeout_us, options_.timeout_us) : options_.timeout_us;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Submitted::stopping;
     if (queued_images_ + n > options_.max_queue_images && !queue_.empty()) return Submitted::queue_full;
-    queue_.push_back({std::move(images), n, std::move(done), clock::now()});
+    queue_.push_back({std::move(images), n, std::move(done), clock::now(), std::chrono::microseconds(limit)});
     queued_images_ += n;
   }
   cv_.notify_all();
@@ -58,7 +59,6 @@ int64_t Batcher::queued_images() const {
 
 void Batcher::work(Classifier& engine) {
   const auto delay = std::chrono::microseconds(options_.max_delay_us);
-  const auto timeout = std::chrono::microseconds(options_.timeout_us);
   std::vector<Job> jobs;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
@@ -78,10 +78,10 @@ void Batcher::work(Classifier& engine) {
       Job& j = queue_.front();
       if (!jobs.empty() && (options_.max_delay_us == 0 || n + j.n > options_.max_batch)) break;
       queued_images_ -= j.n;
-      if (now - j.enqueued > timeout) {
+      if (now - j.enqueued > j.timeout) {
         BatchResult r;
         r.timed_out = true;
-        r.error = "timed out after " + std::to_string(options_.timeout_us / 1000) + " ms in the queue";
+        r.error = "timed out after " + std::to_string(j.timeout.count()) + " us in the queue";
         Done done = std::move(j.done);
         const auto enqueued = j.enqueued;
         queue_.pop_front();

@@ -47,7 +47,9 @@ class Batcher {
   ~Batcher();
 
   // images: [n, 784]. Refuses (without calling `done`) when the queue is full or the batcher stops.
-  Submitted submit(std::vector<float> images, int64_t n, Done done);
+  // timeout_us > 0: this request's own queue time limit (the request parameter "timeout", as Triton
+  // honours it with dynamic batching), never longer than the server's.
+  Submitted submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us = 0);
 
   // Runs what is queued, then stops the workers. Idempotent.
   void stop();
@@ -62,6 +64,7 @@ class Batcher {
     int64_t n;
     Done done;
     clock::time_point enqueued;
+    std::chrono::microseconds timeout;
   };
   void work(Classifier& engine);
   void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started);

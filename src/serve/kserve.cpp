@@ -1,5 +1,6 @@
 #include "serve/kserve.h"
 
+#include "serve/classification.h"
 #include "serve/json_nonfinite.h"
 
 #include <fmt/format.h>
@@ -35,6 +36,45 @@ bool bool_parameter(const json& owner, const char* key, const std::string& where
   if (v == p->end()) return false;
   if (!v->is_boolean()) throw HttpError(400, where + ".parameters." + key + ": expected true or false");
   return v->get<bool>();
+}
+
+// Requested-output parameters: binary_data and classification; anything else (shared memory, a
+// typo) is refused rather than silently ignored. Returns the classification count, 0 for none.
+int64_t classification_parameter(const json& output, const std::string& where, int64_t classes) {
+  const auto p = output.find("parameters");
+  if (p == output.end()) return 0;
+  if (!p->is_object()) throw HttpError(400, where + ".parameters: expected an object");
+  int64_t k = 0;
+  for (const auto& [key, v] : p->items()) {
+    if (key == "binary_data") continue;  // checked by bool_parameter
+    if (key != "classification")
+      throw HttpError(400, where + ".parameters." + key + ": not supported here (binary_data, classification)");
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > uint64_t(1) << 31)
+      throw HttpError(400, where + ".parameters.classification: expected a class count (an unsigned integer), got " + brief(v));
+    k = std::min<int64_t>(int64_t(v.get<uint64_t>()), classes);  // Triton caps k at the class count
+  }
+  return k;
+}
+
+// The request-level parameters Triton documents, type-checked as Triton does (wrong type: 400);
+// others are custom parameters, which must be scalars. Returns "timeout" in microseconds (0 = none).
+int64_t check_request_parameters(const json& p) {
+  if (!p.is_object()) throw HttpError(400, "parameters: expected an object");
+  int64_t timeout = 0;
+  for (const auto& [key, v] : p.items()) {
+    const std::string where = "parameters." + key;
+    if (key == "priority" || key == "timeout") {
+      if (!v.is_number_unsigned()) throw HttpError(400, where + ": expected an unsigned integer, got " + brief(v));
+      if (key == "timeout") timeout = int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(1) << 62));
+    } else if (key == "sequence_id") {
+      if (!v.is_number_unsigned() && !v.is_string()) throw HttpError(400, where + ": expected an unsigned integer or a string, got " + brief(v));
+    } else if (key == "sequence_start" || key == "sequence_end" || key == "binary_data_output") {
+      if (!v.is_boolean()) throw HttpError(400, where + ": expected true or false, got " + brief(v));
+    } else if (!v.is_primitive() || v.is_null()) {
+      throw HttpError(400, where + ": expected a string, number or boolean, got " + brief(v));
+    }
+  }
+  return timeout;
 }
 
 // Flattens `data` (flat or nested, row-major) into `out`, checking every element.
@@ -118,6 +158,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     r.id = id->get<std::string>();
   }
   const bool binary_default = bool_parameter(j, "binary_data_output", "request");
+  if (const auto p = j.find("parameters"); p != j.end()) r.timeout_us = check_request_parameters(*p);
 
   const auto inputs = j.find("inputs");
   if (inputs == j.end() || !inputs->is_array()) throw HttpError(400, "inputs: expected an array with one tensor named 'input'");
@@ -192,7 +233,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
       for (const auto& prev : r.outputs)
         if (prev.which == which) throw HttpError(400, where + ".name: " + brief(*on) + " is requested twice");
       // As Triton does: a listed output is binary only if it says so itself.
-      r.outputs.push_back({which, bool_parameter(o, "binary_data", where)});
+      r.outputs.push_back({which, bool_parameter(o, "binary_data", where), classification_parameter(o, where, output_width(which, m))});
     }
   }
   if (r.outputs.empty()) r.outputs = {{Output::logits, binary_default}, {Output::gate_probs, binary_default}};
@@ -211,6 +252,26 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
     const int64_t w = output_width(o, m);
     const float* v = o == Output::logits ? logits : gate_probs;
     if (i) s += ',';
+    if (const int64_t k = r.outputs[i].classification; k > 0) {
+      fmt::format_to(std::back_inserter(s), "{{\"name\":\"{}\",\"datatype\":\"BYTES\",\"shape\":[{},{}],", output_name(o), r.n, k);
+      static const std::vector<std::string> no_labels;  // the class labels name logits columns, not experts
+      std::string blob, data;
+      for (int64_t row = 0; row < r.n; ++row)
+        for (const std::string& c : top_k_classes(v + row * w, w, k, o == Output::logits ? m.labels : no_labels)) {
+          const uint32_t len = uint32_t(c.size());  // BYTES element: 4-byte little-endian length, then the bytes
+          blob.append(reinterpret_cast<const char*>(&len), 4);
+          blob += c;
+          if (!data.empty()) data += ',';
+          data += json_string(c);
+        }
+      if (r.outputs[i].binary) {
+        fmt::format_to(std::back_inserter(s), "\"parameters\":{{\"binary_data_size\":{}}}}}", blob.size());
+        blobs += blob;
+      } else {
+        s += "\"data\":[" + data + "]}";
+      }
+      continue;
+    }
     fmt::format_to(std::back_inserter(s), "{{\"name\":\"{}\",\"datatype\":\"FP32\",\"shape\":[{},{}],", output_name(o), r.n, w);
     if (r.outputs[i].binary) {
       const size_t bytes = size_t(r.n * w) * sizeof(float);
@@ -232,7 +293,7 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
 }
 
 std::string server_metadata_json() {
-  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "model_configuration", "statistics"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string model_metadata_json(const ModelInfo& m) {

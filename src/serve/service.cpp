@@ -11,6 +11,7 @@
 #include "base/errors.h"
 #include "data/image.h"
 #include "model/routing.h"
+#include "serve/classification.h"
 
 namespace moe::serve {
 
@@ -93,6 +94,7 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   options_.model.top_k = e.top_k();
   options_.model.precision = e.precision();
   options_.model.backend = e.backend();
+  options_.model.labels = class_labels(e.provenance("dataset"), e.n_classes());
   options_.model.max_queue_delay_us = options_.batching.max_delay_us;
   options_.model.preferred_batch = options_.batching.max_batch;
   if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
@@ -183,13 +185,14 @@ void Service::handle(HttpRequest& req, Reply reply) {
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 
-void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond) {
+void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
+                     int64_t timeout_us) {
   auto shared_reply = std::make_shared<Reply>(reply);
   const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
     if (r.timed_out) return (*shared_reply)(error(503, r.error));
     if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
     (*shared_reply)(respond(r));
-  });
+  }, timeout_us);
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
 }
@@ -222,7 +225,7 @@ void Service::infer(HttpRequest& req, Reply reply) {
   } catch (const HttpError& e) {
     return reply(error(e.status, e.what()));
   }
-  const int64_t n = r.n;
+  const int64_t n = r.n, timeout_us = r.timeout_us;
   std::vector<float> images = std::move(r.images);
   auto parsed = std::make_shared<InferRequest>(std::move(r));
   submit(std::move(images), n, std::move(reply), [this, parsed](BatchResult& b) {
@@ -232,7 +235,7 @@ void Service::infer(HttpRequest& req, Reply reply) {
     resp.content_type = body.content_type;
     if (body.header_length >= 0) resp.headers.push_back({"Inference-Header-Content-Length", std::to_string(body.header_length)});
     return resp;
-  });
+  }, timeout_us);
 }
 
 void Service::predict(HttpRequest& req, Reply reply) {

@@ -47,7 +47,9 @@ class Service {
   void infer(HttpRequest& req, Reply reply);
   void predict(HttpRequest& req, Reply reply);
   // Queues the images; `respond` turns the batch result into the response (on a worker thread).
-  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond);
+  // timeout_us > 0: the request's own queue time limit.
+  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
+              int64_t timeout_us = 0);
 
   ServiceOptions options_;
   Metrics metrics_;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "serve/classification.h"
 #include "serve/kserve.h"
 
 namespace moe::serve {
@@ -230,6 +231,66 @@ TEST(KServe, NonFiniteOutputsAreWrittenAsTritonWritesThem) {
   EXPECT_NE(b.bytes.find(R"("data":[NaN,Infinity,-Infinity,1.5,)"), std::string::npos) << b.bytes;
 }
 
+// Triton's classification extension, formatted as its server does: std::to_string(value) ":" index
+// [":" label], top k by value, k capped at the class count, datatype BYTES, shape [N, k].
+TEST(KServe, ClassificationReturnsTopKStringsAsTriton) {
+  EXPECT_EQ(top_k_classes(std::vector<float>{0.5f, 2.25f, -1.f}.data(), 3, 2, {}), (std::vector<std::string>{"2.250000:1", "0.500000:0"}));
+  EXPECT_EQ(top_k_classes(std::vector<float>{1.f, NAN, 1.f}.data(), 3, 5, {"a", "b", "c"}),
+            (std::vector<std::string>{"1.000000:0:a", "1.000000:2:c", "nan:1:b"}));  // ties: lower index; NaN last
+  EXPECT_EQ(class_labels("fashion-mnist", 10)[9], "Ankle boot");
+  EXPECT_EQ(class_labels("mnist", 10)[3], "3");
+  EXPECT_TRUE(class_labels("", 10).empty());
+
+  ModelInfo m = model();
+  m.labels = class_labels("mnist", 10);
+  json j = request_json(2, pixels(2));
+  j["outputs"] = {{{"name", "logits"}, {"parameters", {{"classification", 3}}}},
+                  {{"name", "gate_probs"}, {"parameters", {{"classification", 99}, {"binary_data", true}}}}};
+  const InferRequest r = parse_infer_request(j.dump(), -1, m);
+  ASSERT_EQ(r.outputs.size(), 2u);
+  EXPECT_EQ(r.outputs[0].classification, 3);
+  EXPECT_EQ(r.outputs[1].classification, 8);  // capped at the 8 experts
+  std::vector<float> logits(20), probs(16);
+  for (int i = 0; i < 20; ++i) logits[size_t(i)] = i < 10 ? float(i) : -float(i - 10);
+  for (int i = 0; i < 16; ++i) probs[size_t(i)] = 0.125f;
+  const HttpBody b = infer_response(r, m, logits.data(), probs.data());
+  ASSERT_GT(b.header_length, 0);
+  const json head = json::parse(b.bytes.substr(0, size_t(b.header_length)));
+  const json& cls = head["outputs"][0];
+  EXPECT_EQ(cls["datatype"], "BYTES");
+  EXPECT_EQ(cls["shape"], json({2, 3}));
+  EXPECT_EQ(cls["data"], json({"9.000000:9:9", "8.000000:8:8", "7.000000:7:7", "-0.000000:0:0", "-1.000000:1:1", "-2.000000:2:2"}));
+  const json& bin = head["outputs"][1];
+  EXPECT_EQ(bin["datatype"], "BYTES");
+  EXPECT_EQ(bin["shape"], json({2, 8}));
+  // BYTES blob: each element a 4-byte little-endian length and its bytes ("0.125000:0" is 10 bytes).
+  const std::string blob = b.bytes.substr(size_t(b.header_length));
+  EXPECT_EQ(bin["parameters"]["binary_data_size"], blob.size());
+  EXPECT_EQ(blob.size(), 16u * (4 + 10));
+  EXPECT_EQ(blob.substr(0, 14), std::string("\x0a\0\0\0", 4) + "0.125000:0");
+}
+
+TEST(KServe, UnsupportedOutputParametersAndMistypedRequestParametersAre400) {
+  json j = request_json(1, pixels(1));
+  j["outputs"] = {{{"name", "logits"}, {"parameters", {{"shared_memory_region", "r"}}}}};
+  EXPECT_NE(rejected(j.dump()).second.find("outputs[0].parameters.shared_memory_region: not supported"), std::string::npos);
+  for (const json& bad : {json(-1), json("3"), json(1.5), json(true)}) {
+    j["outputs"] = {{{"name", "logits"}, {"parameters", {{"classification", bad}}}}};
+    EXPECT_NE(rejected(j.dump()).second.find("parameters.classification: expected a class count"), std::string::npos) << bad;
+  }
+  j.erase("outputs");
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, json>>{
+           {"priority", "high"}, {"priority", -1}, {"timeout", "100"}, {"timeout", 1.5}, {"sequence_id", -2},
+           {"sequence_start", 1}, {"binary_data_output", "yes"}, {"custom", json::object()}, {"custom", nullptr}}) {
+    j["parameters"] = {{key, bad}};
+    const auto e = rejected(j.dump());
+    EXPECT_EQ(e.first, 400) << key;
+    EXPECT_NE(e.second.find("parameters." + key), std::string::npos) << e.second;
+  }
+  j["parameters"] = {{"priority", 1}, {"timeout", 5000}, {"sequence_id", "s"}, {"sequence_end", false}, {"custom", "x"}};
+  EXPECT_EQ(parse_infer_request(j.dump(), -1, model()).timeout_us, 5000);
+}
+
 TEST(KServe, MetadataAndConfigDescribeTheModel) {
   ModelInfo m = model();
   m.n_experts = 4;
@@ -241,7 +302,7 @@ TEST(KServe, MetadataAndConfigDescribeTheModel) {
   EXPECT_EQ(cfg["input"][0]["dims"], json({1, 28, 28}));
   EXPECT_EQ(cfg["output"][1]["dims"], json({4}));
   const json server = json::parse(server_metadata_json());
-  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration", "statistics"}));
+  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"}));
 }
 
 TEST(KServe, JsonDepthSkipsStrings) {

@@ -21,6 +21,7 @@
 
 #include "model/reference.h"
 #include "random_model.h"
+#include "serve/classification.h"
 #include "serve/service.h"
 
 namespace moe::serve {
@@ -512,6 +513,48 @@ TEST(Service, QueuedTooLongIs503) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_NE(r->body.find("timed out"), std::string::npos);
+}
+
+// The request parameter "timeout" (microseconds) limits that request's queue time, as Triton does with
+// dynamic batching; requests without it keep the server's limit.
+TEST(Service, RequestTimeoutParameterLimitsItsQueueTime) {
+  ServiceOptions o = options();
+  o.batching.adaptive_delay = false;  // every request waits the full delay
+  o.batching.max_delay_us = 200'000;
+  o.batching.max_batch = 1000;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  json req = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"}, {"data", std::vector<float>(784, 0.f)}}}}};
+  req["parameters"] = {{"timeout", 20'000}};
+  auto r = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_NE(r->body.find("timed out after 20000 us"), std::string::npos) << r->body;
+  req["parameters"] = {{"timeout", 5'000'000}};
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json")->status, 200);
+  const json st = json::parse(c.Get("/v2/models/stats")->body)["model_stats"][0]["inference_stats"];
+  EXPECT_EQ(st["fail"]["count"], 1);
+  EXPECT_EQ(st["success"]["count"], 1);
+}
+
+// Classification over HTTP from the model's own logits; the checkpoint names no dataset, so no labels.
+TEST(Service, ClassificationOfTheModelsLogits) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const std::vector<float> x = test::random_images(2, 5);
+  json req = {{"inputs", {{{"name", "input"}, {"shape", {2, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}},
+              {"outputs", {{{"name", "logits"}, {"parameters", {{"classification", 2}}}}}}};
+  auto r = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json out = json::parse(r->body)["outputs"][0];
+  const std::vector<float> logits = expected(x).first;
+  std::vector<std::string> want = top_k_classes(logits.data(), 10, 2, {});
+  for (const auto& v : top_k_classes(logits.data() + 10, 10, 2, {})) want.push_back(v);
+  EXPECT_EQ(out["datatype"], "BYTES");
+  EXPECT_EQ(out["shape"], json({2, 2}));
+  EXPECT_EQ(out["data"], json(want));
+  req["outputs"][0]["parameters"] = {{"classification", 2}, {"labels", true}};
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json")->status, 400);
 }
 
 }  // namespace
