@@ -12,6 +12,7 @@
 #include "data/image.h"
 #include "model/routing.h"
 #include "serve/classification.h"
+#include "serve/response_compression.h"
 
 namespace moe::serve {
 
@@ -118,7 +119,12 @@ void Service::handle(HttpRequest& req, Reply reply) {
   const auto t0 = clock::now();
   const std::vector<std::string> p = split_path(req.path);
   const std::string route = route_label(p);
-  Reply measured = [this, route, t0, reply = std::move(reply), method = req.method, path = req.path](HttpResponse r) {
+  Reply measured = [this, route, t0, reply = std::move(reply), method = req.method, path = req.path,
+                    encoding = pick_encoding(req.header("accept-encoding"))](HttpResponse r) {
+    if (!encoding.empty() && r.body.size() >= kMinCompressBytes) {
+      r.body = compress(r.body, encoding);
+      r.headers.push_back({"Content-Encoding", encoding});
+    }
     const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
     metrics_.request(route, r.status, seconds);
     if (options_.log_requests)

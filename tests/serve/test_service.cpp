@@ -158,6 +158,71 @@ std::string gzip(const std::string& s) {
   return out;
 }
 
+std::string inflate_any(const std::string& s) {  // gzip or zlib ("deflate")
+  z_stream z{};
+  inflateInit2(&z, 15 + 32);
+  std::string out(1 << 20, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(s.data()));
+  z.avail_in = uInt(s.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return rc == Z_STREAM_END ? out : "inflate failed";
+}
+
+// Responses are compressed when the client asks (Accept-Encoding, q-values) and the body is large
+// enough to gain; Inference-Header-Content-Length still counts the uncompressed JSON, as on Triton.
+TEST(Service, ResponsesAreCompressedWhenAskedAndLargeEnough) {
+  ServiceOptions o = options();
+  o.model.max_batch_request = 32;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_decompress(false);
+  const json req = {{"inputs", {{{"name", "input"}, {"shape", {8, 1, 28, 28}}, {"datatype", "FP32"}, {"data", test::random_images(8, 2)}}}}};
+  auto plain = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_EQ(plain->status, 200);
+  ASSERT_GE(plain->body.size(), 1024u);
+  EXPECT_FALSE(plain->has_header("Content-Encoding"));
+  for (const char* accept : {"gzip", "deflate", "br;q=1.0, deflate;q=0.5, gzip;q=0.2", "*"}) {
+    auto r = c.Post("/v2/models/moe-mnist/infer", {{"Accept-Encoding", accept}}, req.dump(), "application/json");
+    ASSERT_EQ(r->status, 200) << accept;
+    const std::string want = std::string(accept) == "*" ? "gzip" : std::string(accept).find("deflate;q=0.5") != std::string::npos ? "deflate" : accept;
+    EXPECT_EQ(r->get_header_value("Content-Encoding"), want) << accept;
+    EXPECT_LT(r->body.size(), plain->body.size());
+    EXPECT_EQ(inflate_any(r->body), plain->body) << accept;
+  }
+  auto refused = c.Post("/v2/models/moe-mnist/infer", {{"Accept-Encoding", "gzip;q=0, identity"}}, req.dump(), "application/json");
+  EXPECT_FALSE(refused->has_header("Content-Encoding"));
+  EXPECT_EQ(refused->body, plain->body);
+  auto small = c.Get("/v2/health/live", {{"Accept-Encoding", "gzip"}});
+  EXPECT_FALSE(small->has_header("Content-Encoding"));
+  EXPECT_EQ(small->body, R"({"live":true})");
+  // Binary outputs: the header length describes the body before compression.
+  size_t hl = 0;
+  const std::string body = binary_request(test::random_images(32, 3), &hl);
+  auto b = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}, {"Accept-Encoding", "gzip"}}, body,
+                  "application/octet-stream");
+  ASSERT_EQ(b->status, 200);
+  EXPECT_EQ(b->get_header_value("Content-Encoding"), "gzip");
+  const std::string raw = inflate_any(b->body);
+  const size_t head = std::stoul(b->get_header_value("Inference-Header-Content-Length"));
+  EXPECT_EQ(raw.size(), head + 32 * 10 * 4);
+  EXPECT_EQ(json::parse(raw.substr(0, head))["outputs"][0]["parameters"]["binary_data_size"], 1280);
+}
+
+// Routing splits the raw path before decoding, as Triton: an encoded '/' stays inside its segment.
+TEST(Service, RoutingIsOnTheRawPath) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  auto slash = c.Get("/v2/models/moe-mnist%2Fready");
+  EXPECT_EQ(slash->status, 404);
+  EXPECT_NE(slash->body.find("unknown model 'moe-mnist/ready'"), std::string::npos) << slash->body;
+  EXPECT_EQ(c.Get("/v2/models/moe%2Dmnist/ready")->status, 200);  // any other escape is decoded within its segment
+  EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/1%2Fready")->status, 404);
+}
+
 // Triton's statistics extension: what perf_analyzer reads to show the server-side queue / compute split.
 TEST(Service, StatisticsCountRequestsRunsAndBatchSizesAsTritonDoes) {
   Service s(options(), engines(1));
