@@ -35,6 +35,17 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
   cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   cmd->add_option("--port", a->service.http.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
+  a->service.grpc.port = 8001;
+  cmd->add_option("--grpc-port", a->service.grpc.port, "gRPC port (KServe v2 / Triton inference.GRPCInferenceService; 0 = off)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--grpc-max-message", a->service.grpc.max_message_bytes, "gRPC message size limit in bytes; beyond, RESOURCE_EXHAUSTED")
+      ->capture_default_str()->check(CLI::Range(int64_t(4096), int64_t(1) << 30));
+  cmd->add_option("--grpc-max-streams", a->service.grpc.max_concurrent_streams, "Concurrent gRPC streams per connection")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--grpc-keepalive-ms", a->service.grpc.keepalive_time_ms, "Ping an idle gRPC connection after this long")
+      ->capture_default_str()->check(CLI::Range(1000, 1 << 30));
+  cmd->add_option("--grpc-keepalive-timeout-ms", a->service.grpc.keepalive_timeout_ms, "Close it when the ping is not answered within this")
+      ->capture_default_str()->check(CLI::Range(100, 1 << 30));
   add_backend_options(cmd, a->backend);
   cmd->add_option("--workers", a->workers, "Inference engines (one batching worker thread each)")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--http-threads", a->service.http.threads, "HTTP event-loop threads")->capture_default_str()->check(CLI::Range(1, 64));
@@ -61,6 +72,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
   cmd->callback([a, timeout] {
     if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;
+    if (a->service.grpc.port == 0) a->service.grpc.port = -1;  // 0 = off on the command line
     if (a->backend.cuda_graph && a->backend.backend != Backend::cuda)
       throw InputError("--cuda-graph: only with --backend cuda");
     // Block the stop signals in every thread we start, and wait for them here.
@@ -80,6 +92,8 @@ void add_serve_command(CLI::App& app) {
                  "listening on http://%s:%d  (KServe v2 at /v2, page at /, metrics at /metrics; Ctrl-C stops)\n",
                  m.name.c_str(), what.c_str(), (long long)m.n_experts, (long long)m.top_k, a->model.c_str(),
                  a->service.http.host.c_str(), service.port());
+    if (service.grpc_port() >= 0)
+      std::fprintf(stderr, "gRPC (inference.GRPCInferenceService) on %s:%d\n", a->service.http.host.c_str(), service.grpc_port());
     int sig = 0;
     sigwait(&stop, &sig);
     std::fprintf(stderr, "moe-mnist serve: %s received, finishing in-flight requests\n", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -26,9 +26,9 @@ void write(std::string& s, const char* key, const Duration& d) {
 
 void ModelStats::execution(int64_t images, const RunTimes& t) {
   std::lock_guard<std::mutex> lock(mu_);
-  inference_count_ += uint64_t(images);
-  ++execution_count_;
-  BatchStats& b = batches_[images];
+  s_.inference_count += uint64_t(images);
+  ++s_.execution_count;
+  BatchStats& b = s_.batches[images];
   add(b.input, t.input_ns);
   add(b.infer, t.infer_ns);
   add(b.output, t.output_ns);
@@ -37,19 +37,19 @@ void ModelStats::execution(int64_t images, const RunTimes& t) {
 void ModelStats::success(uint64_t queue_ns, uint64_t total_ns, const RunTimes& t) {
   const uint64_t ms = now_ms();
   std::lock_guard<std::mutex> lock(mu_);
-  add(success_, total_ns);
-  add(queue_, queue_ns);
-  add(input_, t.input_ns);
-  add(infer_, t.infer_ns);
-  add(output_, t.output_ns);
-  last_inference_ms_ = ms;
+  add(s_.success, total_ns);
+  add(s_.queue, queue_ns);
+  add(s_.input, t.input_ns);
+  add(s_.infer, t.infer_ns);
+  add(s_.output, t.output_ns);
+  s_.last_inference_ms = ms;
 }
 
 void ModelStats::failure(uint64_t total_ns) {
   const uint64_t ms = now_ms();
   std::lock_guard<std::mutex> lock(mu_);
-  add(fail_, total_ns);
-  last_inference_ms_ = ms;
+  add(s_.fail, total_ns);
+  s_.last_inference_ms = ms;
 }
 
 std::string ModelStats::json(const std::string& name, const std::string& version) const {
@@ -59,25 +59,25 @@ std::string ModelStats::json(const std::string& name, const std::string& version
   s += ",\"version\":";
   s += nlohmann::json(version).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   fmt::format_to(std::back_inserter(s), ",\"last_inference\":{},\"inference_count\":{},\"execution_count\":{},\"inference_stats\":{{",
-                 last_inference_ms_, inference_count_, execution_count_);
-  write(s, "success", success_);
+                 s_.last_inference_ms, s_.inference_count, s_.execution_count);
+  write(s, "success", s_.success);
   s += ',';
-  write(s, "fail", fail_);
+  write(s, "fail", s_.fail);
   s += ',';
-  write(s, "queue", queue_);
+  write(s, "queue", s_.queue);
   s += ',';
-  write(s, "compute_input", input_);
+  write(s, "compute_input", s_.input);
   s += ',';
-  write(s, "compute_infer", infer_);
+  write(s, "compute_infer", s_.infer);
   s += ',';
-  write(s, "compute_output", output_);
+  write(s, "compute_output", s_.output);
   s += ',';
   write(s, "cache_hit", Duration{});  // no response cache: always zero, present because perf_analyzer reads it
   s += ',';
   write(s, "cache_miss", Duration{});
   s += "},\"response_stats\":{},\"batch_stats\":[";
   bool first = true;
-  for (const auto& [size, b] : batches_) {
+  for (const auto& [size, b] : s_.batches) {
     if (!first) s += ',';
     first = false;
     fmt::format_to(std::back_inserter(s), "{{\"batch_size\":{},", size);
@@ -90,6 +90,11 @@ std::string ModelStats::json(const std::string& name, const std::string& version
   }
   s += "],\"memory_usage\":[]}";
   return s;
+}
+
+ModelStats::Snapshot ModelStats::snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return s_;
 }
 
 std::string model_stats_document(const std::string& elements) { return "{\"model_stats\":[" + elements + "]}"; }

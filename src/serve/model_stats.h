@@ -35,14 +35,20 @@ class ModelStats {
   // One element of "model_stats" as JSON text.
   std::string json(const std::string& name, const std::string& version) const;
 
- private:
-  mutable std::mutex mu_;
-  uint64_t last_inference_ms_ = 0, inference_count_ = 0, execution_count_ = 0;
-  Duration success_, fail_, queue_, input_, infer_, output_;
   struct BatchStats {
     Duration input, infer, output;
   };
-  std::map<int64_t, BatchStats> batches_;  // by batch size
+  struct Snapshot {
+    uint64_t last_inference_ms = 0, inference_count = 0, execution_count = 0;
+    Duration success, fail, queue, input, infer, output;
+    std::map<int64_t, BatchStats> batches;  // by batch size
+  };
+  // A consistent copy of every counter (the gRPC ModelStatistics answer is built from it).
+  Snapshot snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  Snapshot s_;
 };
 
 // {"model_stats":[...]} from elements made by ModelStats::json.

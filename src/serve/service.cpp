@@ -103,6 +103,13 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
                      std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
   batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_, stats_);
   http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
+  if (options_.grpc.port >= 0) {
+#if MOE_MNIST_WITH_GRPC
+    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, options_.model, *batcher_, stats_, http_->draining_);
+#else
+    throw InputError("--grpc-port: this build has no gRPC (configure with libgrpc++-dev and -DMOE_MNIST_WITH_GRPC=ON)");
+#endif
+  }
 }
 
 Service::~Service() { shutdown(0); }
@@ -113,6 +120,7 @@ void Service::shutdown(double grace_s) {
   http_->draining_ = true;  // new requests get 503 from here on
   batcher_->stop();         // runs what is queued, so every waiting request gets its answer
   http_->shutdown(grace_s);
+  if (grpc_) grpc_->shutdown(grace_s);
 }
 
 void Service::handle(HttpRequest& req, Reply reply) {

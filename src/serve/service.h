@@ -10,6 +10,7 @@
 
 #include "model/classifier.h"
 #include "serve/batcher.h"
+#include "serve/grpc_server.h"
 #include "serve/http_server.h"
 #include "serve/kserve.h"
 #include "serve/metrics.h"
@@ -21,6 +22,7 @@ struct ServiceOptions {
   ModelInfo model;          // name, version, limits; sizes are filled from the engine
   BatcherOptions batching;
   HttpOptions http;
+  GrpcOptions grpc;  // port -1: no gRPC endpoint; it listens on http.host
   bool log_requests = false;  // one access-log line per request on stderr
   int64_t max_image_pixels = 16 << 20;  // /v1/predict: larger images are refused before decoding
 };
@@ -38,6 +40,7 @@ class Service {
   Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines);
   ~Service();
   int port() const { return http_->port(); }
+  int grpc_port() const { return grpc_ ? grpc_->port() : -1; }
   const ModelInfo& model() const { return options_.model; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
   void shutdown(double grace_s = 10);
@@ -56,6 +59,7 @@ class Service {
   ModelStats stats_;  // Triton's statistics extension
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<GrpcServer> grpc_;  // after the batcher and the HTTP server: destroyed first
   bool stopped_ = false;
 };
 
