@@ -357,6 +357,24 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
     cv.wait(lock, [&] { return pending == 0; });
     return Status::OK;
   }
+
+  // The extensions not served answer UNIMPLEMENTED with the reason, as the HTTP routes answer 501.
+#define MOE_UNSERVED(Rpc, what)                                                                   \
+  Status Rpc(ServerContext*, const inference::Rpc##Request*, inference::Rpc##Response*) override { \
+    return Status(StatusCode::UNIMPLEMENTED, unserved(what));                                      \
+  }
+  MOE_UNSERVED(RepositoryIndex, "model_repository")
+  MOE_UNSERVED(RepositoryModelLoad, "model_repository")
+  MOE_UNSERVED(RepositoryModelUnload, "model_repository")
+  MOE_UNSERVED(SystemSharedMemoryStatus, "system_shared_memory")
+  MOE_UNSERVED(SystemSharedMemoryRegister, "system_shared_memory")
+  MOE_UNSERVED(SystemSharedMemoryUnregister, "system_shared_memory")
+  MOE_UNSERVED(CudaSharedMemoryStatus, "cuda_shared_memory")
+  MOE_UNSERVED(CudaSharedMemoryRegister, "cuda_shared_memory")
+  MOE_UNSERVED(CudaSharedMemoryUnregister, "cuda_shared_memory")
+  MOE_UNSERVED(TraceSetting, "trace")
+  MOE_UNSERVED(LogSettings, "logging")
+#undef MOE_UNSERVED
 };
 
 GrpcServer::GrpcServer(const std::string& host, GrpcOptions o, const ModelInfo& model, Batcher& batcher, ModelStats& stats,

@@ -324,6 +324,10 @@ std::string model_config_json(const ModelInfo& m) {
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string unserved(const std::string& extension) {
+  return "the " + extension + " extension is not served: this server runs one model, fixed at start (GET /v2 lists the extensions it serves)";
+}
+
 std::string error_json(const std::string& message) { return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace moe::serve

@@ -64,6 +64,9 @@ std::string server_metadata_json();
 std::string model_metadata_json(const ModelInfo& m);
 std::string model_config_json(const ModelInfo& m);
 
+// Why an extension this server does not serve (model_repository, system_shared_memory, ...) is refused.
+std::string unserved(const std::string& extension);
+
 // {"error": message}
 std::string error_json(const std::string& message);
 

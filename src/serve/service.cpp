@@ -196,6 +196,12 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));
     }
   }
+  if (p.size() >= 2 && p[0] == "v2") {  // Triton's extensions that are not served: 501 with the reason, as Triton's UNSUPPORTED
+    static const std::map<std::string, std::string> unserved_routes = {
+        {"repository", "model_repository"}, {"systemsharedmemory", "system_shared_memory"},
+        {"cudasharedmemory", "cuda_shared_memory"}, {"trace", "trace"}, {"logging", "logging"}};
+    if (const auto u = unserved_routes.find(p[1]); u != unserved_routes.end()) return measured(error(501, unserved(u->second)));
+  }
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 

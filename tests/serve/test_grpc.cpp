@@ -93,6 +93,11 @@ TEST(Grpc, HealthMetadataConfigAndStatistics) {
   inference::ModelReadyResponse mready;
   ASSERT_TRUE(st->ModelReady(&c3, mr, &mready).ok());
   EXPECT_TRUE(mready.ready());
+  grpc::ClientContext cu;
+  inference::RepositoryIndexResponse index;
+  const grpc::Status unserved = st->RepositoryIndex(&cu, {}, &index);
+  EXPECT_EQ(unserved.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(unserved.error_message().find("model_repository extension is not served"), std::string::npos);
   mr.set_name("other");
   const grpc::Status missing = st->ModelReady(&c4, mr, &mready);
   EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND);

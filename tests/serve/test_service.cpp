@@ -101,6 +101,9 @@ TEST(Service, HealthMetadataAndRoutes) {
   EXPECT_NE(json::parse(missing->body)["error"].get<std::string>().find("unknown model 'other'"), std::string::npos);
   EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/2")->status, 404);
   EXPECT_EQ(c.Get("/nope/at/all")->status, 404);
+  auto repo = c.Post("/v2/repository/index", "", "application/json");  // an extension not served: 501, saying so
+  EXPECT_EQ(repo->status, 501);
+  EXPECT_NE(repo->body.find("model_repository extension is not served"), std::string::npos);
   auto wrong = c.Get("/v2/models/moe-mnist/infer");
   EXPECT_EQ(wrong->status, 405);
   EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
