@@ -23,10 +23,11 @@ void add_serve_command(CLI::App& app) {
   a->service.http.threads = 2;
   auto* cmd = app.add_subcommand(
       "serve",
-      "Serve an exported model over HTTP: the KServe v2 protocol (JSON and Triton's binary tensor extension) at /v2,\n"
+      "Serve an exported model over HTTP and gRPC: the KServe v2 protocol as Triton speaks it (JSON, Triton's binary tensor,\n"
+      "statistics and classification extensions) at /v2 and on --grpc-port (docs/service-protocol.md),\n"
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
-      "Requests are batched dynamically: a worker runs the requests that arrive within --max-delay-us of the oldest\n"
-      "as one batch of up to --max-batch images (waiting only under concurrent load unless --fixed-delay).\n"
+      "Requests are batched dynamically: a worker waits at most --max-delay-us for as many requests as its last batch\n"
+      "joined (a lone client never waits), then runs up to --max-batch images; --fixed-delay waits for a full batch.\n"
       "Defaults were measured on a 2-core machine (README, 'serve'):\n"
       "one worker with one intra-op thread (a second worker or intra-op thread was slower), and two HTTP threads\n"
       "(+15-50% requests/s at 64-256 connections over one).\n"
@@ -51,11 +52,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--http-threads", a->service.http.threads, "HTTP event-loop threads")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--max-batch", a->service.batching.max_batch, "Images per model run when batching")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
-                  "How long the oldest queued request waits for others to join its batch (0 = no batching)")
+                  "How long the oldest queued request may wait for others to join its batch (0 = no batching)")
       ->capture_default_str()->check(CLI::Range(0, 1'000'000));
   cmd->add_flag("!--fixed-delay", a->service.batching.adaptive_delay,
-                "Always hold a request for --max-delay-us (as Triton's max_queue_delay); by default it waits only while\n"
-                "requests arrive concurrently (the last batch joined several), so a lone client is not delayed");
+                "Hold the oldest queued request up to --max-delay-us for a full batch (Triton's max_queue_delay); by default\n"
+                "the worker waits only until as many requests are queued as its last batch joined (docs/service-protocol.md)");
   cmd->add_option("--max-queue", a->service.batching.max_queue_images, "Images that may wait in the queue; beyond, 503")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-batch-request", a->service.model.max_batch_request, "Images one request may carry; beyond, 400")

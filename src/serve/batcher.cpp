@@ -1,6 +1,7 @@
 #include "serve/batcher.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 
@@ -65,9 +66,15 @@ void Batcher::work(Classifier& engine) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
     // Wait for the batch to fill, but never past the oldest request's deadline.
-    if (options_.max_delay_us > 0 && (!options_.adaptive_delay || last_batch_requests_ > 1)) {
+    // Wait for the batch to fill, but never past the oldest request's deadline. The default
+    // (adaptive) target is the number of requests the last batch joined: as many clients as were
+    // concurrent then are expected back, so the worker runs as soon as they are (a lone client never
+    // waits, and a few clients never wait for a batch they cannot fill). --fixed-delay targets a full
+    // batch, as Triton's max_queue_delay does.
+    const size_t target = options_.adaptive_delay ? last_batch_requests_ : SIZE_MAX;
+    if (options_.max_delay_us > 0 && target > 1) {
       const auto deadline = queue_.front().enqueued + delay;
-      while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && clock::now() < deadline)
+      while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && queue_.size() < target && clock::now() < deadline)
         cv_.wait_until(lock, deadline);
       if (queue_.empty()) continue;  // another worker took them
     }

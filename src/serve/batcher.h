@@ -22,8 +22,10 @@ namespace moe::serve {
 struct BatcherOptions {
   int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
   int64_t max_delay_us = 200;        // how long the oldest request may wait for others; 0 = no batching
-  // Wait for the delay only while requests come concurrently (the last batch joined several), so a
-  // lone client is never delayed; false: always wait (what Triton's max_queue_delay does).
+  // true: wait (at most max_delay_us) only until as many requests are queued as the last batch
+  // joined, so a lone client or a few clients are never held for a batch they cannot fill
+  // (measured in docs/service-protocol.md). false: wait for a full batch or the delay (what
+  // Triton's max_queue_delay does).
   bool adaptive_delay = true;
   int64_t max_queue_images = 16384;  // submissions beyond this are refused (the caller answers 503)
   int64_t timeout_us = 10'000'000;   // a request still queued after this is answered with an error
@@ -78,7 +80,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   int64_t queued_images_ = 0;
-  size_t last_batch_requests_ = 1;  // requests joined in the last model run
+  size_t last_batch_requests_ = 1;  // requests joined in the last model run: the adaptive target
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };
