@@ -53,8 +53,8 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
 # libFuzzer with the sanitizers, and the HTTP load generator.
 debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
 # serve's gRPC endpoint, generated at build time from proto/triton/ (protoc + grpc_cpp_plugin), and
-# grpcio for the Triton Python client conformance script (tests/serve/triton_client_conformance.py).
-debs+=(libgrpc++-dev protobuf-compiler-grpc python3-grpcio)
+# what the Triton Python client conformance script needs (tests/serve/triton_client_conformance.py).
+debs+=(libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-geventhttpclient python3-gevent python3-rapidjson python3-packaging)
 # The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
 debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.
