@@ -47,7 +47,7 @@ printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
 errors_total=0
 for b in $batching; do
   delay=200; [ "$b" = off ] && delay=0
-  "$cli" serve --model "$model" --port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
+  "$cli" serve --model "$model" --port 0 --grpc-port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; sleep 0.1; done
   url=$(grep -o 'http://[0-9.:]*' "$tmp/server.log" | head -1)

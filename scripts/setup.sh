@@ -56,6 +56,9 @@ debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf cla
 # install it into, the image tools (no registry, no runtime), the load balancer in front of replicas, and
 # the manifest validator.
 debs+=(help2man dpkg-dev lintian mmdebstrap haproxy python3-jsonschema python3-yaml buildah umoci)
+# serve's gRPC endpoint, generated at build time from proto/triton/ (protoc + grpc_cpp_plugin), and
+# what the Triton Python client conformance script needs (tests/serve/triton_client_conformance.py).
+debs+=(libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-geventhttpclient python3-gevent python3-rapidjson python3-packaging)
 # The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
 debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.

@@ -75,8 +75,8 @@ std::unique_ptr<Classifier> open_unchecked(const std::string& model, const Backe
 
 }  // namespace
 
-std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o) {
-  return checked(open_unchecked(model, o), model);
+std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o, OutputCheck when) {
+  return checked(open_unchecked(model, o), model, when);
 }
 
 void warn_if_mismatched(const Classifier& model, const std::string& model_path, const std::string& dataset) {

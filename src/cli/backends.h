@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/backend_options.h"
+#include "model/checked_classifier.h"
 #include "model/classifier.h"
 
 namespace moe {
@@ -15,7 +16,9 @@ void add_backend_options(CLI::App* cmd, BackendOptions& o);
 
 // `model` is a checkpoint directory for torch, an .onnx file for the ONNX Runtime backends.
 // Throws UnavailableError when the backend is not in this build or cannot run on this machine.
-std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o);
+// Outputs are checked as `when` says (see CheckedClassifier); the model is probed at load either way.
+std::unique_ptr<Classifier> open_backend(const std::string& model, const BackendOptions& o,
+                                         OutputCheck when = OutputCheck::every_call);
 
 // Warns once per model on stderr when it does not match what it is used with: an ONNX model whose
 // "weights_hash" differs from the checkpoint in its folder (exported before a retrain), or a model

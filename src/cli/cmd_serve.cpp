@@ -55,10 +55,11 @@ void add_serve_command(CLI::App& app) {
   a->service.http.threads = 2;
   auto* cmd = app.add_subcommand(
       "serve",
-      "Serve an exported model over HTTP: the KServe v2 protocol (JSON and Triton's binary tensor extension) at /v2,\n"
+      "Serve an exported model over HTTP and gRPC: the KServe v2 protocol as Triton speaks it (JSON, Triton's binary tensor,\n"
+      "statistics and classification extensions) at /v2 and on --grpc-port (docs/service-protocol.md),\n"
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
-      "Requests are batched dynamically: a worker runs the requests that arrive within --max-delay-us of the oldest\n"
-      "as one batch of up to --max-batch images (waiting only under concurrent load unless --fixed-delay).\n"
+      "Requests are batched dynamically: a worker waits at most --max-delay-us for as many requests as its last batch\n"
+      "joined (a lone client never waits), then runs up to --max-batch images; --fixed-delay waits for a full batch.\n"
       "Defaults were measured on a 2-core machine (README, 'serve'):\n"
       "one worker with one intra-op thread (a second worker or intra-op thread was slower), and two HTTP threads\n"
       "(+15-50% requests/s at 64-256 connections over one).\n"
@@ -70,16 +71,27 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
   cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   cmd->add_option("--port", a->service.http.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
+  a->service.grpc.port = 8001;
+  cmd->add_option("--grpc-port", a->service.grpc.port, "gRPC port (KServe v2 / Triton inference.GRPCInferenceService; 0 = off)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--grpc-max-message", a->service.grpc.max_message_bytes, "gRPC message size limit in bytes; beyond, RESOURCE_EXHAUSTED")
+      ->capture_default_str()->check(CLI::Range(int64_t(4096), int64_t(1) << 30));
+  cmd->add_option("--grpc-max-streams", a->service.grpc.max_concurrent_streams, "Concurrent gRPC streams per connection")
+      ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--grpc-keepalive-ms", a->service.grpc.keepalive_time_ms, "Ping an idle gRPC connection after this long")
+      ->capture_default_str()->check(CLI::Range(1000, 1 << 30));
+  cmd->add_option("--grpc-keepalive-timeout-ms", a->service.grpc.keepalive_timeout_ms, "Close it when the ping is not answered within this")
+      ->capture_default_str()->check(CLI::Range(100, 1 << 30));
   add_backend_options(cmd, a->backend);
   cmd->add_option("--workers", a->workers, "Inference engines (one batching worker thread each)")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--http-threads", a->service.http.threads, "HTTP event-loop threads")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--max-batch", a->service.batching.max_batch, "Images per model run when batching")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
-                  "How long the oldest queued request waits for others to join its batch (0 = no batching)")
+                  "How long the oldest queued request may wait for others to join its batch (0 = no batching)")
       ->capture_default_str()->check(CLI::Range(0, 1'000'000));
   cmd->add_flag("!--fixed-delay", a->service.batching.adaptive_delay,
-                "Always hold a request for --max-delay-us (as Triton's max_queue_delay); by default it waits only while\n"
-                "requests arrive concurrently (the last batch joined several), so a lone client is not delayed");
+                "Hold the oldest queued request up to --max-delay-us for a full batch (Triton's max_queue_delay); by default\n"
+                "the worker waits only until as many requests are queued as its last batch joined (docs/service-protocol.md)");
   cmd->add_option("--max-queue", a->service.batching.max_queue_images, "Images that may wait in the queue; beyond, 503")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-batch-request", a->service.model.max_batch_request, "Images one request may carry; beyond, 400")
@@ -114,6 +126,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_flag("--log-requests", a->service.log_requests, "One access-log line per request on stderr");
   cmd->callback([a, timeout] {
     if (*timeout) a->service.batching.timeout_us = timeout->as<int64_t>() * 1000;
+    if (a->service.grpc.port == 0) a->service.grpc.port = -1;  // 0 = off on the command line
     if (a->backend.cuda_graph && a->backend.backend != Backend::cuda)
       throw InputError("--cuda-graph: only with --backend cuda");
     // Block the stop signals in every thread we start, and wait for them here.
@@ -131,7 +144,7 @@ void add_serve_command(CLI::App& app) {
     std::string what;
     std::unique_ptr<serve::Service> started;
     try {
-      for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend));
+      for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend, OutputCheck::at_load_only));
       what = engines[0]->backend() + " " + engines[0]->precision();
       started = std::make_unique<serve::Service>(a->service, std::move(engines));
     } catch (const std::system_error& e) {  // a thread (or its stack) the system would not give
@@ -149,6 +162,8 @@ void add_serve_command(CLI::App& app) {
                  "listening on http://%s:%d  (KServe v2 at /v2, page at /, metrics at /metrics; Ctrl-C stops)\n",
                  m.name.c_str(), what.c_str(), (long long)m.n_experts, (long long)m.top_k, a->model.c_str(),
                  a->service.http.host.c_str(), service.port());
+    if (service.grpc_port() >= 0)
+      std::fprintf(stderr, "gRPC (inference.GRPCInferenceService) on %s:%d\n", a->service.http.host.c_str(), service.grpc_port());
     int sig = 0;
     sigwait(&stop, &sig);
     if (sig == SIGTERM && a->drain_s > 0) {

@@ -45,7 +45,7 @@ void check_outputs(const float* logits, const float* gate_probs, int64_t n, int6
   }
 }
 
-CheckedClassifier::CheckedClassifier(std::unique_ptr<Classifier> inner, std::string what)
+CheckedClassifier::CheckedClassifier(std::unique_ptr<Classifier> inner, std::string what, OutputCheck when)
     : inner_(std::move(inner)), what_(std::move(what)) {
   if (inner_->n_classes() != kMnistClasses)
     throw InputError(what_ + ": the model has " + std::to_string(inner_->n_classes()) + " classes; MNIST and Fashion-MNIST have " +
@@ -56,20 +56,21 @@ CheckedClassifier::CheckedClassifier(std::unique_ptr<Classifier> inner, std::str
     for (int x = 12; x < 16; ++x) probe[size_t(y) * 28 + size_t(x)] = 1.0f;
   std::vector<float> logits(size_t(inner_->n_classes())), probs(size_t(inner_->n_experts()));
   classify(probe.data(), 1, logits.data(), probs.data());
+  check_every_call_ = when == OutputCheck::every_call;
 }
 
 void CheckedClassifier::classify(const float* images, int64_t n, float* logits, float* gate_probs) {
   inner_->classify(images, n, logits, gate_probs);
-  check_outputs(logits, gate_probs, n, inner_->n_classes(), inner_->n_experts(), what_ + " (" + backend() + " " + precision() + ")");
+  if (check_every_call_) check_outputs(logits, gate_probs, n, inner_->n_classes(), inner_->n_experts(), what_ + " (" + backend() + " " + precision() + ")");
 }
 
 void CheckedClassifier::classify_u8(const uint8_t* images, int64_t n, float* logits, float* gate_probs) {
   inner_->classify_u8(images, n, logits, gate_probs);
-  check_outputs(logits, gate_probs, n, inner_->n_classes(), inner_->n_experts(), what_ + " (" + backend() + " " + precision() + ")");
+  if (check_every_call_) check_outputs(logits, gate_probs, n, inner_->n_classes(), inner_->n_experts(), what_ + " (" + backend() + " " + precision() + ")");
 }
 
-std::unique_ptr<Classifier> checked(std::unique_ptr<Classifier> model, const std::string& what) {
-  return std::make_unique<CheckedClassifier>(std::move(model), what);
+std::unique_ptr<Classifier> checked(std::unique_ptr<Classifier> model, const std::string& what, OutputCheck when) {
+  return std::make_unique<CheckedClassifier>(std::move(model), what, when);
 }
 
 }  // namespace moe

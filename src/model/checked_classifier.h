@@ -12,6 +12,11 @@ namespace moe {
 
 inline constexpr int64_t kMnistClasses = 10;  // MNIST and Fashion-MNIST
 
+// When the outputs are checked: on every call (eval, predict, bench, experts), or only on the probe
+// at load (serve: a KServe v2 server returns what the model computes from any IEEE-754 input, as
+// Triton does, so NaN in or 1e30 in may rightly give NaN or Inf out; the weights were checked at load).
+enum class OutputCheck { every_call, at_load_only };
+
 class CheckedClassifier : public Classifier {
  public:
   // Checks what can be checked when a model opens: 10 classes, and on a probe image (a drawn bar)
@@ -19,7 +24,7 @@ class CheckedClassifier : public Classifier {
   // What cannot be checked here: that the graph really routes to top-k experts as its metadata says
   // (only the probabilities are observable), and weights that no image reaches (the weight checks at
   // load do that for checkpoints).
-  CheckedClassifier(std::unique_ptr<Classifier> inner, std::string what);
+  CheckedClassifier(std::unique_ptr<Classifier> inner, std::string what, OutputCheck when = OutputCheck::every_call);
 
   void classify(const float* images, int64_t n, float* logits, float* gate_probs) override;
   void classify_u8(const uint8_t* images, int64_t n, float* logits, float* gate_probs) override;
@@ -36,10 +41,12 @@ class CheckedClassifier : public Classifier {
  private:
   std::unique_ptr<Classifier> inner_;
   std::string what_;
+  bool check_every_call_ = true;
 };
 
 // Wraps `model` in a CheckedClassifier (the probe runs now).
-std::unique_ptr<Classifier> checked(std::unique_ptr<Classifier> model, const std::string& what);
+std::unique_ptr<Classifier> checked(std::unique_ptr<Classifier> model, const std::string& what,
+                                    OutputCheck when = OutputCheck::every_call);
 
 // The checks themselves, for outputs that do not come through a Classifier: throws InputError
 // starting with `what` when a value is not finite, or a gate row is not a probability distribution.

@@ -1,6 +1,7 @@
 #include "serve/batcher.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 
@@ -19,10 +20,11 @@ void deliver(const std::function<void(BatchResult&&)>& done, BatchResult&& r) no
 }
 }  // namespace
 
-Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics)
+Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats)
     : options_(options),
       engines_(std::move(engines)),
       metrics_(metrics),
+      stats_(stats),
       n_classes_(engines_.at(0)->n_classes()),
       n_experts_(engines_.at(0)->n_experts()),
       top_k_(engines_.at(0)->top_k()) {
@@ -36,12 +38,13 @@ Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>
 
 Batcher::~Batcher() { stop(); }
 
-Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done) {
+Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us) {
+  const int64_t limit = timeout_us > 0 ? std::min(timeout_us, options_.timeout_us) : options_.timeout_us;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Submitted::stopping;
     if (queued_images_ + n > options_.max_queue_images && !queue_.empty()) return Submitted::queue_full;
-    queue_.push_back({std::move(images), n, std::move(done), clock::now()});
+    queue_.push_back({std::move(images), n, std::move(done), clock::now(), std::chrono::microseconds(limit)});
     queued_images_ += n;
   }
   cv_.notify_all();
@@ -72,16 +75,21 @@ int64_t Batcher::queued_images() const {
 
 void Batcher::work(Classifier& engine) {
   const auto delay = std::chrono::microseconds(options_.max_delay_us);
-  const auto timeout = std::chrono::microseconds(options_.timeout_us);
   std::vector<Job> jobs;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
     // Wait for the batch to fill, but never past the oldest request's deadline.
-    if (options_.max_delay_us > 0 && (!options_.adaptive_delay || last_batch_requests_ > 1)) {
+    // Wait for the batch to fill, but never past the oldest request's deadline. The default
+    // (adaptive) target is the number of requests the last batch joined: as many clients as were
+    // concurrent then are expected back, so the worker runs as soon as they are (a lone client never
+    // waits, and a few clients never wait for a batch they cannot fill). --fixed-delay targets a full
+    // batch, as Triton's max_queue_delay does.
+    const size_t target = options_.adaptive_delay ? last_batch_requests_ : SIZE_MAX;
+    if (options_.max_delay_us > 0 && target > 1) {
       const auto deadline = queue_.front().enqueued + delay;
-      while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && clock::now() < deadline)
+      while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && queue_.size() < target && clock::now() < deadline)
         cv_.wait_until(lock, deadline);
       if (queue_.empty()) continue;  // another worker took them
     }
@@ -92,13 +100,15 @@ void Batcher::work(Classifier& engine) {
       Job& j = queue_.front();
       if (!jobs.empty() && (options_.max_delay_us == 0 || n + j.n > options_.max_batch)) break;
       queued_images_ -= j.n;
-      if (now - j.enqueued > timeout) {
+      if (now - j.enqueued > j.timeout) {
         BatchResult r;
         r.timed_out = true;
-        r.error = "timed out after " + std::to_string(options_.timeout_us / 1000) + " ms in the queue";
+        r.error = "timed out after " + std::to_string(j.timeout.count()) + " us in the queue";
         Done done = std::move(j.done);
+        const auto enqueued = j.enqueued;
         queue_.pop_front();
         lock.unlock();
+        stats_.failure(uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - enqueued).count()));
         deliver(done, std::move(r));
         lock.lock();
         continue;
@@ -111,16 +121,24 @@ void Batcher::work(Classifier& engine) {
     last_batch_requests_ = jobs.size();
     lock.unlock();
     for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
-    run(engine, jobs, n);
+    run(engine, jobs, n, now);
     lock.lock();
   }
 }
 
-void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) {
+namespace {
+uint64_t ns_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(b - a).count());
+}
+}  // namespace
+
+void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started) {
   const int64_t C = n_classes_, E = n_experts_;
   std::vector<float> logits(size_t(n_images * C)), probs(size_t(n_images * E));
   std::string error;
+  RunTimes times;
   const auto t0 = clock::now();
+  auto t1 = t0;
   try {
     if (jobs.size() == 1) {
       engine.classify(jobs[0].images.data(), n_images, logits.data(), probs.data());
@@ -131,12 +149,16 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) 
         std::memcpy(x.data() + row * kPixels, j.images.data(), size_t(j.n * kPixels) * sizeof(float));
         row += j.n;
       }
+      t1 = clock::now();
       engine.classify(x.data(), n_images, logits.data(), probs.data());
     }
   } catch (const std::exception& e) {
     error = std::string("inference failed: ") + e.what();
   }
-  const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  const auto t2 = clock::now();
+  times.input_ns = ns_between(t0, t1);
+  times.infer_ns = ns_between(t1, t2);
+  const double seconds = std::chrono::duration<double>(t2 - t0).count();
   if (error.empty()) {
     std::vector<uint64_t> slots(size_t(E), 0);
     std::vector<int64_t> chosen(static_cast<size_t>(top_k_));
@@ -147,16 +169,25 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images) 
     }
     metrics_.model_run(seconds, n_images, slots);
   }
+  std::vector<BatchResult> results(jobs.size());
   int64_t row = 0;
-  for (Job& j : jobs) {
-    BatchResult r;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    BatchResult& r = results[i];
     r.error = error;
     if (error.empty()) {
-      r.logits.assign(logits.begin() + row * C, logits.begin() + (row + j.n) * C);
-      r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + j.n) * E);
+      r.logits.assign(logits.begin() + row * C, logits.begin() + (row + jobs[i].n) * C);
+      r.gate_probs.assign(probs.begin() + row * E, probs.begin() + (row + jobs[i].n) * E);
     }
-    row += j.n;
-    deliver(j.done, std::move(r));
+    row += jobs[i].n;
+  }
+  times.output_ns = ns_between(t2, clock::now());
+  if (error.empty()) stats_.execution(n_images, times);
+  // Counted before answering, so a client that reads the statistics after its answer sees itself.
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const uint64_t total = ns_between(jobs[i].enqueued, clock::now());
+    if (error.empty()) stats_.success(ns_between(jobs[i].enqueued, started), total, times);
+    else stats_.failure(total);
+    deliver(jobs[i].done, std::move(results[i]));
   }
 }
 

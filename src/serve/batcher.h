@@ -15,14 +15,17 @@
 
 #include "model/classifier.h"
 #include "serve/metrics.h"
+#include "serve/model_stats.h"
 
 namespace moe::serve {
 
 struct BatcherOptions {
   int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
   int64_t max_delay_us = 200;        // how long the oldest request may wait for others; 0 = no batching
-  // Wait for the delay only while requests come concurrently (the last batch joined several), so a
-  // lone client is never delayed; false: always wait (what Triton's max_queue_delay does).
+  // true: wait (at most max_delay_us) only until as many requests are queued as the last batch
+  // joined, so a lone client or a few clients are never held for a batch they cannot fill
+  // (measured in docs/service-protocol.md). false: wait for a full batch or the delay (what
+  // Triton's max_queue_delay does).
   bool adaptive_delay = true;
   int64_t max_queue_images = 16384;  // submissions beyond this are refused (the caller answers 503)
   int64_t timeout_us = 10'000'000;   // a request still queued after this is answered with an error
@@ -41,11 +44,14 @@ class Batcher {
   enum class Submitted { ok, queue_full, stopping };
 
   // One worker thread per engine; engines must all serve the same model.
-  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics);
+  // `stats` receives Triton's per-model statistics of every run and request.
+  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats);
   ~Batcher();
 
   // images: [n, 784]. Refuses (without calling `done`) when the queue is full or the batcher stops.
-  Submitted submit(std::vector<float> images, int64_t n, Done done);
+  // timeout_us > 0: this request's own queue time limit (the request parameter "timeout", as Triton
+  // honours it with dynamic batching), never longer than the server's.
+  Submitted submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us = 0);
 
   // Runs what is queued, then stops the workers. Idempotent.
   void stop();
@@ -60,19 +66,21 @@ class Batcher {
     int64_t n;
     Done done;
     clock::time_point enqueued;
+    std::chrono::microseconds timeout;
   };
   void work(Classifier& engine);
-  void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images);
+  void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started);
 
   const BatcherOptions options_;
   std::vector<std::unique_ptr<Classifier>> engines_;
   Metrics& metrics_;
+  ModelStats& stats_;
   const int64_t n_classes_, n_experts_, top_k_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> queue_;
   int64_t queued_images_ = 0;
-  size_t last_batch_requests_ = 1;  // requests joined in the last model run
+  size_t last_batch_requests_ = 1;  // requests joined in the last model run: the adaptive target
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

@@ -36,13 +36,19 @@ const std::string* HttpRequest::query_value(const std::string& name) const {
   return nullptr;
 }
 
+// Percent-decoding, libmicrohttpd's own (which leaves '+' alone, as before).
+static std::string unescape(std::string s) {
+  s.resize(MHD_http_unescape(s.data()));
+  return s;
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   size_t i = 0;
   while (i <= path.size()) {
     size_t j = path.find('/', i);
     if (j == std::string::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
+    if (j > i) parts.push_back(unescape(path.substr(i, j - i)));
     i = j + 1;
   }
   return parts;
@@ -146,11 +152,15 @@ MHD_Result collect(void* cls, MHD_ValueKind kind, const char* key, const char* v
   if (kind == MHD_HEADER_KIND) {
     std::transform(k.begin(), k.end(), k.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
     r->headers.emplace_back(std::move(k), value ? value : "");
-  } else {
-    r->query.emplace_back(std::move(k), value ? value : "");
+  } else {  // kept escaped by keep_escaped: decoded here
+    r->query.emplace_back(unescape(std::move(k)), unescape(value ? value : ""));
   }
   return MHD_YES;
 }
+
+// libmicrohttpd's unescape hook, as the identity: the path reaches the handler as sent, so that routing
+// splits it before decoding (Triton routes on the raw path: %2F inside a segment is not a separator).
+size_t keep_escaped(void*, MHD_Connection*, char* s) { return std::strlen(s); }
 
 MHD_Result send(MHD_Connection* connection, const HttpResponse& r, bool close) {
   MHD_Response* resp = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()), MHD_RESPMEM_MUST_COPY);
@@ -446,6 +456,7 @@ HttpServer::HttpServer(HttpOptions options, Handler handler) : handler_(std::mov
                              MHD_OPTION_CONNECTION_TIMEOUT, options_.idle_timeout_s,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, size_t(64 * 1024),
                              MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+                             MHD_OPTION_UNESCAPE_CALLBACK, &keep_escaped, nullptr,
                              threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
                              MHD_OPTION_END);
   if (!daemon_) {

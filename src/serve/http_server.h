@@ -16,7 +16,7 @@ namespace moe::serve {
 
 struct HttpRequest {
   std::string method;  // GET, POST, ... (HEAD is passed as GET; the server drops the body)
-  std::string path;    // without the query string
+  std::string path;    // as sent (still percent-encoded), without the query string; see split_path
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::vector<std::pair<std::string, std::string>> query;
@@ -90,7 +90,7 @@ class HttpServer {
   int port_ = 0;
 };
 
-// "a/b/c" -> {"a","b","c"}, empty segments dropped.
+// "a/b%2Fc/d" -> {"a","b/c","d"}: split on '/', then each segment percent-decoded; empty segments dropped.
 std::vector<std::string> split_path(const std::string& path);
 
 }  // namespace moe::serve

@@ -1,5 +1,8 @@
 #include "serve/kserve.h"
 
+#include "serve/classification.h"
+#include "serve/json_nonfinite.h"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -12,10 +15,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr int kMaxJsonDepth = 16;
-
-// What the model was trained on: MNIST intensities scaled to [0, 1]; anything else gives meaningless logits.
-constexpr const char* kPixelRange = " is outside the pixel range the model accepts: FP32 in [0, 1] (or UINT8 0..255)";  // a [N,1,28,28] nested array is 5 deep inside 3 levels of request
+constexpr int kMaxJsonDepth = 16;  // a [N,1,28,28] nested array is 5 deep inside 3 levels of request
 
 const char* output_name(Output o) { return o == Output::logits ? "logits" : "gate_probs"; }
 
@@ -38,6 +38,45 @@ bool bool_parameter(const json& owner, const char* key, const std::string& where
   return v->get<bool>();
 }
 
+// Requested-output parameters: binary_data and classification; anything else (shared memory, a
+// typo) is refused rather than silently ignored. Returns the classification count, 0 for none.
+int64_t classification_parameter(const json& output, const std::string& where, int64_t classes) {
+  const auto p = output.find("parameters");
+  if (p == output.end()) return 0;
+  if (!p->is_object()) throw HttpError(400, where + ".parameters: expected an object");
+  int64_t k = 0;
+  for (const auto& [key, v] : p->items()) {
+    if (key == "binary_data") continue;  // checked by bool_parameter
+    if (key != "classification")
+      throw HttpError(400, where + ".parameters." + key + ": not supported here (binary_data, classification)");
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > uint64_t(1) << 31)
+      throw HttpError(400, where + ".parameters.classification: expected a class count (an unsigned integer), got " + brief(v));
+    k = std::min<int64_t>(int64_t(v.get<uint64_t>()), classes);  // Triton caps k at the class count
+  }
+  return k;
+}
+
+// The request-level parameters Triton documents, type-checked as Triton does (wrong type: 400);
+// others are custom parameters, which must be scalars. Returns "timeout" in microseconds (0 = none).
+int64_t check_request_parameters(const json& p) {
+  if (!p.is_object()) throw HttpError(400, "parameters: expected an object");
+  int64_t timeout = 0;
+  for (const auto& [key, v] : p.items()) {
+    const std::string where = "parameters." + key;
+    if (key == "priority" || key == "timeout") {
+      if (!v.is_number_unsigned()) throw HttpError(400, where + ": expected an unsigned integer, got " + brief(v));
+      if (key == "timeout") timeout = int64_t(std::min<uint64_t>(v.get<uint64_t>(), uint64_t(1) << 62));
+    } else if (key == "sequence_id") {
+      if (!v.is_number_unsigned() && !v.is_string()) throw HttpError(400, where + ": expected an unsigned integer or a string, got " + brief(v));
+    } else if (key == "sequence_start" || key == "sequence_end" || key == "binary_data_output") {
+      if (!v.is_boolean()) throw HttpError(400, where + ": expected true or false, got " + brief(v));
+    } else if (!v.is_primitive() || v.is_null()) {
+      throw HttpError(400, where + ": expected a string, number or boolean, got " + brief(v));
+    }
+  }
+  return timeout;
+}
+
 // Flattens `data` (flat or nested, row-major) into `out`, checking every element.
 void flatten(const json& data, bool uint8, std::vector<float>& out, size_t limit, const std::string& where) {
   if (data.is_array()) {
@@ -50,27 +89,20 @@ void flatten(const json& data, bool uint8, std::vector<float>& out, size_t limit
       throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected an integer 0..255 for UINT8, got " + brief(data));
     out.push_back(float(data.get<int64_t>()) / 255.0f);
   } else {
-    if (!data.is_number()) throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected a number, got " + brief(data));
-    const double v = data.get<double>();
-    if (!std::isfinite(v) || std::fabs(v) > 3.4e38)
-      throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: not a finite FP32 number");
-    if (!(v >= 0 && v <= 1)) throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: " + brief(data) + kPixelRange);
+    // Any IEEE-754 value, as Triton takes it: NaN / Infinity tokens, and a double beyond the FP32
+    // range becomes +-inf when narrowed. What the model makes of it is returned.
+    double v = 0;
+    if (data.is_number()) v = data.get<double>();
+    else if (!nonfinite_marker(data, &v))
+      throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected a number, got " + brief(data));
     out.push_back(float(v));
   }
 }
 
-void check_pixels(const std::vector<float>& x, const std::string& where) {
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) throw HttpError(400, where + "[" + std::to_string(i) + "]: not a finite number");
-    if (!(x[i] >= 0.f && x[i] <= 1.f)) throw HttpError(400, where + "[" + std::to_string(i) + "]: " + fmt::format("{}", x[i]) + kPixelRange);
-  }
-}
-
 void append_floats(std::string& s, const float* v, int64_t count) {
-  auto out = std::back_inserter(s);
   for (int64_t i = 0; i < count; ++i) {
     if (i) s.push_back(',');
-    fmt::format_to(out, "{}", v[i]);
+    append_json_float(s, v[i]);
   }
 }
 
@@ -106,7 +138,6 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     r.n = 1;
     r.images.resize(kPixels);
     std::memcpy(r.images.data(), body.data(), body.size());
-    check_pixels(r.images, "input");
     r.outputs = {{Output::logits, true}, {Output::gate_probs, true}};
     return r;
   }
@@ -117,7 +148,8 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
   std::string_view blobs = header_length < 0 ? std::string_view() : body.substr(size_t(header_length));
   if (json_depth(head) > kMaxJsonDepth)
     throw HttpError(400, "request JSON is nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
-  const json j = json::parse(head.begin(), head.end(), nullptr, /*allow_exceptions=*/false);
+  const std::string text = quote_nonfinite_tokens(head);
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw HttpError(400, "request body is not valid JSON");
   if (!j.is_object()) throw HttpError(400, "request body: expected a JSON object");
 
@@ -126,6 +158,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     r.id = id->get<std::string>();
   }
   const bool binary_default = bool_parameter(j, "binary_data_output", "request");
+  if (const auto p = j.find("parameters"); p != j.end()) r.timeout_us = check_request_parameters(*p);
 
   const auto inputs = j.find("inputs");
   if (inputs == j.end() || !inputs->is_array()) throw HttpError(400, "inputs: expected an array with one tensor named 'input'");
@@ -172,8 +205,8 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
     if (uint8) {
       for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(blobs[i])) / 255.0f;
     } else {
-      std::memcpy(r.images.data(), blobs.data(), want);  // x86-64 is little-endian, as the wire format
-      check_pixels(r.images, "inputs[0] binary data");
+      // x86-64 is little-endian, as the wire format; NaN and inf pass through, as on Triton.
+      std::memcpy(r.images.data(), blobs.data(), want);
     }
     blobs.remove_prefix(want);
   } else {
@@ -200,7 +233,7 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
       for (const auto& prev : r.outputs)
         if (prev.which == which) throw HttpError(400, where + ".name: " + brief(*on) + " is requested twice");
       // As Triton does: a listed output is binary only if it says so itself.
-      r.outputs.push_back({which, bool_parameter(o, "binary_data", where)});
+      r.outputs.push_back({which, bool_parameter(o, "binary_data", where), classification_parameter(o, where, output_width(which, m))});
     }
   }
   if (r.outputs.empty()) r.outputs = {{Output::logits, binary_default}, {Output::gate_probs, binary_default}};
@@ -219,6 +252,26 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
     const int64_t w = output_width(o, m);
     const float* v = o == Output::logits ? logits : gate_probs;
     if (i) s += ',';
+    if (const int64_t k = r.outputs[i].classification; k > 0) {
+      fmt::format_to(std::back_inserter(s), "{{\"name\":\"{}\",\"datatype\":\"BYTES\",\"shape\":[{},{}],", output_name(o), r.n, k);
+      static const std::vector<std::string> no_labels;  // the class labels name logits columns, not experts
+      std::string blob, data;
+      for (int64_t row = 0; row < r.n; ++row)
+        for (const std::string& c : top_k_classes(v + row * w, w, k, o == Output::logits ? m.labels : no_labels)) {
+          const uint32_t len = uint32_t(c.size());  // BYTES element: 4-byte little-endian length, then the bytes
+          blob.append(reinterpret_cast<const char*>(&len), 4);
+          blob += c;
+          if (!data.empty()) data += ',';
+          data += json_string(c);
+        }
+      if (r.outputs[i].binary) {
+        fmt::format_to(std::back_inserter(s), "\"parameters\":{{\"binary_data_size\":{}}}}}", blob.size());
+        blobs += blob;
+      } else {
+        s += "\"data\":[" + data + "]}";
+      }
+      continue;
+    }
     fmt::format_to(std::back_inserter(s), "{{\"name\":\"{}\",\"datatype\":\"FP32\",\"shape\":[{},{}],", output_name(o), r.n, w);
     if (r.outputs[i].binary) {
       const size_t bytes = size_t(r.n * w) * sizeof(float);
@@ -240,7 +293,7 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
 }
 
 std::string server_metadata_json() {
-  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "model_configuration"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string model_metadata_json(const ModelInfo& m) {
@@ -269,6 +322,10 @@ std::string model_config_json(const ModelInfo& m) {
                {{"preferred_batch_size", {m.preferred_batch}}, {"max_queue_delay_microseconds", m.max_queue_delay_us}}},
               {"instance_group", {{{"kind", "KIND_CPU"}, {"count", 1}}}}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string unserved(const std::string& extension) {
+  return "the " + extension + " extension is not served: this server runs one model, fixed at start (GET /v2 lists the extensions it serves)";
 }
 
 std::string error_json(const std::string& message) { return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace); }

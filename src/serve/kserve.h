@@ -25,6 +25,7 @@ struct ModelInfo {
   int64_t max_queue_delay_us = 200;  // the dynamic batcher's delay, reported in the config
   int64_t preferred_batch = 64;      // the dynamic batcher's target batch, reported in the config
   std::string precision = "fp32", backend = "cpu";
+  std::vector<std::string> labels;   // class labels for the classification extension; empty: none
 };
 
 constexpr int64_t kPixels = 784;  // one image: [1, 28, 28]
@@ -33,6 +34,7 @@ enum class Output { logits, gate_probs };
 struct RequestedOutput {
   Output which;
   bool binary;  // raw little-endian bytes after the JSON header instead of a JSON "data" array
+  int64_t classification = 0;  // > 0: the top-k classes as BYTES "score:index[:label]" (Triton's extension)
 };
 
 struct InferRequest {
@@ -40,6 +42,7 @@ struct InferRequest {
   int64_t n = 0;                         // images
   std::vector<float> images;             // [n, 784] in [0, 1] (UINT8 input is scaled by 1/255)
   std::vector<RequestedOutput> outputs;  // in response order
+  int64_t timeout_us = 0;                // request parameter "timeout": queue time limit, 0 = the server's
 };
 
 // body: the whole request body. header_length: the Inference-Header-Content-Length header's value, or
@@ -60,6 +63,9 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
 std::string server_metadata_json();
 std::string model_metadata_json(const ModelInfo& m);
 std::string model_config_json(const ModelInfo& m);
+
+// Why an extension this server does not serve (model_repository, system_shared_memory, ...) is refused.
+std::string unserved(const std::string& extension);
 
 // {"error": message}
 std::string error_json(const std::string& message);

@@ -13,6 +13,8 @@
 #include "base/errors.h"
 #include "data/image.h"
 #include "model/routing.h"
+#include "serve/classification.h"
+#include "serve/response_compression.h"
 
 namespace moe::serve {
 
@@ -100,6 +102,7 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   options_.model.top_k = e.top_k();
   options_.model.precision = e.precision();
   options_.model.backend = e.backend();
+  options_.model.labels = class_labels(e.provenance("dataset"), e.n_classes());
   options_.model.max_queue_delay_us = options_.batching.max_delay_us;
   options_.model.preferred_batch = options_.batching.max_batch;
   if (!valid_model_name(options_.model.name))
@@ -108,8 +111,15 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
     throw InputError("model: needs >= 2 classes and 1 <= top-k <= experts, found " + std::to_string(e.n_classes()) + " classes, " +
                      std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
-  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_);
+  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_, stats_);
   http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
+  if (options_.grpc.port >= 0) {
+#if MOE_MNIST_WITH_GRPC
+    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, options_.model, *batcher_, stats_, http_->draining_);
+#else
+    throw InputError("--grpc-port: this build has no gRPC (configure with libgrpc++-dev and -DMOE_MNIST_WITH_GRPC=ON)");
+#endif
+  }
 }
 
 Service::~Service() { shutdown(0); }
@@ -120,6 +130,7 @@ void Service::shutdown(double grace_s) {
   http_->draining_ = true;  // new requests get 503 from here on
   batcher_->stop();         // runs what is queued, so every waiting request gets its answer
   http_->shutdown(grace_s);
+  if (grpc_) grpc_->shutdown(grace_s);
 }
 
 void Service::stop_ready() { not_ready_ = true; }
@@ -130,7 +141,12 @@ void Service::handle(HttpRequest& req, Reply reply) {
   const auto t0 = clock::now();
   const std::vector<std::string> p = split_path(req.path);
   const std::string route = route_label(p);
-  Reply measured = [this, route, t0, reply = std::move(reply), method = req.method, path = req.path](HttpResponse r) {
+  Reply measured = [this, route, t0, reply = std::move(reply), method = req.method, path = req.path,
+                    encoding = pick_encoding(req.header("accept-encoding"))](HttpResponse r) {
+    if (!encoding.empty() && r.body.size() >= kMinCompressBytes) {
+      r.body = compress(r.body, encoding);
+      r.headers.push_back({"Content-Encoding", encoding});
+    }
     const double seconds = std::chrono::duration<double>(clock::now() - t0).count();
     metrics_.request(route, r.status, seconds);
     if (options_.log_requests)
@@ -169,6 +185,10 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (p[2] == "live") return measured(json_response(200, R"({"live":true})"));
       return ready() ? measured(json_response(200, R"({"ready":true})")) : measured(json_response(503, R"({"ready":false})"));
     }
+    if (p[1] == "models" && p.size() == 3 && p[2] == "stats") {  // every model's statistics (Triton's route)
+      if (!get) return measured(method_not_allowed("GET, HEAD"));
+      return measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))));
+    }
     if (p[1] == "models" && p.size() >= 3) {
       // /v2/models/{name}[/versions/{v}][/ready|/config|/infer]
       if (p[2] != m.name) return measured(error(404, "unknown model '" + p[2] + "' (this server serves '" + m.name + "')"));
@@ -184,26 +204,34 @@ void Service::handle(HttpRequest& req, Reply reply) {
       if (tail == "ready")
         return get ? measured(json_response(ready() ? 200 : 503, nlohmann::json{{"name", m.name}, {"ready", ready()}}.dump()))
                    : measured(method_not_allowed("GET, HEAD"));
+      if (tail == "stats")
+        return get ? measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))))
+                   : measured(method_not_allowed("GET, HEAD"));
       if (tail == "config") return get ? measured(json_response(200, model_config_json(m))) : measured(method_not_allowed("GET, HEAD"));
       if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));
     }
   }
+  if (p.size() >= 2 && p[0] == "v2") {  // Triton's extensions that are not served: 501 with the reason, as Triton's UNSUPPORTED
+    static const std::map<std::string, std::string> unserved_routes = {
+        {"repository", "model_repository"}, {"systemsharedmemory", "system_shared_memory"},
+        {"cudasharedmemory", "cuda_shared_memory"}, {"trace", "trace"}, {"logging", "logging"}};
+    if (const auto u = unserved_routes.find(p[1]); u != unserved_routes.end()) return measured(error(501, unserved(u->second)));
+  }
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 
-void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond) {
+void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
+                     int64_t timeout_us) {
   auto shared_reply = std::make_shared<Reply>(reply);
   const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
     try {
       if (r.timed_out) return (*shared_reply)(error(503, r.error));
       if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
-      // Non-finite logits or gate probabilities never get here: the engine (CheckedClassifier) refused
-      // them, and the batcher answers that as r.error.
       (*shared_reply)(respond(r));
     } catch (const std::exception& e) {  // e.g. out of memory writing the response: the client still gets an answer
       (*shared_reply)(error(500, std::string("internal error: ") + e.what()));
     }
-  });
+  }, timeout_us);
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
 }
@@ -236,7 +264,7 @@ void Service::infer(HttpRequest& req, Reply reply) {
   } catch (const HttpError& e) {
     return reply(error(e.status, e.what()));
   }
-  const int64_t n = r.n;
+  const int64_t n = r.n, timeout_us = r.timeout_us;
   std::vector<float> images = std::move(r.images);
   auto parsed = std::make_shared<InferRequest>(std::move(r));
   submit(std::move(images), n, std::move(reply), [this, parsed](BatchResult& b) {
@@ -246,7 +274,7 @@ void Service::infer(HttpRequest& req, Reply reply) {
     resp.content_type = body.content_type;
     if (body.header_length >= 0) resp.headers.push_back({"Inference-Header-Content-Length", std::to_string(body.header_length)});
     return resp;
-  });
+  }, timeout_us);
 }
 
 void Service::predict(HttpRequest& req, Reply reply) {
@@ -263,6 +291,10 @@ void Service::predict(HttpRequest& req, Reply reply) {
   }
   const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
   submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
+    // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
+    // returns whatever the model computes, as Triton does, since its input may be NaN).
+    for (float v : b.logits)
+      if (!std::isfinite(v)) return error(500, "the model produced non-finite logits (NaN or Inf weights?)");
     const int64_t C = options_.model.n_classes, E = options_.model.n_experts, k = options_.model.top_k;
     const float mx = *std::max_element(b.logits.begin(), b.logits.end());
     std::vector<double> prob(static_cast<size_t>(C));

@@ -11,9 +11,11 @@
 
 #include "model/classifier.h"
 #include "serve/batcher.h"
+#include "serve/grpc_server.h"
 #include "serve/http_server.h"
 #include "serve/kserve.h"
 #include "serve/metrics.h"
+#include "serve/model_stats.h"
 
 namespace moe::serve {
 
@@ -21,6 +23,7 @@ struct ServiceOptions {
   ModelInfo model;          // name, version, limits; sizes are filled from the engine
   BatcherOptions batching;
   HttpOptions http;
+  GrpcOptions grpc;  // port -1: no gRPC endpoint; it listens on http.host
   bool log_requests = false;  // one access-log line per request on stderr
   int64_t max_image_pixels = 16 << 20;  // /v1/predict: larger images are refused before decoding
 };
@@ -41,6 +44,7 @@ class Service {
   Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines);
   ~Service();
   int port() const { return http_->port(); }
+  int grpc_port() const { return grpc_ ? grpc_->port() : -1; }
   const ModelInfo& model() const { return options_.model; }
   const HttpServer& http() const { return *http_; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
@@ -55,12 +59,16 @@ class Service {
   void infer(HttpRequest& req, Reply reply);
   void predict(HttpRequest& req, Reply reply);
   // Queues the images; `respond` turns the batch result into the response (on a worker thread).
-  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond);
+  // timeout_us > 0: the request's own queue time limit.
+  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
+              int64_t timeout_us = 0);
 
   ServiceOptions options_;
   Metrics metrics_;
+  ModelStats stats_;  // Triton's statistics extension
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<GrpcServer> grpc_;  // after the batcher and the HTTP server: destroyed first
   bool stopped_ = false;
   std::atomic<bool> not_ready_{false};
 };

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "serve/classification.h"
 #include "serve/kserve.h"
 
 namespace moe::serve {
@@ -178,29 +179,131 @@ TEST(KServe, BinaryDataMustMatchTheDeclaredSizesExactly) {
   EXPECT_NE(rejected(h + blob + "xx", int64_t(h.size())).second.find("not claimed"), std::string::npos);
   head["inputs"][0]["parameters"]["binary_data_size"] = 3135;
   EXPECT_NE(rejected(head.dump() + blob, int64_t(head.dump().size())).second.find("binary_data_size"), std::string::npos);
-  std::vector<float> nan = x;
-  nan[7] = std::nanf("");
-  const std::string nan_blob(reinterpret_cast<const char*>(nan.data()), 3136);
-  EXPECT_NE(rejected(h + nan_blob, int64_t(h.size())).second.find("not a finite number"), std::string::npos);
 }
 
-// Issue #20: pixel values the model was never trained on (1e30, -1, 2) are refused, saying what it accepts,
-// in JSON, in binary and in a raw binary request.
-TEST(KServe, PixelsOutsideZeroToOneAreRefusedSayingWhatIsAccepted) {
-  for (float bad : {1e30f, -1.f, 2.f, 1.0001f}) {
-    auto x = pixels(1);
-    x[5] = bad;
-    const auto [status, message] = rejected(request_json(1, x).dump());
-    EXPECT_EQ(status, 400);
-    EXPECT_NE(message.find("inputs[0].data[5]"), std::string::npos) << message;
-    EXPECT_NE(message.find("accepts: FP32 in [0, 1]"), std::string::npos) << message;
-    const std::string blob(reinterpret_cast<const char*>(x.data()), 3136);
-    EXPECT_NE(rejected(blob, 0).second.find("FP32 in [0, 1]"), std::string::npos);
+// Triton takes any IEEE-754 value (perf_analyzer's random bytes are NaN or inf about once in 256
+// floats): binary NaN / inf pass bit for bit, JSON may carry rapidjson's NaN / Infinity tokens, and a
+// JSON number beyond the FP32 range narrows to inf.
+TEST(KServe, NonFiniteInputsAreAcceptedAsTritonAcceptsThem) {
+  std::vector<float> x = pixels(1);
+  x[7] = std::nanf("");
+  x[8] = INFINITY;
+  x[9] = -INFINITY;
+  const json head = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"},
+                                  {"parameters", {{"binary_data_size", 3136}}}}}}};
+  const std::string h = head.dump();
+  const InferRequest b = parse_infer_request(h + std::string(reinterpret_cast<const char*>(x.data()), 3136), int64_t(h.size()), model());
+  EXPECT_EQ(std::memcmp(b.images.data(), x.data(), 3136), 0);
+  const InferRequest raw = parse_infer_request(std::string(reinterpret_cast<const char*>(x.data()), 3136), 0, model());
+  EXPECT_EQ(std::memcmp(raw.images.data(), x.data(), 3136), 0);
+
+  std::string data = "[NaN,Infinity,-Infinity,Inf,-Inf,-NaN,1e39,-1e39";
+  for (int i = 8; i < 784; ++i) data += ",0.5";
+  data += "]";
+  const std::string body = R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + data + "}]}";
+  const InferRequest j = parse_infer_request(body, -1, model());
+  EXPECT_TRUE(std::isnan(j.images[0]));
+  EXPECT_TRUE(std::isnan(j.images[5]));
+  for (int i : {1, 3, 6}) EXPECT_EQ(j.images[size_t(i)], INFINITY) << i;
+  for (int i : {2, 4, 7}) EXPECT_EQ(j.images[size_t(i)], -INFINITY) << i;
+  EXPECT_EQ(j.images[8], 0.5f);
+  // Only bare tokens: the string "NaN", other words and a NaN inside a string stay errors.
+  for (const char* bad : {R"("NaN")", "nan", "NaNa", "Infinit", "+Inf"}) {
+    std::string d = std::string("[") + bad;
+    for (int i = 1; i < 784; ++i) d += ",0";
+    d += "]";
+    const auto e = rejected(R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + d + "}]}");
+    EXPECT_EQ(e.first, 400) << bad;
   }
-  auto edge = pixels(1);
-  edge[0] = 0.f;
-  edge[1] = 1.f;
-  EXPECT_EQ(parse_infer_request(request_json(1, edge).dump(), -1, model()).n, 1);
+  EXPECT_EQ(rejected(R"({"id":"NaN","inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"UINT8","data":[NaN]}]})").first, 400);
+  const InferRequest id = parse_infer_request(R"({"id":"x NaN Infinity","inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" +
+                                                  data + "}]}", -1, model());
+  EXPECT_EQ(id.id, "x NaN Infinity");
+}
+
+TEST(KServe, NonFiniteOutputsAreWrittenAsTritonWritesThem) {
+  const InferRequest r = parse_infer_request(request_json(1, pixels(1)).dump(), -1, model());
+  std::vector<float> logits(10, 1.5f), probs(8, 0.125f);
+  logits[0] = std::nanf("");
+  logits[1] = INFINITY;
+  logits[2] = -INFINITY;
+  const HttpBody b = infer_response(r, model(), logits.data(), probs.data());
+  EXPECT_NE(b.bytes.find(R"("data":[NaN,Infinity,-Infinity,1.5,)"), std::string::npos) << b.bytes;
+}
+
+// Triton's classification extension, formatted as its server does: std::to_string(value) ":" index
+// [":" label], top k by value, k capped at the class count, datatype BYTES, shape [N, k].
+TEST(KServe, ClassificationReturnsTopKStringsAsTriton) {
+  EXPECT_EQ(top_k_classes(std::vector<float>{0.5f, 2.25f, -1.f}.data(), 3, 2, {}), (std::vector<std::string>{"2.250000:1", "0.500000:0"}));
+  EXPECT_EQ(top_k_classes(std::vector<float>{1.f, NAN, 1.f}.data(), 3, 5, {"a", "b", "c"}),
+            (std::vector<std::string>{"1.000000:0:a", "1.000000:2:c", "nan:1:b"}));  // ties: lower index; NaN last
+  EXPECT_EQ(class_labels("fashion-mnist", 10)[9], "Ankle boot");
+  EXPECT_EQ(class_labels("mnist", 10)[3], "3");
+  EXPECT_TRUE(class_labels("", 10).empty());
+
+  ModelInfo m = model();
+  m.labels = class_labels("mnist", 10);
+  json j = request_json(2, pixels(2));
+  j["outputs"] = {{{"name", "logits"}, {"parameters", {{"classification", 3}}}},
+                  {{"name", "gate_probs"}, {"parameters", {{"classification", 99}, {"binary_data", true}}}}};
+  const InferRequest r = parse_infer_request(j.dump(), -1, m);
+  ASSERT_EQ(r.outputs.size(), 2u);
+  EXPECT_EQ(r.outputs[0].classification, 3);
+  EXPECT_EQ(r.outputs[1].classification, 8);  // capped at the 8 experts
+  std::vector<float> logits(20), probs(16);
+  for (int i = 0; i < 20; ++i) logits[size_t(i)] = i < 10 ? float(i) : -float(i - 10);
+  for (int i = 0; i < 16; ++i) probs[size_t(i)] = 0.125f;
+  const HttpBody b = infer_response(r, m, logits.data(), probs.data());
+  ASSERT_GT(b.header_length, 0);
+  const json head = json::parse(b.bytes.substr(0, size_t(b.header_length)));
+  const json& cls = head["outputs"][0];
+  EXPECT_EQ(cls["datatype"], "BYTES");
+  EXPECT_EQ(cls["shape"], json({2, 3}));
+  EXPECT_EQ(cls["data"], json({"9.000000:9:9", "8.000000:8:8", "7.000000:7:7", "-0.000000:0:0", "-1.000000:1:1", "-2.000000:2:2"}));
+  const json& bin = head["outputs"][1];
+  EXPECT_EQ(bin["datatype"], "BYTES");
+  EXPECT_EQ(bin["shape"], json({2, 8}));
+  // BYTES blob: each element a 4-byte little-endian length and its bytes ("0.125000:0" is 10 bytes).
+  const std::string blob = b.bytes.substr(size_t(b.header_length));
+  EXPECT_EQ(bin["parameters"]["binary_data_size"], blob.size());
+  EXPECT_EQ(blob.size(), 16u * (4 + 10));
+  EXPECT_EQ(blob.substr(0, 14), std::string("\x0a\0\0\0", 4) + "0.125000:0");
+}
+
+TEST(KServe, UnsupportedOutputParametersAndMistypedRequestParametersAre400) {
+  json j = request_json(1, pixels(1));
+  j["outputs"] = {{{"name", "logits"}, {"parameters", {{"shared_memory_region", "r"}}}}};
+  EXPECT_NE(rejected(j.dump()).second.find("outputs[0].parameters.shared_memory_region: not supported"), std::string::npos);
+  for (const json& bad : {json(-1), json("3"), json(1.5), json(true)}) {
+    j["outputs"] = {{{"name", "logits"}, {"parameters", {{"classification", bad}}}}};
+    EXPECT_NE(rejected(j.dump()).second.find("parameters.classification: expected a class count"), std::string::npos) << bad;
+  }
+  j.erase("outputs");
+  for (const auto& [key, bad] : std::vector<std::pair<std::string, json>>{
+           {"priority", "high"}, {"priority", -1}, {"timeout", "100"}, {"timeout", 1.5}, {"sequence_id", -2},
+           {"sequence_start", 1}, {"binary_data_output", "yes"}, {"custom", json::object()}, {"custom", nullptr}}) {
+    j["parameters"] = {{key, bad}};
+    const auto e = rejected(j.dump());
+    EXPECT_EQ(e.first, 400) << key;
+    EXPECT_NE(e.second.find("parameters." + key), std::string::npos) << e.second;
+  }
+  j["parameters"] = {{"priority", 1}, {"timeout", 5000}, {"sequence_id", "s"}, {"sequence_end", false}, {"custom", "x"}};
+  EXPECT_EQ(parse_infer_request(j.dump(), -1, model()).timeout_us, 5000);
+}
+
+// Pixel values the model was never trained on (1e30, -1, 2) reach it unchanged, as on Triton (which
+// takes any IEEE-754 value; perf_analyzer's default random data depends on it): in JSON and in binary.
+// What the model accepts is said in its metadata and docs/service.md, not by refusing.
+TEST(KServe, PixelsOutsideZeroToOneReachTheModelUnchanged) {
+  for (float odd : {1e30f, -1.f, 2.f, 1.0001f}) {
+    auto x = pixels(1);
+    x[5] = odd;
+    const auto r = parse_infer_request(request_json(1, x).dump(), -1, model());
+    ASSERT_EQ(r.n, 1);
+    EXPECT_EQ(r.images[5], odd);
+    const std::string blob(reinterpret_cast<const char*>(x.data()), 3136);
+    EXPECT_EQ(parse_infer_request(blob, 0, model()).images[5], odd);
+  }
 }
 
 TEST(KServe, MetadataAndConfigDescribeTheModel) {
@@ -214,7 +317,7 @@ TEST(KServe, MetadataAndConfigDescribeTheModel) {
   EXPECT_EQ(cfg["input"][0]["dims"], json({1, 28, 28}));
   EXPECT_EQ(cfg["output"][1]["dims"], json({4}));
   const json server = json::parse(server_metadata_json());
-  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "model_configuration"}));
+  EXPECT_EQ(server["extensions"], json({"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"}));
 }
 
 TEST(KServe, JsonDepthSkipsStrings) {

@@ -54,7 +54,7 @@ def strokes(image, threshold=90):
 
 
 def start_server(cli, model):
-    proc = subprocess.Popen([cli, "serve", "--model", model, "--port", "0"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([cli, "serve", "--model", model, "--port", "0", "--grpc-port", "0"], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while time.time() < deadline:
         line = proc.stderr.readline()

@@ -8,7 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -19,6 +21,7 @@
 
 #include "model/reference.h"
 #include "random_model.h"
+#include "serve/classification.h"
 #include "serve/service.h"
 
 namespace moe::serve {
@@ -98,6 +101,9 @@ TEST(Service, HealthMetadataAndRoutes) {
   EXPECT_NE(json::parse(missing->body)["error"].get<std::string>().find("unknown model 'other'"), std::string::npos);
   EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/2")->status, 404);
   EXPECT_EQ(c.Get("/nope/at/all")->status, 404);
+  auto repo = c.Post("/v2/repository/index", "", "application/json");  // an extension not served: 501, saying so
+  EXPECT_EQ(repo->status, 501);
+  EXPECT_NE(repo->body.find("model_repository extension is not served"), std::string::npos);
   auto wrong = c.Get("/v2/models/moe-mnist/infer");
   EXPECT_EQ(wrong->status, 405);
   EXPECT_EQ(wrong->get_header_value("Allow"), "POST");
@@ -153,6 +159,144 @@ std::string gzip(const std::string& s) {
   out.resize(z.total_out);
   deflateEnd(&z);
   return out;
+}
+
+std::string inflate_any(const std::string& s) {  // gzip or zlib ("deflate")
+  z_stream z{};
+  inflateInit2(&z, 15 + 32);
+  std::string out(1 << 20, '\0');
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(s.data()));
+  z.avail_in = uInt(s.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = uInt(out.size());
+  const int rc = inflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  inflateEnd(&z);
+  return rc == Z_STREAM_END ? out : "inflate failed";
+}
+
+// Responses are compressed when the client asks (Accept-Encoding, q-values) and the body is large
+// enough to gain; Inference-Header-Content-Length still counts the uncompressed JSON, as on Triton.
+TEST(Service, ResponsesAreCompressedWhenAskedAndLargeEnough) {
+  ServiceOptions o = options();
+  o.model.max_batch_request = 32;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  c.set_decompress(false);
+  const json req = {{"inputs", {{{"name", "input"}, {"shape", {8, 1, 28, 28}}, {"datatype", "FP32"}, {"data", test::random_images(8, 2)}}}}};
+  auto plain = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_EQ(plain->status, 200);
+  ASSERT_GE(plain->body.size(), 1024u);
+  EXPECT_FALSE(plain->has_header("Content-Encoding"));
+  for (const char* accept : {"gzip", "deflate", "br;q=1.0, deflate;q=0.5, gzip;q=0.2", "*"}) {
+    auto r = c.Post("/v2/models/moe-mnist/infer", {{"Accept-Encoding", accept}}, req.dump(), "application/json");
+    ASSERT_EQ(r->status, 200) << accept;
+    const std::string want = std::string(accept) == "*" ? "gzip" : std::string(accept).find("deflate;q=0.5") != std::string::npos ? "deflate" : accept;
+    EXPECT_EQ(r->get_header_value("Content-Encoding"), want) << accept;
+    EXPECT_LT(r->body.size(), plain->body.size());
+    EXPECT_EQ(inflate_any(r->body), plain->body) << accept;
+  }
+  auto refused = c.Post("/v2/models/moe-mnist/infer", {{"Accept-Encoding", "gzip;q=0, identity"}}, req.dump(), "application/json");
+  EXPECT_FALSE(refused->has_header("Content-Encoding"));
+  EXPECT_EQ(refused->body, plain->body);
+  auto small = c.Get("/v2/health/live", {{"Accept-Encoding", "gzip"}});
+  EXPECT_FALSE(small->has_header("Content-Encoding"));
+  EXPECT_EQ(small->body, R"({"live":true})");
+  // Binary outputs: the header length describes the body before compression.
+  size_t hl = 0;
+  const std::string body = binary_request(test::random_images(32, 3), &hl);
+  auto b = c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}, {"Accept-Encoding", "gzip"}}, body,
+                  "application/octet-stream");
+  ASSERT_EQ(b->status, 200);
+  EXPECT_EQ(b->get_header_value("Content-Encoding"), "gzip");
+  const std::string raw = inflate_any(b->body);
+  const size_t head = std::stoul(b->get_header_value("Inference-Header-Content-Length"));
+  EXPECT_EQ(raw.size(), head + 32 * 10 * 4);
+  EXPECT_EQ(json::parse(raw.substr(0, head))["outputs"][0]["parameters"]["binary_data_size"], 1280);
+}
+
+// Routing splits the raw path before decoding, as Triton: an encoded '/' stays inside its segment.
+TEST(Service, RoutingIsOnTheRawPath) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  auto slash = c.Get("/v2/models/moe-mnist%2Fready");
+  EXPECT_EQ(slash->status, 404);
+  EXPECT_NE(slash->body.find("unknown model 'moe-mnist/ready'"), std::string::npos) << slash->body;
+  EXPECT_EQ(c.Get("/v2/models/moe%2Dmnist/ready")->status, 200);  // any other escape is decoded within its segment
+  EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/1%2Fready")->status, 404);
+}
+
+// Triton's statistics extension: what perf_analyzer reads to show the server-side queue / compute split.
+TEST(Service, StatisticsCountRequestsRunsAndBatchSizesAsTritonDoes) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const json ext = json::parse(c.Get("/v2")->body)["extensions"];
+  EXPECT_NE(std::find(ext.begin(), ext.end(), "statistics"), ext.end()) << ext;
+  const json before = json::parse(c.Get("/v2/models/moe-mnist/stats")->body);
+  EXPECT_EQ(before["model_stats"][0]["inference_count"], 0);
+  EXPECT_EQ(before["model_stats"][0]["batch_stats"], json::array());
+  for (int64_t n : {1, 3}) {  // one after the other: two model runs, of 1 and 3 images
+    std::vector<float> x(size_t(n * kPixels), 0.25f);
+    size_t hl = 0;
+    const std::string body = binary_request(x, &hl);
+    ASSERT_EQ(c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}}, body,
+                     "application/octet-stream")->status, 200);
+  }
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", "{}", "application/json")->status, 400);  // refused before the model: not counted
+  for (const char* path : {"/v2/models/stats", "/v2/models/moe-mnist/stats", "/v2/models/moe-mnist/versions/1/stats"}) {
+    auto r = c.Get(path);
+    ASSERT_EQ(r->status, 200) << path;
+    const json st = json::parse(r->body)["model_stats"];
+    ASSERT_EQ(st.size(), 1u) << path;
+    const json& m = st[0];
+    EXPECT_EQ(m["name"], "moe-mnist");
+    EXPECT_EQ(m["version"], "1");
+    EXPECT_GT(m["last_inference"].get<uint64_t>(), 1'600'000'000'000u);  // ms since the epoch
+    EXPECT_EQ(m["inference_count"], 4);
+    EXPECT_EQ(m["execution_count"], 2);
+    const json& is = m["inference_stats"];
+    for (const char* k : {"success", "queue", "compute_input", "compute_infer", "compute_output"}) EXPECT_EQ(is[k]["count"], 2) << k;
+    EXPECT_GT(is["success"]["ns"].get<uint64_t>(), is["compute_infer"]["ns"].get<uint64_t>());
+    EXPECT_GT(is["compute_infer"]["ns"].get<uint64_t>(), 0u);
+    for (const char* k : {"fail", "cache_hit", "cache_miss"}) EXPECT_EQ(is[k]["count"], 0) << k;
+    ASSERT_EQ(m["batch_stats"].size(), 2u);
+    EXPECT_EQ(m["batch_stats"][0]["batch_size"], 1);
+    EXPECT_EQ(m["batch_stats"][1]["batch_size"], 3);
+    EXPECT_EQ(m["batch_stats"][1]["compute_infer"]["count"], 1);
+  }
+  EXPECT_EQ(c.Get("/v2/models/moe-mnist/versions/2/stats")->status, 404);
+  EXPECT_EQ(c.Get("/v2/models/other/stats")->status, 404);
+  EXPECT_EQ(c.Post("/v2/models/stats", "", "text/plain")->status, 405);
+}
+
+// perf_analyzer's random input is NaN or inf about once in 256 floats; Triton runs the model on it and
+// returns what it computes, NaN bits included.
+TEST(Service, NonFiniteInputGivesTheModelsNonFiniteAnswer) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  std::vector<float> x(kPixels, 0.5f);
+  x[100] = std::nanf("");
+  x[200] = INFINITY;
+  size_t hl = 0;
+  const std::string body = binary_request(x, &hl);
+  const std::vector<float> got = binary_logits(c.Post("/v2/models/moe-mnist/infer", {{"Inference-Header-Content-Length", std::to_string(hl)}},
+                                                      body, "application/octet-stream"));
+  const std::vector<float> want = expected(x).first;
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * 4), 0);
+  // JSON in, JSON out: the tokens Triton reads and writes.
+  std::string data = "[NaN,Infinity";
+  for (int i = 2; i < 784; ++i) data += ",0.5";
+  auto r = c.Post("/v2/models/moe-mnist/infer", R"({"inputs":[{"name":"input","shape":[1,1,28,28],"datatype":"FP32","data":)" + data + "]}]}",
+                  "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  std::vector<float> y(kPixels, 0.5f);
+  y[0] = std::nanf("");
+  y[1] = INFINITY;
+  const std::vector<float> logits = expected(y).first;
+  const bool any_nan = std::any_of(logits.begin(), logits.end(), [](float v) { return std::isnan(v); });
+  EXPECT_EQ(r->body.find("NaN") != std::string::npos, any_nan) << r->body;
+  EXPECT_EQ(r->body.find("null"), std::string::npos) << r->body;
 }
 
 TEST(Service, GzipRequestsAreInflatedWithinTheBodyLimit) {
@@ -460,6 +604,48 @@ TEST(Service, QueuedTooLongIs503) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
   EXPECT_NE(r->body.find("timed out"), std::string::npos);
+}
+
+// The request parameter "timeout" (microseconds) limits that request's queue time, as Triton does with
+// dynamic batching; requests without it keep the server's limit.
+TEST(Service, RequestTimeoutParameterLimitsItsQueueTime) {
+  ServiceOptions o = options();
+  o.batching.adaptive_delay = false;  // every request waits the full delay
+  o.batching.max_delay_us = 200'000;
+  o.batching.max_batch = 1000;
+  Service s(o, engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  json req = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"}, {"data", std::vector<float>(784, 0.f)}}}}};
+  req["parameters"] = {{"timeout", 20'000}};
+  auto r = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 503) << r->body;
+  EXPECT_NE(r->body.find("timed out after 20000 us"), std::string::npos) << r->body;
+  req["parameters"] = {{"timeout", 5'000'000}};
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json")->status, 200);
+  const json st = json::parse(c.Get("/v2/models/stats")->body)["model_stats"][0]["inference_stats"];
+  EXPECT_EQ(st["fail"]["count"], 1);
+  EXPECT_EQ(st["success"]["count"], 1);
+}
+
+// Classification over HTTP from the model's own logits; the checkpoint names no dataset, so no labels.
+TEST(Service, ClassificationOfTheModelsLogits) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  const std::vector<float> x = test::random_images(2, 5);
+  json req = {{"inputs", {{{"name", "input"}, {"shape", {2, 1, 28, 28}}, {"datatype", "FP32"}, {"data", x}}}},
+              {"outputs", {{{"name", "logits"}, {"parameters", {{"classification", 2}}}}}}};
+  auto r = c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  const json out = json::parse(r->body)["outputs"][0];
+  const std::vector<float> logits = expected(x).first;
+  std::vector<std::string> want = top_k_classes(logits.data(), 10, 2, {});
+  for (const auto& v : top_k_classes(logits.data() + 10, 10, 2, {})) want.push_back(v);
+  EXPECT_EQ(out["datatype"], "BYTES");
+  EXPECT_EQ(out["shape"], json({2, 2}));
+  EXPECT_EQ(out["data"], json(want));
+  req["outputs"][0]["parameters"] = {{"classification", 2}, {"labels", true}};
+  EXPECT_EQ(c.Post("/v2/models/moe-mnist/infer", req.dump(), "application/json")->status, 400);
 }
 
 }  // namespace
