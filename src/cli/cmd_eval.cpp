@@ -44,7 +44,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--mode", a->mode,
                   "How the --threads are used by --backend cpu and native: streams (one single-threaded engine per thread, "
                   "batches dealt out between them) or intra (one engine with that many intra-op threads). streams is the "
-                  "default because it measured faster at batch 64 on this 2-core machine (README, 'Performance'); "
+                  "default because it measured faster at batch 64 on this 2-core machine (docs/benchmarks.md); "
                   "torch, cuda and tensorrt always run one engine")
       ->check(CLI::IsMember({"streams", "intra"}))
       ->capture_default_str();

@@ -60,7 +60,7 @@ void add_serve_command(CLI::App& app) {
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
       "Requests are batched dynamically: a worker waits at most --max-delay-us for as many requests as its last batch\n"
       "joined (a lone client never waits), then runs up to --max-batch images; --fixed-delay waits for a full batch.\n"
-      "Defaults were measured on a 2-core machine (README, 'serve'):\n"
+      "Defaults were measured on a 2-core machine (docs/service.md):\n"
       "one worker with one intra-op thread (a second worker or intra-op thread was slower), and two HTTP threads\n"
       "(+15-50% requests/s at 64-256 connections over one).\n"
       "SIGINT/SIGTERM stop it gracefully: no new connections, queued requests answered, exit 0.\n"

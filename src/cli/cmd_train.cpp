@@ -131,7 +131,7 @@ void add_train_command(CLI::App& app) {
   auto recipe = std::make_shared<std::string>("default");
   cmd->add_option("--recipe", *recipe,
                   "default (the flags' defaults: batch 128, cosine from 3e-3, AdamW 1e-4, shift:1; chosen on validation "
-                  "accuracy by scripts/study-recipe.sh, see README) or original (Adam 1e-3, "
+                  "accuracy by scripts/study-recipe.sh, see docs/training.md) or original (Adam 1e-3, "
                   "batch 128, 50 epochs, constant rate, no augmentation, no validation split, --keep last: the "
                   "original project's training); flags given explicitly win")
       ->check(CLI::IsMember({"default", "original"}))

@@ -12,9 +12,11 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,23 +33,32 @@ constexpr std::chrono::seconds kStopGrace{10};
 constexpr double kMinDistTimeout = 0.1, kMaxDistTimeout = 86400;
 extern "C" void on_launcher_signal(int sig) { g_forward_signal = sig; }
 
-// A TCP port on loopback that nothing listens on now (the kernel picks it; rank 0 binds it a moment
-// later, so another program could take it in between: then rank 0 says so and the run fails cleanly).
+// A TCP port that nothing listens on now, below the kernel's ephemeral range (ip_local_port_range):
+// the kernel never hands such a port to another socket's connect() or bind(0), so only a program that
+// binds that very number could take it before rank 0 listens (then rank 0 says so and the run fails
+// cleanly). A kernel-picked port was taken in between by unrelated outgoing connections (seen here).
 int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw InputError(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw InputError(std::string("--nproc: cannot find a free loopback port: ") + std::strerror(errno));
+  int low = 32768;
+  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
+    std::fclose(f);
   }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  const int first = 10000, last = std::max(first + 1000, low) - 1;
+  std::mt19937 rng{std::random_device{}()};
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const int port = std::uniform_int_distribution<int>(first, last)(rng);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw InputError(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_ANY);  // rank 0's store listens on every interface
+    a.sin_port = htons(uint16_t(port));
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  throw InputError("--nproc: no free TCP port found in " + std::to_string(first) + ".." + std::to_string(last) +
+                   "; give --master HOST:PORT with --rank/--world-size instead");
 }
 
 // This process's arguments as it was started, without --nproc and its value.
@@ -89,7 +100,7 @@ void add_distributed_options(CLI::App* cmd, DistOptions& d) {
   cmd->add_option("--nproc", d.nproc,
                   "Data-parallel ranks to start on this machine (c10d + Gloo over loopback); each computes its share of "
                   "every --batch and one all-reduce sums their gradients into the whole batch's. 1 = a single process: "
-                  "on 2 cores this 17k-parameter model trains fastest that way (see README, Distributed training)")
+                  "on 2 cores this 17k-parameter model trains fastest that way (see docs/distributed.md)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   cmd->add_option("--rank", d.rank,

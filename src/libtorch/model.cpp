@@ -123,7 +123,7 @@ torch::Device parse_device(const std::string& s, const std::string& flag) {
   }
   if (!d->is_cpu() && !d->is_cuda()) throw InputError(flag + ": expected cpu or cuda[:N], got '" + s + "'");
   if (d->is_cuda() && !torch::cuda::is_available())
-    throw UnavailableError(flag + " " + s + ": this LibTorch has no usable CUDA (build against a CUDA LibTorch, see README)");
+    throw UnavailableError(flag + " " + s + ": this LibTorch has no usable CUDA (build against a CUDA LibTorch, see docs/gpu.md)");
   return *d;
 }
 
