@@ -71,7 +71,11 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
   cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   cmd->add_option("--port", a->service.http.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
+#if MOE_MNIST_WITH_GRPC
   a->service.grpc.port = 8001;
+#else
+  a->service.grpc.port = 0;  // this build has no gRPC: off unless asked for (then a clear error)
+#endif
   cmd->add_option("--grpc-port", a->service.grpc.port, "gRPC port (KServe v2 / Triton inference.GRPCInferenceService; 0 = off)")
       ->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--grpc-max-message", a->service.grpc.max_message_bytes, "gRPC message size limit in bytes; beyond, RESOURCE_EXHAUSTED")

@@ -130,7 +130,9 @@ void Service::shutdown(double grace_s) {
   http_->draining_ = true;  // new requests get 503 from here on
   batcher_->stop();         // runs what is queued, so every waiting request gets its answer
   http_->shutdown(grace_s);
+#if MOE_MNIST_WITH_GRPC
   if (grpc_) grpc_->shutdown(grace_s);
+#endif
 }
 
 void Service::stop_ready() { not_ready_ = true; }

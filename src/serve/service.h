@@ -44,7 +44,11 @@ class Service {
   Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines);
   ~Service();
   int port() const { return http_->port(); }
+#if MOE_MNIST_WITH_GRPC
   int grpc_port() const { return grpc_ ? grpc_->port() : -1; }
+#else
+  int grpc_port() const { return -1; }
+#endif
   const ModelInfo& model() const { return options_.model; }
   const HttpServer& http() const { return *http_; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
@@ -68,7 +72,9 @@ class Service {
   ModelStats stats_;  // Triton's statistics extension
   std::unique_ptr<Batcher> batcher_;
   std::unique_ptr<HttpServer> http_;
+#if MOE_MNIST_WITH_GRPC
   std::unique_ptr<GrpcServer> grpc_;  // after the batcher and the HTTP server: destroyed first
+#endif
   bool stopped_ = false;
   std::atomic<bool> not_ready_{false};
 };
