@@ -21,6 +21,8 @@ echo "== export" >&2
 for p in fp32 fp16 int8; do "$bin" export --checkpoint "$out" --precision "$p"; done
 "$bin" export --checkpoint "$out" --precision int8 --int8-input static
 for r in gather moe fused; do "$bin" export --checkpoint "$out" --routing "$r"; done
+# The graphs that take UINT8 pixels (1/255 folded into the embedding): portable and fused.
+for r in dense fused; do "$bin" export --checkpoint "$out" --routing "$r" --input uint8; done
 
 echo "== graph -> $out/model.svg" >&2
 "$bin" graph --model "$out/model.fp32.onnx" --out "$out/model.svg"
