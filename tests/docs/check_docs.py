@@ -64,6 +64,7 @@ def check_links(path, lines, problems):
 
 
 def sandbox(source, build):
+    source = os.path.abspath(source)  # the links must not be relative to the sandbox
     d = tempfile.mkdtemp(prefix='moe-docs-')
     os.symlink(os.path.abspath(build), os.path.join(d, 'build'))
     for name in ('data', 'scripts'):
