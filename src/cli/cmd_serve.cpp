@@ -44,6 +44,8 @@ void check_thread_room(int workers, int intra_threads, int http_threads) {
 void add_serve_command(CLI::App& app) {
   struct Args {
     std::string model = "runs/mnist/model.fp32.onnx";
+    serve::RepositoryOptions repository;
+    std::string control = "none";
     serve::ServiceOptions service;
     BackendOptions backend;
     int workers = 1;
@@ -67,8 +69,24 @@ void add_serve_command(CLI::App& app) {
       "With --drain-s S, SIGTERM first turns /v2/health/ready to 503 and goes on answering everything for S seconds\n"
       "(a load balancer or Kubernetes takes the replica out of rotation meanwhile), then stops as above;\n"
       "a second signal ends the drain early.");
-  cmd->add_option("--model", a->model, "Exported .onnx file (fp32, int8; fp16 needs --backend cuda/tensorrt)")->capture_default_str();
-  cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
+  auto* model = cmd->add_option("--model", a->model, "Exported .onnx file (fp32, int8; fp16 needs --backend cuda/tensorrt)")
+                    ->capture_default_str();
+  auto* name = cmd->add_option("--name", a->service.model.name, "Model name in the /v2/models/{name} routes")->capture_default_str();
+  auto* repo = cmd->add_option("--model-repository", a->repository.dir,
+                               "Serve a Triton model repository instead of --model: DIR/<model>/config.pbtxt and\n"
+                               "DIR/<model>/<version>/model.onnx, as `export --triton-repo` writes (docs/model-repository.md)");
+  repo->excludes(model)->excludes(name);
+  cmd->add_option("--model-control-mode", a->control,
+                  "none: load every model at start; poll: follow the folder (new versions load, removed ones unload);\n"
+                  "explicit: load/unload through POST /v2/repository/models/{m}/load|unload (Triton's modes)")
+      ->capture_default_str()->check(CLI::IsMember({"none", "poll", "explicit"}))->needs(repo);
+  cmd->add_option("--repository-poll-secs", a->repository.poll_s, "--model-control-mode poll: seconds between two reads of the folder")
+      ->capture_default_str()->check(finite_number(0.1, 86400))->needs(repo);
+  cmd->add_option("--load-model", a->repository.load_at_start, "--model-control-mode explicit: a model loaded at start ('*': every one); repeatable")
+      ->needs(repo);
+  cmd->add_option("--max-engines", a->repository.max_engines,
+                  "Inference engines of every loaded model version together (a version being replaced counts until it is unloaded)")
+      ->capture_default_str()->check(CLI::Range(1, 1024))->needs(repo);
   cmd->add_option("--host", a->service.http.host, "IPv4 address to listen on (0.0.0.0 for every interface)")->capture_default_str();
   cmd->add_option("--port", a->service.http.port, "TCP port (0 = any free port, printed at start)")->capture_default_str();
 #if MOE_MNIST_WITH_GRPC
@@ -147,10 +165,26 @@ void add_serve_command(CLI::App& app) {
     std::vector<std::unique_ptr<Classifier>> engines;
     std::string what;
     std::unique_ptr<serve::Service> started;
+    const bool from_repository = !a->repository.dir.empty();
     try {
-      for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend, OutputCheck::at_load_only));
-      what = engines[0]->backend() + " " + engines[0]->precision();
-      started = std::make_unique<serve::Service>(a->service, std::move(engines));
+      if (from_repository) {
+        serve::RepositoryOptions& r = a->repository;
+        r.control = a->control == "poll" ? serve::ModelControl::poll
+                    : a->control == "explicit" ? serve::ModelControl::explicit_ : serve::ModelControl::none;
+        if (!r.load_at_start.empty() && r.control != serve::ModelControl::explicit_)
+          throw InputError("--load-model: only with --model-control-mode explicit (the other modes load every model)");
+        r.batching = a->service.batching;
+        r.instances = a->workers;
+        if (r.instances > r.max_engines)
+          throw InputError("--workers " + std::to_string(r.instances) + " is over --max-engines " + std::to_string(r.max_engines));
+        started = std::make_unique<serve::Service>(a->service, r, [backend = a->backend](const std::string& file) {
+          return open_backend(file, backend, OutputCheck::at_load_only);
+        });
+      } else {
+        for (int i = 0; i < a->workers; ++i) engines.push_back(open_backend(a->model, a->backend, OutputCheck::at_load_only));
+        what = engines[0]->backend() + " " + engines[0]->precision();
+        started = std::make_unique<serve::Service>(a->service, std::move(engines));
+      }
     } catch (const std::system_error& e) {  // a thread (or its stack) the system would not give
       throw InputError("cannot start the threads asked for (--workers " + std::to_string(a->workers) + " x --threads " +
                        std::to_string(a->backend.threads) + " intra-op, --http-threads " + std::to_string(a->service.http.threads) +
@@ -160,11 +194,17 @@ void add_serve_command(CLI::App& app) {
                        std::to_string(a->backend.threads) + " (each worker is one model session); lower them, or raise ulimit -v");
     }
     serve::Service& service = *started;
-    const auto& m = service.model();
-    std::fprintf(stderr,
-                 "moe-mnist serve: model '%s' (%s, %lld experts, top-%lld) from %s\n"
-                 "listening on http://%s:%d  (KServe v2 at /v2, page at /, metrics at /metrics; Ctrl-C stops)\n",
-                 m.name.c_str(), what.c_str(), (long long)m.n_experts, (long long)m.top_k, a->model.c_str(),
+    if (from_repository) {
+      int ready = 0, other = 0;
+      for (const auto& v : service.models().index()) (v.state == "READY" ? ready : other) += 1;
+      std::fprintf(stderr, "moe-mnist serve: model repository %s (--model-control-mode %s): %d version(s) ready, %d not\n",
+                   a->repository.dir.c_str(), a->control.c_str(), ready, other);
+    } else {
+      const serve::ModelInfo m = service.model();
+      std::fprintf(stderr, "moe-mnist serve: model '%s' (%s, %lld experts, top-%lld) from %s\n", m.name.c_str(), what.c_str(),
+                   (long long)m.n_experts, (long long)m.top_k, a->model.c_str());
+    }
+    std::fprintf(stderr, "listening on http://%s:%d  (KServe v2 at /v2, page at /, metrics at /metrics; Ctrl-C stops)\n",
                  a->service.http.host.c_str(), service.port());
     if (service.grpc_port() >= 0)
       std::fprintf(stderr, "gRPC (inference.GRPCInferenceService) on %s:%d\n", a->service.http.host.c_str(), service.grpc_port());

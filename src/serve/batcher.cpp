@@ -20,7 +20,7 @@ void deliver(const std::function<void(BatchResult&&)>& done, BatchResult&& r) no
 }
 }  // namespace
 
-Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats)
+Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, ModelMetrics& metrics, ModelStats& stats)
     : options_(options),
       engines_(std::move(engines)),
       metrics_(metrics),

@@ -45,7 +45,7 @@ class Batcher {
 
   // One worker thread per engine; engines must all serve the same model.
   // `stats` receives Triton's per-model statistics of every run and request.
-  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics, ModelStats& stats);
+  Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>> engines, ModelMetrics& metrics, ModelStats& stats);
   ~Batcher();
 
   // images: [n, 784]. Refuses (without calling `done`) when the queue is full or the batcher stops.
@@ -73,7 +73,7 @@ class Batcher {
 
   const BatcherOptions options_;
   std::vector<std::unique_ptr<Classifier>> engines_;
-  Metrics& metrics_;
+  ModelMetrics& metrics_;
   ModelStats& stats_;
   const int64_t n_classes_, n_experts_, top_k_;
   mutable std::mutex mu_;

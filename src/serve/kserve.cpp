@@ -292,16 +292,21 @@ HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* 
   return b;
 }
 
-std::string server_metadata_json() {
-  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", {"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"}}}.dump(-1, ' ', false, json::error_handler_t::replace);
+std::string server_metadata_json(bool model_repository) {
+  json extensions = {"binary_tensor_data", "classification", "model_configuration", "parameters", "statistics"};
+  if (model_repository) extensions.push_back("model_repository");
+  return json{{"name", "moe-mnist"}, {"version", MOE_MNIST_VERSION}, {"extensions", extensions}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::string model_metadata_json(const ModelInfo& m) {
+std::string model_metadata_json(const ModelInfo& m, const std::vector<int64_t>& versions) {
+  json listed = json::array();
+  for (int64_t v : versions) listed.push_back(std::to_string(v));
+  if (listed.empty()) listed.push_back(m.version);
   auto tensor = [](const char* name, std::vector<int64_t> shape) {
     return json{{"name", name}, {"datatype", "FP32"}, {"shape", shape}};
   };
   return json{{"name", m.name},
-              {"versions", {m.version}},
+              {"versions", listed},
               {"platform", "onnxruntime_onnx"},
               {"inputs", {tensor("input", {-1, 1, 28, 28})}},
               {"outputs", {tensor("logits", {-1, m.n_classes}), tensor("gate_probs", {-1, m.n_experts})}}}
@@ -325,7 +330,10 @@ std::string model_config_json(const ModelInfo& m) {
 }
 
 std::string unserved(const std::string& extension) {
-  return "the " + extension + " extension is not served: this server runs one model, fixed at start (GET /v2 lists the extensions it serves)";
+  if (extension == "model_repository")
+    return "the model_repository extension is not served: this server runs one model, fixed at start (serve --model-repository DIR "
+           "serves a Triton model repository; GET /v2 lists the extensions served)";
+  return "the " + extension + " extension is not served (GET /v2 lists the extensions this server serves)";
 }
 
 std::string error_json(const std::string& message) { return json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace); }

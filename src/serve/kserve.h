@@ -59,9 +59,10 @@ struct HttpBody {
 // logits: [n, n_classes], gate_probs: [n, n_experts].
 HttpBody infer_response(const InferRequest& r, const ModelInfo& m, const float* logits, const float* gate_probs);
 
-// GET /v2, GET /v2/models/{name}, GET /v2/models/{name}/config.
-std::string server_metadata_json();
-std::string model_metadata_json(const ModelInfo& m);
+// GET /v2 (model_repository: list that extension), GET /v2/models/{name} (versions: the ready
+// versions, ascending; empty: m.version alone), GET /v2/models/{name}/config.
+std::string server_metadata_json(bool model_repository = false);
+std::string model_metadata_json(const ModelInfo& m, const std::vector<int64_t>& versions = {});
 std::string model_config_json(const ModelInfo& m);
 
 // Why an extension this server does not serve (model_repository, system_shared_memory, ...) is refused.

@@ -44,11 +44,25 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
   fmt::format_to(it, "{}_sum{} {}\n{}_count{} {}\n", name, braces, sum_, name, braces, count_);
 }
 
-Metrics::Metrics(int64_t n_experts)
+ModelMetrics::ModelMetrics(int64_t n_experts)
     : queue_seconds_(latency_buckets()),
       model_seconds_(latency_buckets()),
       batch_images_(batch_buckets()),
       expert_slots_(size_t(n_experts), 0) {}
+
+void ModelMetrics::queue_wait(double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queue_seconds_.observe(seconds);
+}
+
+void ModelMetrics::model_run(double seconds, int64_t images, const std::vector<uint64_t>& expert_slots) {
+  std::lock_guard<std::mutex> lock(mu_);
+  model_seconds_.observe(seconds);
+  batch_images_.observe(double(images));
+  images_ += uint64_t(images);
+  ++model_runs_;
+  for (size_t e = 0; e < expert_slots_.size() && e < expert_slots.size(); ++e) expert_slots_[e] += expert_slots[e];
+}
 
 void Metrics::request(const std::string& route, int status, double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -56,18 +70,11 @@ void Metrics::request(const std::string& route, int status, double seconds) {
   request_seconds_.try_emplace(route, latency_buckets()).first->second.observe(seconds);
 }
 
-void Metrics::queue_wait(double seconds) {
+ModelMetrics& Metrics::model(const std::string& name, const std::string& version, int64_t n_experts) {
   std::lock_guard<std::mutex> lock(mu_);
-  queue_seconds_.observe(seconds);
-}
-
-void Metrics::model_run(double seconds, int64_t images, const std::vector<uint64_t>& expert_slots) {
-  std::lock_guard<std::mutex> lock(mu_);
-  model_seconds_.observe(seconds);
-  batch_images_.observe(double(images));
-  images_ += uint64_t(images);
-  ++model_runs_;
-  for (size_t e = 0; e < expert_slots_.size() && e < expert_slots.size(); ++e) expert_slots_[e] += expert_slots[e];
+  auto& m = models_[{name, version}];
+  if (!m) m = std::make_unique<ModelMetrics>(n_experts);
+  return *m;
 }
 
 std::string Metrics::render(const Gauges& g) const {
@@ -80,23 +87,35 @@ std::string Metrics::render(const Gauges& g) const {
   header(out, "moe_mnist_http_request_duration_seconds", "histogram",
          "Time from the full request body to the response being queued, by route.");
   for (const auto& [route, h] : request_seconds_) h.render(out, "moe_mnist_http_request_duration_seconds", "route=\"" + route + "\"");
+  // Every model version's series, one family at a time (the exposition format wants a family's lines together).
+  std::vector<std::pair<std::string, std::unique_lock<std::mutex>>> models;
+  for (const auto& [key, m] : models_)
+    models.emplace_back("model=\"" + key.first + "\",version=\"" + key.second + "\"", std::unique_lock<std::mutex>(m->mu_));
+  auto each = [&](auto&& write) {
+    size_t i = 0;
+    for (const auto& [key, m] : models_) write(models[i++].first, *m);
+  };
   header(out, "moe_mnist_queue_wait_seconds", "histogram", "Time a request's images waited in the batching queue.");
-  queue_seconds_.render(out, "moe_mnist_queue_wait_seconds", "");
-  header(out, "moe_mnist_model_run_seconds", "histogram", "Time of one ONNX Runtime call over a formed batch.");
-  model_seconds_.render(out, "moe_mnist_model_run_seconds", "");
+  each([&](const std::string& l, const ModelMetrics& m) { m.queue_seconds_.render(out, "moe_mnist_queue_wait_seconds", l); });
+  header(out, "moe_mnist_model_run_seconds", "histogram", "Time of one engine call over a formed batch.");
+  each([&](const std::string& l, const ModelMetrics& m) { m.model_seconds_.render(out, "moe_mnist_model_run_seconds", l); });
   header(out, "moe_mnist_batch_images", "histogram", "Images per model run (the dynamic batch size).");
-  batch_images_.render(out, "moe_mnist_batch_images", "");
+  each([&](const std::string& l, const ModelMetrics& m) { m.batch_images_.render(out, "moe_mnist_batch_images", l); });
   header(out, "moe_mnist_images_total", "counter", "Images classified.");
-  fmt::format_to(it, "moe_mnist_images_total {}\n", images_);
+  each([&](const std::string& l, const ModelMetrics& m) { fmt::format_to(it, "moe_mnist_images_total{{{}}} {}\n", l, m.images_); });
   header(out, "moe_mnist_model_runs_total", "counter", "Model runs (formed batches).");
-  fmt::format_to(it, "moe_mnist_model_runs_total {}\n", model_runs_);
+  each([&](const std::string& l, const ModelMetrics& m) { fmt::format_to(it, "moe_mnist_model_runs_total{{{}}} {}\n", l, m.model_runs_); });
   header(out, "moe_mnist_expert_slots_total", "counter", "Top-k routing slots each expert received.");
-  for (size_t e = 0; e < expert_slots_.size(); ++e)
-    fmt::format_to(it, "moe_mnist_expert_slots_total{{expert=\"{}\"}} {}\n", e, expert_slots_[e]);
-  header(out, "moe_mnist_queue_requests", "gauge", "Requests waiting in the batching queue.");
-  fmt::format_to(it, "moe_mnist_queue_requests {}\n", g.queued_requests);
-  header(out, "moe_mnist_queue_images", "gauge", "Images waiting in the batching queue.");
-  fmt::format_to(it, "moe_mnist_queue_images {}\n", g.queued_images);
+  each([&](const std::string& l, const ModelMetrics& m) {
+    for (size_t e = 0; e < m.expert_slots_.size(); ++e)
+      fmt::format_to(it, "moe_mnist_expert_slots_total{{{},expert=\"{}\"}} {}\n", l, e, m.expert_slots_[e]);
+  });
+  header(out, "moe_mnist_queue_requests", "gauge", "Requests waiting in the batching queue, per loaded model version.");
+  for (const QueueGauge& q : g.queues)
+    fmt::format_to(it, "moe_mnist_queue_requests{{model=\"{}\",version=\"{}\"}} {}\n", q.model, q.version, q.queued_requests);
+  header(out, "moe_mnist_queue_images", "gauge", "Images waiting in the batching queue, per loaded model version.");
+  for (const QueueGauge& q : g.queues)
+    fmt::format_to(it, "moe_mnist_queue_images{{model=\"{}\",version=\"{}\"}} {}\n", q.model, q.version, q.queued_images);
   header(out, "moe_mnist_in_flight_requests", "gauge", "Requests received and not yet answered.");
   fmt::format_to(it, "moe_mnist_in_flight_requests {}\n", g.in_flight_requests);
   header(out, "moe_mnist_http_body_bytes", "gauge", "Bytes held by request bodies being received or handled (--max-inflight-bytes budget).");

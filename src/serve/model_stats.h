@@ -45,6 +45,11 @@ class ModelStats {
   };
   // A consistent copy of every counter (the gRPC ModelStatistics answer is built from it).
   Snapshot snapshot() const;
+  // Back to zero (after a model version's warm-up request, which no client sent).
+  void reset() {
+    std::lock_guard<std::mutex> lock(mu_);
+    s_ = Snapshot{};
+  }
 
  private:
   mutable std::mutex mu_;

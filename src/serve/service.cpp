@@ -87,35 +87,51 @@ std::string decompress(const std::string& body, const std::string& encoding, int
   return out;
 }
 
-}  // namespace
-
-bool valid_model_name(const std::string& name) {
-  if (name.empty() || name.size() > 64 || name == "." || name == "..") return false;
-  return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; });
+// The model /v1/predict runs: ?model=NAME[&version=V], or the only model served.
+std::shared_ptr<ServedModel> predict_model(const ModelRegistry& registry, const std::string* name, const std::string* version) {
+  if (name) return registry.find(*name, version ? *version : "");
+  if (version) throw HttpError(400, "version: give model= with it");
+  std::vector<std::string> names;
+  for (const auto& m : registry.ready())
+    if (names.empty() || names.back() != m->info().name) names.push_back(m->info().name);
+  if (names.empty()) throw HttpError(503, "no model is ready");
+  if (names.size() > 1) {
+    std::string list;
+    for (const std::string& n : names) list += (list.empty() ? "'" : ", '") + n + "'";
+    throw HttpError(400, "model: this server serves several models (" + list + "); name one with ?model=NAME");
+  }
+  return registry.find(names[0]);
 }
 
-Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines)
-    : options_(std::move(options)), metrics_(engines.at(0)->n_experts()) {
-  const Classifier& e = *engines.at(0);
-  options_.model.n_classes = e.n_classes();
-  options_.model.n_experts = e.n_experts();
-  options_.model.top_k = e.top_k();
-  options_.model.precision = e.precision();
-  options_.model.backend = e.backend();
-  options_.model.labels = class_labels(e.provenance("dataset"), e.n_classes());
-  options_.model.max_queue_delay_us = options_.batching.max_delay_us;
-  options_.model.preferred_batch = options_.batching.max_batch;
+}  // namespace
+
+
+Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines) : options_(std::move(options)) {
   if (!valid_model_name(options_.model.name))
     throw InputError("--name: '" + options_.model.name +
                      "' cannot be a path segment of /v2/models/{name}; use 1-64 letters, digits, '.', '_' or '-' (not '.' or '..')");
-  if (e.n_classes() < 2 || e.n_experts() < 1 || e.top_k() < 1 || e.top_k() > e.n_experts())
-    throw InputError("model: needs >= 2 classes and 1 <= top-k <= experts, found " + std::to_string(e.n_classes()) + " classes, " +
-                     std::to_string(e.n_experts()) + " experts, top-k " + std::to_string(e.top_k()));
-  batcher_ = std::make_unique<Batcher>(options_.batching, std::move(engines), metrics_, stats_);
+  if (parse_version(options_.model.version) < 1)
+    throw InputError("model version '" + options_.model.version + "': expected a number >= 1");
+  registry_.publish(std::make_shared<ServedModel>(options_.model, options_.batching, std::move(engines), metrics_));
+  start_listening();
+}
+
+Service::Service(ServiceOptions options, RepositoryOptions repository, EngineFactory open_engine) : options_(std::move(options)) {
+  repository_ = std::make_unique<RepositoryManager>(std::move(repository), std::move(open_engine), registry_, metrics_,
+                                                    [](const std::string& line) { std::fprintf(stderr, "moe-mnist serve: %s\n", line.c_str()); });
+  repository_->start();
+  start_listening();
+}
+
+void Service::start_listening() {
   http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
   if (options_.grpc.port >= 0) {
 #if MOE_MNIST_WITH_GRPC
-    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, options_.model, *batcher_, stats_, http_->draining_);
+    const auto models = registry_.ready();
+    if (repository_ || models.size() != 1)
+      throw InputError("--grpc-port: the gRPC endpoint serves one model (--model) in this version; add --grpc-port 0");
+    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, models[0]->info(), models[0]->batcher(), models[0]->stats(),
+                                         http_->draining_);
 #else
     throw InputError("--grpc-port: this build has no gRPC (configure with libgrpc++-dev and -DMOE_MNIST_WITH_GRPC=ON)");
 #endif
@@ -124,11 +140,20 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
 
 Service::~Service() { shutdown(0); }
 
+ModelInfo Service::model() const {
+  const auto models = registry_.ready();
+  for (auto m = models.begin(); m != models.end(); ++m)
+    if (std::next(m) == models.end() || (*std::next(m))->info().name != (*m)->info().name) return (*m)->info();
+  return options_.model;
+}
+
 void Service::shutdown(double grace_s) {
   if (stopped_) return;
   stopped_ = true;
   http_->draining_ = true;  // new requests get 503 from here on
-  batcher_->stop();         // runs what is queued, so every waiting request gets its answer
+  // Run what is queued, so every waiting request gets its answer.
+  if (repository_) repository_->stop();
+  for (const auto& m : registry_.ready()) m->batcher().stop();
   http_->shutdown(grace_s);
 #if MOE_MNIST_WITH_GRPC
   if (grpc_) grpc_->shutdown(grace_s);
@@ -171,8 +196,10 @@ void Service::handle(HttpRequest& req, Reply reply) {
     if (!get) return measured(method_not_allowed("GET, HEAD"));
     HttpResponse r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r.body = metrics_.render({batcher_->queued_requests(), batcher_->queued_images(), http_->in_flight(), http_->body_bytes(),
-                              http_->timed_out_connections(), http_->evicted_connections()});
+    Metrics::Gauges g{{}, http_->in_flight(), http_->body_bytes(), http_->timed_out_connections(), http_->evicted_connections()};
+    for (const auto& m : registry_.ready())
+      g.queues.push_back({m->info().name, m->info().version, m->batcher().queued_requests(), m->batcher().queued_images()});
+    r.body = metrics_.render(g);
     return measured(std::move(r));
   }
   if (route == "predict") {
@@ -180,37 +207,56 @@ void Service::handle(HttpRequest& req, Reply reply) {
     return predict(req, std::move(measured));
   }
   if (p.size() >= 1 && p[0] == "v2") {
-    const ModelInfo& m = options_.model;
-    if (p.size() == 1) return get ? measured(json_response(200, server_metadata_json())) : measured(method_not_allowed("GET, HEAD"));
+    if (p.size() == 1)
+      return get ? measured(json_response(200, server_metadata_json(repository_ != nullptr))) : measured(method_not_allowed("GET, HEAD"));
     if (p[1] == "health" && p.size() == 3 && (p[2] == "live" || p[2] == "ready")) {
       if (!get) return measured(method_not_allowed("GET, HEAD"));
       if (p[2] == "live") return measured(json_response(200, R"({"live":true})"));
       return ready() ? measured(json_response(200, R"({"ready":true})")) : measured(json_response(503, R"({"ready":false})"));
     }
+    if (p[1] == "repository" && repository_) return repository(p, req, std::move(measured));
     if (p[1] == "models" && p.size() == 3 && p[2] == "stats") {  // every model's statistics (Triton's route)
       if (!get) return measured(method_not_allowed("GET, HEAD"));
-      return measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))));
+      std::string elements;
+      for (const auto& m : registry_.ready())
+        elements += (elements.empty() ? "" : ",") + m->stats().json(m->info().name, m->info().version);
+      return measured(json_response(200, model_stats_document(elements)));
     }
     if (p[1] == "models" && p.size() >= 3) {
-      // /v2/models/{name}[/versions/{v}][/ready|/config|/infer]
-      if (p[2] != m.name) return measured(error(404, "unknown model '" + p[2] + "' (this server serves '" + m.name + "')"));
+      // /v2/models/{name}[/versions/{v}][/ready|/config|/stats|/infer]
+      const std::string& name = p[2];
+      std::string version;
       size_t i = 3;
       if (p.size() >= 5 && p[3] == "versions") {
-        if (p[4] != m.version)
-          return measured(error(404, "model '" + m.name + "' has no version '" + p[4] + "' (it has version " + m.version + ")"));
+        version = p[4];
         i = 5;
       }
       const std::string tail = i < p.size() ? p[i] : "";
       if (i + 1 < p.size() || (p.size() == 4 && p[3] == "versions")) return measured(error(404, "no such route: " + req.path));
-      if (tail.empty()) return get ? measured(json_response(200, model_metadata_json(m))) : measured(method_not_allowed("GET, HEAD"));
+      if (tail != "" && tail != "ready" && tail != "config" && tail != "stats" && tail != "infer")
+        return measured(error(404, "no such route: " + req.path));
+      if (tail == "infer" ? !post : !get) return measured(method_not_allowed(tail == "infer" ? "POST" : "GET, HEAD"));
+      std::shared_ptr<ServedModel> m;
+      try {
+        if (tail == "stats" && version.empty()) {  // every ready version of the model, as Triton answers
+          if (!registry_.knows(name)) registry_.find(name);  // throws the 404 naming the models served
+          std::string elements;
+          for (const auto& v : registry_.ready(name)) elements += (elements.empty() ? "" : ",") + v->stats().json(name, v->info().version);
+          return measured(json_response(200, model_stats_document(elements)));
+        }
+        m = registry_.find(name, version);
+      } catch (const HttpError& e) {
+        if (tail == "ready" && e.status == 503)
+          return measured(json_response(503, nlohmann::json{{"name", name}, {"ready", false}, {"reason", e.what()}}.dump()));
+        return measured(error(e.status, e.what()));
+      }
+      const ModelInfo& info = m->info();
+      if (tail.empty()) return measured(json_response(200, model_metadata_json(info, registry_.ready_versions(name))));
       if (tail == "ready")
-        return get ? measured(json_response(ready() ? 200 : 503, nlohmann::json{{"name", m.name}, {"ready", ready()}}.dump()))
-                   : measured(method_not_allowed("GET, HEAD"));
-      if (tail == "stats")
-        return get ? measured(json_response(200, model_stats_document(stats_.json(m.name, m.version))))
-                   : measured(method_not_allowed("GET, HEAD"));
-      if (tail == "config") return get ? measured(json_response(200, model_config_json(m))) : measured(method_not_allowed("GET, HEAD"));
-      if (tail == "infer") return post ? infer(req, std::move(measured)) : measured(method_not_allowed("POST"));
+        return measured(json_response(ready() ? 200 : 503, nlohmann::json{{"name", name}, {"version", info.version}, {"ready", ready()}}.dump()));
+      if (tail == "stats") return measured(json_response(200, model_stats_document(m->stats().json(name, info.version))));
+      if (tail == "config") return measured(json_response(200, model_config_json(info)));
+      return infer(m, req, std::move(measured));
     }
   }
   if (p.size() >= 2 && p[0] == "v2") {  // Triton's extensions that are not served: 501 with the reason, as Triton's UNSUPPORTED
@@ -222,10 +268,11 @@ void Service::handle(HttpRequest& req, Reply reply) {
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 
-void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
-                     int64_t timeout_us) {
+void Service::submit(const std::shared_ptr<ServedModel>& m, std::vector<float> images, int64_t n, Reply reply,
+                     std::function<HttpResponse(BatchResult&)> respond, int64_t timeout_us) {
   auto shared_reply = std::make_shared<Reply>(reply);
-  const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
+  // The callback holds the model version: one being replaced answers what it took before it goes.
+  const auto s = m->batcher().submit(std::move(images), n, [m, shared_reply, respond = std::move(respond)](BatchResult&& r) {
     try {
       if (r.timed_out) return (*shared_reply)(error(503, r.error));
       if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
@@ -238,7 +285,7 @@ void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::fun
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
 }
 
-void Service::infer(HttpRequest& req, Reply reply) {
+void Service::infer(const std::shared_ptr<ServedModel>& m, HttpRequest& req, Reply reply) {
   if (const std::string* enc = req.header("content-encoding"); enc && *enc != "identity") {
     if (*enc != "gzip" && *enc != "deflate") {
       HttpResponse r = error(501, "Content-Encoding '" + *enc + "' is not supported (gzip, deflate or identity)");
@@ -262,15 +309,15 @@ void Service::infer(HttpRequest& req, Reply reply) {
   }
   InferRequest r;
   try {
-    r = parse_infer_request(req.body, header_length, options_.model);
+    r = parse_infer_request(req.body, header_length, m->info());
   } catch (const HttpError& e) {
     return reply(error(e.status, e.what()));
   }
   const int64_t n = r.n, timeout_us = r.timeout_us;
   std::vector<float> images = std::move(r.images);
   auto parsed = std::make_shared<InferRequest>(std::move(r));
-  submit(std::move(images), n, std::move(reply), [this, parsed](BatchResult& b) {
-    HttpBody body = infer_response(*parsed, options_.model, b.logits.data(), b.gate_probs.data());
+  submit(m, std::move(images), n, std::move(reply), [m, parsed](BatchResult& b) {
+    HttpBody body = infer_response(*parsed, m->info(), b.logits.data(), b.gate_probs.data());
     HttpResponse resp;
     resp.body = std::move(body.bytes);
     resp.content_type = body.content_type;
@@ -279,7 +326,59 @@ void Service::infer(HttpRequest& req, Reply reply) {
   }, timeout_us);
 }
 
+// Triton's model repository extension: POST /v2/repository/index, /v2/repository/models/{m}/load|unload.
+void Service::repository(const std::vector<std::string>& p, HttpRequest& req, Reply reply) {
+  if (req.method != "POST") return reply(method_not_allowed("POST"));
+  nlohmann::json body = nlohmann::json::object();
+  if (!req.body.empty()) {
+    body = nlohmann::json::parse(req.body, nullptr, false);
+    if (!body.is_object()) return reply(error(400, "repository request: the body must be a JSON object"));
+  }
+  if (p.size() == 3 && p[2] == "index") {
+    bool ready_only = false;
+    if (body.contains("ready")) {
+      if (!body["ready"].is_boolean()) return reply(error(400, "ready: expected true or false"));
+      ready_only = body["ready"].get<bool>();
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const VersionState& v : repository_->index(ready_only)) {
+      nlohmann::json e = {{"name", v.name}};
+      if (v.version > 0) e["version"] = std::to_string(v.version);
+      if (!v.state.empty()) e["state"] = v.state;
+      if (!v.state.empty()) e["reason"] = v.reason;
+      out.push_back(e);
+    }
+    return reply(json_response(200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+  }
+  if (p.size() == 5 && p[2] == "models" && (p[4] == "load" || p[4] == "unload")) {
+    if (repository_->options().control != ModelControl::explicit_)
+      return reply(error(400, "explicit model " + p[4] + " is not allowed: the server runs with --model-control-mode " +
+                                  std::string(repository_->options().control == ModelControl::poll ? "poll" : "none") +
+                                  " (start it with --model-control-mode explicit)"));
+    if (body.contains("parameters")) {
+      if (!body["parameters"].is_object()) return reply(error(400, "parameters: expected a JSON object"));
+      for (const auto& [key, value] : body["parameters"].items())
+        if (!(p[4] == "unload" && key == "unload_dependents" && value.is_boolean()))
+          return reply(error(400, "parameters: '" + key + "' is not supported (the model is " + p[4] + "ed from its folder as it is)"));
+    }
+    auto shared = std::make_shared<Reply>(std::move(reply));
+    auto done = [shared](int status, const std::string& message) {
+      (*shared)(status == 200 ? json_response(200, "") : error(status, message));
+    };
+    if (p[4] == "load") repository_->load(p[3], done);
+    else repository_->unload(p[3], done);
+    return;
+  }
+  reply(error(404, "no such route: " + req.method + " " + req.path));
+}
+
 void Service::predict(HttpRequest& req, Reply reply) {
+  std::shared_ptr<ServedModel> m;
+  try {
+    m = predict_model(registry_, req.query_value("model"), req.query_value("version"));
+  } catch (const HttpError& e) {
+    return reply(error(e.status, e.what()));
+  }
   bool invert = false;
   if (const std::string* v = req.query_value("invert")) {
     if (*v == "1" || *v == "true") invert = true;
@@ -292,12 +391,12 @@ void Service::predict(HttpRequest& req, Reply reply) {
     return reply(error(400, e.what()));
   }
   const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
-  submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
+  submit(m, x, 1, std::move(reply), [m, x, ink](BatchResult& b) {
     // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
     // returns whatever the model computes, as Triton does, since its input may be NaN).
     for (float v : b.logits)
       if (!std::isfinite(v)) return error(500, "the model produced non-finite logits (NaN or Inf weights?)");
-    const int64_t C = options_.model.n_classes, E = options_.model.n_experts, k = options_.model.top_k;
+    const int64_t C = m->info().n_classes, E = m->info().n_experts, k = m->info().top_k;
     const float mx = *std::max_element(b.logits.begin(), b.logits.end());
     std::vector<double> prob(static_cast<size_t>(C));
     double sum = 0;
@@ -311,12 +410,16 @@ void Service::predict(HttpRequest& req, Reply reply) {
       experts.push_back({{"id", chosen[size_t(j)]}, {"gate_probability", b.gate_probs[size_t(chosen[size_t(j)])]}, {"weight", weights[size_t(j)]}});
     std::vector<float> rounded(x.size());
     for (size_t i = 0; i < x.size(); ++i) rounded[i] = std::round(x[i] * 1000.f) / 1000.f;
-    nlohmann::json j = {{"digit", std::max_element(prob.begin(), prob.end()) - prob.begin()},
+    const int64_t top = std::max_element(prob.begin(), prob.end()) - prob.begin();
+    nlohmann::json j = {{"digit", top},
                         {"probabilities", prob},
                         {"experts", experts},
                         {"gate_probs", b.gate_probs},
                         {"ink", ink},
+                        {"model", m->info().name},
+                        {"version", m->info().version},
                         {"input", rounded}};
+    if (size_t(top) < m->info().labels.size()) j["label"] = m->info().labels[size_t(top)];
     return json_response(200, j.dump());
   });
 }

@@ -15,7 +15,9 @@
 #include "serve/http_server.h"
 #include "serve/kserve.h"
 #include "serve/metrics.h"
+#include "serve/model_registry.h"
 #include "serve/model_stats.h"
+#include "serve/repository_manager.h"
 
 namespace moe::serve {
 
@@ -35,13 +37,14 @@ struct StaticFile {
 // The page built into the binary (web/ in the source tree).
 const std::map<std::string, StaticFile>& builtin_page();
 
-// A model name that routes reach as one path segment: 1-64 of [A-Za-z0-9._-], not "." or "..".
-bool valid_model_name(const std::string& name);
-
 class Service {
  public:
-  // `engines`: one per batcher worker, all of the same model. Starts listening.
+  // One model (options.model's name and version): `engines`, one per batcher worker, all of the same
+  // model. Starts listening.
   Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines);
+  // A model repository: loads what `repository`'s control mode says (failures are reported in the
+  // index and on stderr, the server starts anyway, as Triton with --exit-on-error=false), then listens.
+  Service(ServiceOptions options, RepositoryOptions repository, EngineFactory open_engine);
   ~Service();
   int port() const { return http_->port(); }
 #if MOE_MNIST_WITH_GRPC
@@ -49,7 +52,9 @@ class Service {
 #else
   int grpc_port() const { return -1; }
 #endif
-  const ModelInfo& model() const { return options_.model; }
+  // The first ready model (by name, then its latest version); options.model when none is.
+  ModelInfo model() const;
+  const ModelRegistry& models() const { return registry_; }
   const HttpServer& http() const { return *http_; }
   // Graceful stop: refuse new work (503), run what is queued, answer everything, close.
   void shutdown(double grace_s = 10);
@@ -60,17 +65,19 @@ class Service {
 
  private:
   void handle(HttpRequest& req, Reply reply);
-  void infer(HttpRequest& req, Reply reply);
+  void start_listening();
+  void infer(const std::shared_ptr<ServedModel>& m, HttpRequest& req, Reply reply);
   void predict(HttpRequest& req, Reply reply);
-  // Queues the images; `respond` turns the batch result into the response (on a worker thread).
-  // timeout_us > 0: the request's own queue time limit.
-  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
-              int64_t timeout_us = 0);
+  void repository(const std::vector<std::string>& p, HttpRequest& req, Reply reply);
+  // Queues the images on model m; `respond` turns the batch result into the response (on a worker
+  // thread). The request holds m until it is answered. timeout_us > 0: its own queue time limit.
+  void submit(const std::shared_ptr<ServedModel>& m, std::vector<float> images, int64_t n, Reply reply,
+              std::function<HttpResponse(BatchResult&)> respond, int64_t timeout_us = 0);
 
   ServiceOptions options_;
   Metrics metrics_;
-  ModelStats stats_;  // Triton's statistics extension
-  std::unique_ptr<Batcher> batcher_;
+  ModelRegistry registry_;
+  std::unique_ptr<RepositoryManager> repository_;  // null: one model, fixed at start
   std::unique_ptr<HttpServer> http_;
 #if MOE_MNIST_WITH_GRPC
   std::unique_ptr<GrpcServer> grpc_;  // after the batcher and the HTTP server: destroyed first
