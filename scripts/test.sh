@@ -42,7 +42,7 @@ asan_build() {
   CC=clang-14 CXX=clang++-14 configure build-asan -DMOE_MNIST_WITH_TORCH=OFF -DMOE_MNIST_WITH_ONNX=OFF \
     -DMOE_MNIST_SANITIZE=ON -DMOE_MNIST_FUZZ=ON -DMOE_MNIST_BUILD_BENCH=OFF && cmake --build build-asan -j "$jobs" >&2
 }
-asan_tests() { ctest --test-dir build-asan --output-on-failure -R '^(serve|serve_limits|data|checkpoint|native_parity|fuzz_.*|codegen_.*)$' "$@"; }
+asan_tests() { ctest --test-dir build-asan --output-on-failure -R '^(serve|serve_limits|serve_repository|data|checkpoint|native_parity|fuzz_.*|codegen_.*)$' "$@"; }
 
 if ! scripts/setup.sh --fashion; then
   echo "test.sh: set-up failed; nothing can be built" >&2

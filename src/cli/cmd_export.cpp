@@ -22,6 +22,7 @@ void add_export_command(CLI::App& app) {
     std::string checkpoint = "runs/mnist", out, triton_repo, input = "float";
     ExportOptions options;
     TritonModelConfig triton;
+    int64_t version = 1;
     bool force = false;
   };
   auto a = std::make_shared<Args>();
@@ -44,11 +45,17 @@ void add_export_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("!--per-tensor", a->options.per_channel, "int8: one weight scale per tensor instead of per output column");
   auto* repo = cmd->add_option("--triton-repo", a->triton_repo,
-                               "Write a Triton model repository instead: DIR/<name>/config.pbtxt and DIR/<name>/1/model.onnx");
+                               "Write into a Triton model repository instead: DIR/<name>/config.pbtxt and\n"
+                               "DIR/<name>/<version>/model.onnx (read by Triton and by `serve --model-repository`)");
+  cmd->add_option("--version", a->version, "--triton-repo: the version folder to write (a new version of an existing model leaves the others)")
+      ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 62));
+  cmd->add_option("--version-policy", a->triton.version_policy,
+                  "--triton-repo: which versions the server serves: latest:N, all, or specific:V[,V...]")
+      ->capture_default_str();
   cmd->add_option("--name", a->triton.name, "--triton-repo: the model's name (its folder)")->capture_default_str();
   cmd->add_option("--max-batch", a->triton.max_batch, "--triton-repo: max_batch_size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--instances", a->triton.instances, "--triton-repo: model instances (KIND_CPU)")->capture_default_str()->check(CLI::Range(1, 256));
-  cmd->add_flag("--force", a->force, "--triton-repo: replace the model's folder files if they exist");
+  cmd->add_flag("--force", a->force, "--triton-repo: replace that version's model.onnx, or a config.pbtxt with other settings");
   repo->excludes(cmd->get_option("--out"));
   cmd->callback([a] {
     a->options.uint8_input = a->input == "uint8";
@@ -67,9 +74,15 @@ void add_export_command(CLI::App& app) {
       if (o.routing == Routing::moe || o.routing == Routing::fused)
         throw InputError("--triton-repo: --routing " + to_string(o.routing) +
                          " needs ONNX Runtime with its contrib / custom ops; Triton serves dense or gather");
-      out = triton_model_file(a->triton_repo, a->triton.name);
-      if (std::filesystem::exists(triton_config_file(a->triton_repo, a->triton.name)) && !a->force)
-        throw InputError(triton_config_file(a->triton_repo, a->triton.name) + " exists; add --force to replace the model there");
+      check_version_policy(a->triton.version_policy, "--version-policy");
+      out = triton_model_file(a->triton_repo, a->triton.name, a->version);
+      if (std::filesystem::exists(out) && !a->force) throw InputError(out + " exists; add --force to replace that version");
+      a->triton.n_classes = ck.meta.model.n_classes;
+      a->triton.n_experts = ck.meta.model.n_experts;
+      const std::string cfg = triton_config_file(a->triton_repo, a->triton.name);
+      // A new version of an existing model keeps its config.pbtxt, unless the settings differ.
+      if (std::filesystem::exists(cfg) && !a->force && read_file(cfg, kMaxConfigBytes, "config.pbtxt") != triton_config_pbtxt(a->triton))
+        throw InputError(cfg + " exists with other settings (name, sizes, batching or --version-policy); add --force to replace it");
       std::filesystem::create_directories(std::filesystem::path(out).parent_path());
     }
     const ExportSummary s = export_onnx(ck, a->options, out);
@@ -79,8 +92,6 @@ void add_export_command(CLI::App& app) {
                  out.c_str(), to_string(o.precision).c_str(), to_string(o.routing).c_str(), (long long)s.n_nodes, ops.c_str(),
                  (long long)s.n_parameters, s.bytes / 1024.0);
     if (!a->triton_repo.empty()) {
-      a->triton.n_classes = ck.meta.model.n_classes;
-      a->triton.n_experts = ck.meta.model.n_experts;
       write_file_atomically(triton_config_file(a->triton_repo, a->triton.name), triton_config_pbtxt(a->triton));
       std::fprintf(stderr, "wrote %s (Triton model repository: tritonserver --model-repository %s)\n",
                    triton_config_file(a->triton_repo, a->triton.name).c_str(), a->triton_repo.c_str());

@@ -6,12 +6,42 @@
 
 namespace moe {
 
+namespace {
+
+// The version_policy block of config.pbtxt ("" for Triton's default, the latest version).
+std::string version_policy_pbtxt(const std::string& policy) {
+  if (policy == "latest:1") return "";
+  if (policy == "all") return "version_policy: { all: {} }\n";
+  if (policy.rfind("latest:", 0) == 0) return "version_policy: { latest: { num_versions: " + policy.substr(7) + " } }\n";
+  return "version_policy: { specific: { versions: [ " + policy.substr(9) + " ] } }\n";
+}
+
+bool all_digits(const std::string& s) {
+  if (s.empty() || s.size() > 18 || s[0] == '0') return false;
+  for (char c : s)
+    if (!std::isdigit(static_cast<unsigned char>(c))) return false;
+  return true;
+}
+
+}  // namespace
+
+void check_version_policy(const std::string& policy, const std::string& flag) {
+  bool ok = policy == "all" || (policy.rfind("latest:", 0) == 0 && all_digits(policy.substr(7)));
+  if (policy.rfind("specific:", 0) == 0) {
+    ok = true;
+    std::string rest = policy.substr(9) + ",";
+    for (size_t start = 0, comma; (comma = rest.find(',', start)) != std::string::npos; start = comma + 1)
+      ok = ok && all_digits(rest.substr(start, comma - start));
+  }
+  if (!ok) throw InputError(flag + ": '" + policy + "': expected latest:N, all, or specific:V[,V...] (versions >= 1)");
+}
+
 std::string triton_config_pbtxt(const TritonModelConfig& c) {
   const auto n = [](int64_t v) { return std::to_string(v); };
   return "# Written by `moe-mnist export --triton-repo`; serve with `tritonserver --model-repository <repo>`.\n"
          "name: \"" + c.name + "\"\n"
          "platform: \"onnxruntime_onnx\"\n"
-         "max_batch_size: " + n(c.max_batch) + "\n"
+         "max_batch_size: " + n(c.max_batch) + "\n" + version_policy_pbtxt(c.version_policy) +
          "input [\n"
          "  { name: \"input\" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] }\n"
          "]\n"
@@ -34,7 +64,9 @@ void check_model_name(const std::string& name, const std::string& flag) {
   if (!ok) throw InputError(flag + ": '" + name + "' is not a usable model name (1-64 of A-Z a-z 0-9 _ . -)");
 }
 
-std::string triton_model_file(const std::string& repo, const std::string& name) { return repo + "/" + name + "/1/model.onnx"; }
+std::string triton_model_file(const std::string& repo, const std::string& name, int64_t version) {
+  return repo + "/" + name + "/" + std::to_string(version) + "/model.onnx";
+}
 std::string triton_config_file(const std::string& repo, const std::string& name) { return repo + "/" + name + "/config.pbtxt"; }
 
 }  // namespace moe

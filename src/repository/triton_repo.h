@@ -1,6 +1,6 @@
 // A Triton Inference Server model repository for an exported model, so a user who outgrows one
 // machine serves the same ONNX file with Triton (`tritonserver --model-repository DIR`) and keeps the
-// same KServe v2 clients:  DIR/<name>/config.pbtxt  and  DIR/<name>/1/model.onnx.
+// same KServe v2 clients:  DIR/<name>/config.pbtxt  and  DIR/<name>/<version>/model.onnx.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,7 +14,11 @@ struct TritonModelConfig {
   int64_t preferred_batch = 64;       // dynamic_batching.preferred_batch_size
   int64_t max_queue_delay_us = 200;   // dynamic_batching.max_queue_delay_microseconds
   int64_t instances = 1;              // instance_group count (KIND_CPU)
+  std::string version_policy = "latest:1";  // version_policy: "latest:N", "all" or "specific:V[,V...]"
 };
+
+// Throws InputError naming `flag` unless `policy` is "latest:N" (N >= 1), "all" or "specific:V[,V...]".
+void check_version_policy(const std::string& policy, const std::string& flag);
 
 // config.pbtxt: inference.ModelConfig (Triton's model_config.proto) in protobuf text format, platform
 // onnxruntime_onnx; dims exclude the batch dimension, which max_batch_size > 0 adds.
@@ -24,8 +28,8 @@ std::string triton_config_pbtxt(const TritonModelConfig& c);
 // characters, not "." or "..".
 void check_model_name(const std::string& name, const std::string& flag);
 
-// DIR/<name>/1/model.onnx and DIR/<name>/config.pbtxt.
-std::string triton_model_file(const std::string& repo, const std::string& name);
+// DIR/<name>/<version>/model.onnx and DIR/<name>/config.pbtxt.
+std::string triton_model_file(const std::string& repo, const std::string& name, int64_t version = 1);
 std::string triton_config_file(const std::string& repo, const std::string& name);
 
 }  // namespace moe

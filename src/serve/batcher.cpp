@@ -122,6 +122,7 @@ void Batcher::work(Classifier& engine) {
     lock.unlock();
     for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
     run(engine, jobs, n, now);
+    jobs.clear();  // let go of the answered requests' callbacks now: what they hold (a model version being unloaded) waits for that
     lock.lock();
   }
 }

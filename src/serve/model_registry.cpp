@@ -79,7 +79,7 @@ std::shared_ptr<ServedModel> ModelRegistry::publish(std::shared_ptr<ServedModel>
   auto& versions = models_[name];
   versions.erase(0);  // a model-level problem (its config) is over once a version is ready
   std::shared_ptr<ServedModel> replaced = std::move(versions[v].model);
-  versions[v] = Entry{std::move(m), "READY", ""};
+  versions[v] = Entry{std::move(m), "READY", ""};  // (also clears a failed reload's note)
   return replaced;
 }
 
@@ -97,9 +97,20 @@ std::shared_ptr<ServedModel> ModelRegistry::withdraw(const std::string& name, in
 void ModelRegistry::set_state(const std::string& name, int64_t version, const std::string& state, const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   Entry& e = models_[name][version];
-  if (e.model) return;  // a ready version keeps serving; its state changes by withdraw
+  if (e.model) {  // a ready version keeps serving (its state changes by withdraw); a failed reload of it is noted
+    if (state == "UNAVAILABLE") e.reason = "a new copy failed to load, the one loaded before serves: " + reason;
+    return;
+  }
   e.state = state;
   e.reason = reason;
+}
+
+void ModelRegistry::clear(const std::string& name, int64_t version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto m = models_.find(name);
+  if (m == models_.end()) return;
+  if (const auto e = m->second.find(version); e != m->second.end() && !e->second.model) m->second.erase(e);
+  if (m->second.empty()) models_.erase(m);
 }
 
 void ModelRegistry::forget_unready(const std::string& name) {

@@ -41,6 +41,8 @@ class ModelRegistry {
   std::shared_ptr<ServedModel> withdraw(const std::string& name, int64_t version);
   // Records a version's state (not READY: READY is what publish makes).
   void set_state(const std::string& name, int64_t version, const std::string& state, const std::string& reason);
+  // Forgets the entry of (name, version) unless it is ready.
+  void clear(const std::string& name, int64_t version);
   // Forgets a model's entries that are not ready (a model removed from the repository).
   void forget_unready(const std::string& name);
 

@@ -154,6 +154,7 @@ void RepositoryManager::sync_all() {
     loaded_.erase(name);
     failed_.erase(name);
     config_failed_.erase(name);
+  registry_.clear(name, 0);  // a config problem reported before is over
   }
 }
 
@@ -200,7 +201,9 @@ void RepositoryManager::sync_model(const std::string& name, bool retry_failed) {
       const auto ready = registry_.ready_versions(name);
       if (loaded_[name][v] == print && std::binary_search(ready.begin(), ready.end(), v)) continue;
       auto& failed = failed_[name];
+      const bool serving = std::binary_search(ready.begin(), ready.end(), v);  // a copy loaded before serves
       if (auto f = failed.find(v); f != failed.end() && f->second == print) {
+        if (serving) continue;  // its new copy failed; the old one stays selected
         candidates.erase(std::find(candidates.begin(), candidates.end(), v));
         changed = true;
         break;
@@ -222,7 +225,8 @@ void RepositoryManager::sync_model(const std::string& name, bool retry_failed) {
         failed[v] = print;
         registry_.set_state(name, v, "UNAVAILABLE", e.what());
         log_("model '" + name + "' version " + std::to_string(v) + ": not loaded: " + e.what() +
-             (std::binary_search(ready.begin(), ready.end(), v) ? " (the copy loaded before keeps serving)" : ""));
+             (serving ? " (the copy loaded before keeps serving)" : ""));
+        if (serving) continue;
         candidates.erase(std::find(candidates.begin(), candidates.end(), v));
         changed = true;
         break;
