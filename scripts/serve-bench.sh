@@ -36,7 +36,8 @@ cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp
 trap cleanup EXIT
 python3 "$root/bench/serve/make_bodies.py" "$data" "$tmp" > "$tmp/bodies"
 
-metric() { grep -E "^$1 " "$tmp/metrics" | awk '{print $2}' | head -1; }
+# A metric's value summed over its label sets (the model series carry model and version labels).
+metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.17g\n", s }' "$tmp/metrics"; }
 scrape() { curl -s "$url/metrics" > "$tmp/metrics"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 

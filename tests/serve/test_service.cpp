@@ -428,8 +428,8 @@ void concurrent_requests_match(int64_t max_delay_us, int workers) {
   httplib::Client c("127.0.0.1", s.port());
   const std::string m = c.Get("/metrics")->body;
   std::smatch runs, images;
-  ASSERT_TRUE(std::regex_search(m, runs, std::regex("\nmoe_mnist_model_runs_total (\\d+)")));
-  ASSERT_TRUE(std::regex_search(m, images, std::regex("\nmoe_mnist_images_total (\\d+)")));
+  ASSERT_TRUE(std::regex_search(m, runs, std::regex("\nmoe_mnist_model_runs_total\\{model=\"moe-mnist\",version=\"1\"\\} (\\d+)")));
+  ASSERT_TRUE(std::regex_search(m, images, std::regex("\nmoe_mnist_images_total\\{model=\"moe-mnist\",version=\"1\"\\} (\\d+)")));
   EXPECT_EQ(std::stoi(images[1]), 12 * 15 * 2);  // sizes 1,2,3 cycle evenly: mean 2
   if (max_delay_us == 0) {
     EXPECT_EQ(std::stoi(runs[1]), 12 * 15);
@@ -489,13 +489,13 @@ TEST(Service, MetricsAreWellFormedPrometheusText) {
   const std::string& m = r->body;
   EXPECT_NE(m.find("moe_mnist_http_requests_total{route=\"infer\",code=\"200\"} 3"), std::string::npos) << m;
   EXPECT_NE(m.find("moe_mnist_http_requests_total{route=\"metadata\",code=\"404\"} 1"), std::string::npos);
-  EXPECT_NE(m.find("moe_mnist_images_total 6"), std::string::npos);
+  EXPECT_NE(m.find("moe_mnist_images_total{model=\"moe-mnist\",version=\"1\"} 6"), std::string::npos);
   // Two images x top-2 x 3 requests = 12 routing slots over the experts.
-  std::regex slot("moe_mnist_expert_slots_total\\{expert=\"\\d\"\\} (\\d+)");
+  std::regex slot("moe_mnist_expert_slots_total\\{model=\"moe-mnist\",version=\"1\",expert=\"\\d\"\\} (\\d+)");
   int slots = 0;
   for (auto it = std::sregex_iterator(m.begin(), m.end(), slot); it != std::sregex_iterator(); ++it) slots += std::stoi((*it)[1]);
   EXPECT_EQ(slots, 12);
-  EXPECT_NE(m.find("moe_mnist_batch_images_bucket{le=\"+Inf\"} 3"), std::string::npos);
+  EXPECT_NE(m.find("moe_mnist_batch_images_bucket{model=\"moe-mnist\",version=\"1\",le=\"+Inf\"} 3"), std::string::npos);
 }
 
 TEST(Service, ShutdownAnswersWhatIsQueuedAndRefusesNewWork) {
