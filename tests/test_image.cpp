@@ -204,6 +204,77 @@ TEST_F(ImageTest, TransparentPngStrokesAreCompositedOverWhite) {
   EXPECT_EQ(s.width(), 4);
 }
 
+// Issue #20: white strokes on a transparent canvas were composited over white, a blank image that no
+// --invert could rescue. Transparent pixels take the paper's shade, the opposite of the strokes'.
+TEST_F(ImageTest, TransparentBackgroundTakesThePapersShade) {
+  const int w = 40, h = 40;
+  auto png = [&](const std::string& name, uint8_t stroke, uint8_t margin_alpha, uint8_t inside) {
+    std::vector<uint8_t> rgba(size_t(w) * h * 4, 0);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        uint8_t* q = &rgba[(size_t(y) * w + x) * 4];
+        const bool bar = y >= 5 && y < 35 && x >= 18 && x < 24;
+        const bool margin = x < 3 || y < 3 || x >= w - 3 || y >= h - 3;
+        q[0] = q[1] = q[2] = bar ? stroke : inside;
+        q[3] = bar ? 255 : margin ? margin_alpha : inside == stroke ? 0 : 255;
+      }
+    const std::string p = path(name);
+    EXPECT_TRUE(stbi_write_png(p.c_str(), w, h, 4, rgba.data(), w * 4));
+    return moe::load_grey_image(p);
+  };
+  // White strokes on a transparent canvas: black paper, read without --invert like MNIST.
+  const moe::GreyImage white = png("white.png", 255, 0, 255);
+  EXPECT_EQ(white.pixels[0], 0);
+  EXPECT_EQ(white.pixels[size_t(20) * w + 20], 255);
+  EXPECT_EQ(stats(moe::prepare_digit(white, false, "white.png", "--invert").pixels).height(), 20);
+  // An opaque white page with a black bar and a transparent margin: the margin is paper too (white).
+  const moe::GreyImage page = png("page.png", 0, 0, 255);
+  EXPECT_EQ(page.pixels[0], 255);
+  EXPECT_EQ(page.pixels[size_t(20) * w + 20], 0);
+  const Stats s = stats(moe::prepare_digit(page, true, "page.png", "--invert").pixels);
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 4);
+}
+
+// Issue #20: `predict --image` and /v1/predict share this judgement, so both refuse an image without
+// ink and say which option would find it.
+TEST_F(ImageTest, PrepareDigitRefusesNoInkAndNamesTheInvertOption) {
+  Canvas dark_on_light(60, 60, 255);
+  dark_on_light.rect(25, 10, 8, 40, 0);
+  auto message = [](const moe::GreyImage& img, bool invert, const std::string& option) -> std::string {
+    try {
+      moe::prepare_digit(img, invert, "seven.png", option);
+    } catch (const moe::InputError& e) {
+      return e.what();
+    }
+    return "(accepted)";
+  };
+  EXPECT_EQ(message(dark_on_light.image(), false, "?invert=1"),
+            "seven.png: no ink found; the image looks like a dark digit on light paper: add ?invert=1");
+  const moe::DigitInput ok = moe::prepare_digit(dark_on_light.image(), true, "seven.png", "--invert");
+  EXPECT_EQ(stats(ok.pixels).height(), 20);
+  EXPECT_EQ(ok.warning, "");
+  Canvas light_on_dark(60, 60, 0);
+  light_on_dark.rect(25, 10, 8, 40, 255);
+  EXPECT_EQ(message(light_on_dark.image(), true, "--invert"),
+            "seven.png: no ink found; the image looks like a light digit on dark paper: drop --invert");
+  EXPECT_EQ(moe::prepare_digit(light_on_dark.image(), false, "seven.png", "--invert").pixels,
+            moe::to_mnist_input(light_on_dark.image(), false));
+  for (uint8_t shade : {0, 128, 255})
+    for (bool invert : {false, true})
+      EXPECT_EQ(message(Canvas(30, 30, shade).image(), invert, "--invert"),
+                "seven.png: no ink found, with or without --invert (a blank, uniform or fully transparent image)");
+  EXPECT_EQ(message(moe::GreyImage{}, false, "--invert"),
+            "seven.png: no ink found, with or without --invert (a blank, uniform or fully transparent image)");
+  // Ink that stands out, but on paper of the other polarity (a bright glare on white paper): classified,
+  // with a warning.
+  Canvas glare(60, 60, 200);
+  glare.rect(25, 10, 8, 40, 255);
+  const moe::DigitInput warned = moe::prepare_digit(glare.image(), false, "seven.png", "--invert");
+  EXPECT_EQ(stats(warned.pixels).height(), 20);
+  EXPECT_EQ(warned.warning, "seven.png looks like a dark digit on light paper; add --invert");
+}
+
 TEST_F(ImageTest, ColourImageIsConvertedToGrey) {
   const int w = 4, h = 2;
   std::vector<uint8_t> rgb(size_t(w) * h * 3, 255);

@@ -20,6 +20,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (x.size() != 784) __builtin_trap();
       for (float v : x)
         if (!(v >= 0.0f && v <= 1.0f)) __builtin_trap();
+      try {  // the judgement /v1/predict and `predict --image` share: the same pixels, or a refusal
+        if (moe::prepare_digit(img, invert, "fuzz input", "--invert").pixels != x) __builtin_trap();
+      } catch (const moe::InputError&) {
+      }
     }
   } catch (const moe::InputError&) {
   }
