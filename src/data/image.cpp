@@ -10,6 +10,7 @@
 
 #include "base/atomic_file.h"
 #include "base/errors.h"
+#include "data/exif_orientation.h"
 
 // Our own static copy of the decoder, limited to the formats we promise: a smaller attack surface than
 // Debian's libstb (which also parses GIF, PSD, HDR, PIC, TGA), and static symbols cannot clash with a
@@ -340,7 +341,8 @@ GreyImage decode_grey_image(const std::string& bytes, const std::string& path, i
   } else {
     std::copy(px.get(), px.get() + n, img.pixels.begin());
   }
-  return img;
+  // stb_image returns the pixels as stored; a phone's JPEG says in EXIF how to turn them upright.
+  return apply_exif_orientation(img, jpeg_exif_orientation(bytes));
 }
 
 std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {

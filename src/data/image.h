@@ -17,7 +17,7 @@ struct GreyImage {
 // naming the file when it is missing or unreadable, empty, truncated (a PNG without its IEND chunk, a
 // JPEG without its end-of-image marker, a PGM/PPM with fewer pixels than its header promises), not an
 // image in one of those formats (BMP, GIF, TIFF, WebP, PBM and PAM are named as such), or implausibly
-// large (over 64 Mpixel, judged from the header before decoding).
+// large (over 64 Mpixel, judged from the header before decoding). A JPEG's EXIF Orientation is applied.
 GreyImage load_grey_image(const std::string& path);
 // The same from bytes already in memory (an HTTP body); `what` names the source in errors, and images
 // over `max_pixels` (at most the 64 Mpixel limit) are refused before decoding.

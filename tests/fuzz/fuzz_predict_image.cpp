@@ -1,7 +1,9 @@
 // libFuzzer target: the /v1/predict image path (PNG/JPEG/PGM decoding, then the MNIST-style
 // preparation). Any input must give a 28x28 input in [0, 1] or an InputError, and decoding the same
 // bytes twice must give the same pixels (no pixel comes from memory the decoder did not write). The
-// seeds cover PNG, JPEG, PGM (P2, P5) and PPM (P3, P6, 16-bit).
+// seeds cover PNG, JPEG (one with a malformed EXIF block: IFD0 claims 40 entries and has 2, a value
+// offset points far past the segment; the orientation (6) before the damage still applies), PGM (P2,
+// P5) and PPM (P3, P6, 16-bit).
 #include <cmath>
 #include <cstdint>
 #include <string>
