@@ -122,6 +122,12 @@ TEST(OrtErrors, KnownMessagesAreTranslated) {
                                       "onnxruntime::WaitNotificationFn) Failed to allocate memory for requested buffer of size "
                                       "1099511627776\n"),
             "m.onnx: not enough memory to load the model: ONNX Runtime could not allocate 1099511627776 bytes");
+  EXPECT_EQ(explain_ort_load_error(p, "/onnxruntime_src/onnxruntime/core/platform/posix/env.cc:183 onnxruntime::{anonymous}::PosixThread::"
+                                      "PosixThread(const char*, int, unsigned int (*)(int, Eigen::ThreadPoolInterface*), Eigen::"
+                                      "ThreadPoolInterface*, const onnxruntime::ThreadOptions&) pthread_create failed, error code: 11 "
+                                      "error msg: Resource temporarily unavailable"),
+            "m.onnx: ONNX Runtime could not start its threads (pthread_create failed, error code: 11 error msg: Resource temporarily "
+            "unavailable); lower --threads (and serve's --workers), or raise ulimit -u / -v");
   EXPECT_EQ(explain_ort_load_error(p, "std::bad_alloc"), "m.onnx: not enough memory to load the model (std::bad_alloc)");
   EXPECT_EQ(explain_ort_load_error(p, "Load model from m.onnx failed:/onnxruntime_src/onnxruntime/core/graph/model_load_utils.h:46 void "
                                       "onnxruntime::model_load_utils::ValidateOpsetForDomain(const std::unordered_map<std::__cxx11::"

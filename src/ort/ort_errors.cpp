@@ -70,6 +70,8 @@ std::string explain_ort_load_error(const std::string& path, const std::string& w
     return path + ": not enough memory to load the model: ONNX Runtime could not allocate " + bytes + " bytes";
   if (why.find("bad_alloc") != std::string::npos || why.find("Failed to allocate") != std::string::npos)
     return path + ": not enough memory to load the model (" + why + ")";
+  if (why.find("pthread_create failed") != std::string::npos || why.find("Resource temporarily unavailable") != std::string::npos)
+    return path + ": ONNX Runtime could not start its threads (" + why + "); lower --threads (and serve's --workers), or raise ulimit -u / -v";
   if (why.find("Protobuf parsing failed") != std::string::npos || why.find("No graph was found in the protobuf") != std::string::npos)
     return path + ": not an ONNX model (its bytes do not parse as an ONNX ModelProto)";
   return path + ": ONNX Runtime cannot load it (" + why + ")";

@@ -13,8 +13,8 @@ namespace moe {
 std::string strip_ort_message(const std::string& what);
 
 // The one-line error for `path` failing to load in ONNX Runtime with message `what`: known causes (an
-// opset or IR version newer than this ONNX Runtime, an unreadable file, memory that could not be
-// allocated, bytes that are not an ONNX protobuf) are said in words; anything else is
+// opset or IR version newer than this ONNX Runtime, an unreadable file, memory or threads that could
+// not be had, bytes that are not an ONNX protobuf) are said in words; anything else is
 // "PATH: ONNX Runtime cannot load it (stripped message)".
 std::string explain_ort_load_error(const std::string& path, const std::string& what);
 

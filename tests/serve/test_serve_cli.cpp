@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -28,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/user_tasks.h"
 #include "model/reference.h"
 #include "onnx_export/export_model.h"
 #include "random_model.h"
@@ -81,9 +83,10 @@ struct Server {
   }
 };
 
-// Starts `moe-mnist serve --port 0 ARGS` with RLIMIT_AS = `as_bytes` (0: none); returns once it
-// listens or has exited.
-void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, const std::string& tag) {
+// Starts `moe-mnist serve --port 0 ARGS` with RLIMIT_AS = `as_bytes` (0: none), after `in_child` (if
+// any) ran in the child; returns once it listens or has exited.
+void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, const std::string& tag,
+           const std::function<void()>& in_child = {}) {
   s.log = test::temp_dir(tag) + "/serve.log";
   std::vector<std::string> argv = {MOE_MNIST_CLI, "serve", "--model", model_path(), "--port", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -97,6 +100,7 @@ void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, con
       rlimit r{as_bytes, as_bytes};
       ::setrlimit(RLIMIT_AS, &r);
     }
+    if (in_child) in_child();
     std::vector<char*> v;
     for (auto& a : argv) v.push_back(a.data());
     v.push_back(nullptr);
@@ -218,6 +222,42 @@ TEST(ServeCli, ThreadsThatCannotStartAreAStartupError) {
   EXPECT_TRUE(exited_with(s, 1)) << how_it_ended(s) << "\n" << log;
   EXPECT_TRUE(test::contains(log, "--workers") || test::contains(log, "--threads")) << log;
   EXPECT_FALSE(test::contains(log, "terminate called")) << log;
+}
+
+// Issue #20, cause 7's sibling: ulimit -u counts every thread of the user, not only this process's. With
+// the user's other tasks near the limit, ONNX Runtime could not start its pool threads and hung for
+// ever inside session creation. The start-up check adds what the user already runs: exit 1, flags named.
+// The child runs as user nobody when the test runs as root (root is exempt from the limit), holds 10
+// idle processes of that user (they exit when serve closes their pipe), and sets the limit to the
+// user's tasks + 10: below the 21 threads asked for, so serve must refuse at once.
+TEST(ServeCli, ThreadsOverTheUsersProcessLimitAreAStartupError) {
+  Server s;
+  start(s, {"--workers", "1", "--threads", "16", "--grpc-port", "0"}, 0, "nproc", [] {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(126);
+    int fds[2];
+    if (::pipe(fds) != 0) ::_exit(126);
+    for (int i = 0; i < 10; ++i)
+      if (::fork() == 0) {
+        ::close(fds[1]);
+        char c;
+        while (::read(fds[0], &c, 1) > 0) {
+        }
+        ::_exit(0);
+      }
+    ::close(fds[0]);  // serve keeps the write end until it exits
+    const int64_t held = tasks_of_user(::getuid());
+    if (held < 11) ::_exit(126);
+    rlimit r{rlim_t(held + 10), rlim_t(held + 10)};
+    if (::setrlimit(RLIMIT_NPROC, &r) != 0) ::_exit(126);
+  });
+  ASSERT_TRUE(s.exited) << "serve started with 21 threads over ulimit -u: " << s.log_text();
+  if (WIFEXITED(s.status) && (WEXITSTATUS(s.status) == 126 || WEXITSTATUS(s.status) == 127))
+    GTEST_SKIP() << "cannot run serve as another user with a process limit here: " << s.log_text();
+  const std::string log = s.log_text();
+  EXPECT_TRUE(exited_with(s, 1)) << how_it_ended(s) << "\n" << log;
+  EXPECT_TRUE(test::contains(log, "--workers 1 x --threads 16")) << log;
+  EXPECT_TRUE(test::contains(log, "this user already runs")) << log;
+  EXPECT_TRUE(test::contains(log, "(ulimit -u)")) << log;
 }
 
 // Issue #20, cause 1, as reported: under `prlimit --as`, 700 connections announce a --max-body body and
