@@ -33,6 +33,7 @@
 #include "model/reference.h"
 #include "onnx_export/export_model.h"
 #include "random_model.h"
+#include "socket_util.h"
 #include "test_util.h"
 
 namespace moe {
@@ -40,6 +41,11 @@ namespace {
 
 using json = nlohmann::json;
 using clock = std::chrono::steady_clock;
+using test::rss_kib;
+using test::send_all;
+
+// Blocking sends and receives give up after 10 s, so a test never hangs on a server that stopped.
+int connect_from(int port, const char* source = nullptr) { return test::connect_from(port, source, false, 10); }
 
 const Checkpoint& checkpoint() {
   static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 21);
@@ -119,50 +125,6 @@ void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, con
     if (s.wait(0.05)) return;
   }
   FAIL() << "serve neither listened nor exited in 90 s: " << s.log_text();
-}
-
-int64_t rss_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  return -1;
-}
-
-int connect_to(int port, const char* source = nullptr) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  if (source) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &a.sin_addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-bool send_all(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += size_t(n);
-  }
-  return true;
 }
 
 // The status line's code of what the server sends back before closing (Connection: close), 0 for none.
@@ -269,7 +231,7 @@ TEST(ServeCli, AnnouncedBodiesUnderAnAddressSpaceLimit) {
   std::vector<int> fds;
   const std::string head = "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(16 << 20) + "\r\n\r\n";
   for (int i = 0; i < 700; ++i) {
-    const int fd = connect_to(s.port, "127.0.0.2");
+    const int fd = connect_from(s.port, "127.0.0.2");
     if (fd < 0) break;
     fds.push_back(fd);
     send_all(fd, head);
@@ -369,7 +331,7 @@ TEST(ServeCli, Soak) {
           if (!r || r->status < 400 || r->status >= 500) fail("malformed: " + (r ? std::to_string(r->status) : httplib::to_string(r.error())));
           ++hostile;
         } else if (kind == 6) {  // oversized: announced above --max-body -> 413
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody + 1) + "\r\n\r\n");
             if (const int st = status_of_reply(fd); st != 413) fail("oversized: status " + std::to_string(st));
@@ -377,7 +339,7 @@ TEST(ServeCli, Soak) {
           }
           ++hostile;
         } else if (kind == 7) {  // abandoned: part of a large body, then gone
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody) + "\r\n\r\n" +
                              std::string(size_t(rng() % kMaxBody), ' '));
@@ -385,7 +347,7 @@ TEST(ServeCli, Soak) {
           }
           ++hostile;
         } else if (kind == 8) {  // slow but in time: headers in pieces over ~0.3 s, then answered
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             const std::string req = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
             for (size_t i = 0; i < req.size(); i += 8) {
@@ -397,7 +359,7 @@ TEST(ServeCli, Soak) {
             ++valid;
           }
         } else {  // garbage or a silent connection
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             if (rng() % 2) {
               std::string junk(size_t(1 + rng() % 2000), '\0');
