@@ -2,10 +2,7 @@
 // gradients; `train --nproc 2` gives the single process's weights; a dead, missing or unreachable
 // rank ends every rank with an error instead of a hang; ranks with other settings or data are refused;
 // Ctrl-C stops every rank and rank 0 saves a checkpoint that --resume continues.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,7 +12,6 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -25,37 +21,14 @@
 #include "model/weights.h"
 #include "libtorch/distributed.h"
 
+#include "base/free_port.h"
 #include "test_util.h"
 
 namespace moe {
 namespace {
 
-// A port below the kernel's ephemeral range (ip_local_port_range), free when checked: the kernel never
-// hands such a port to another socket's connect() or bind(0) between this check and rank 0's listen,
-// which a port it picked itself could be (seen here: "Address already in use" under parallel load).
-int free_port() {
-  int low = 32768;
-  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  static std::mt19937 rng{std::random_device{}()};
-  const int first = 10000, last = std::max(first + 1000, low) - 1;
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int port = std::uniform_int_distribution<int>(first, last)(rng);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_ANY);  // rank 0's TCPStore listens on every interface
-    a.sin_port = htons(uint16_t(port));
-    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    if (ok) return port;
-  }
-  throw std::runtime_error("no free TCP port found below the ephemeral range");
-}
-
-std::string master() { return "127.0.0.1:" + std::to_string(free_port()); }
+// A port below the ephemeral range (see free_port.h): one the kernel picked was taken under parallel load.
+std::string master() { return "127.0.0.1:" + std::to_string(free_port_below_ephemeral_range()); }
 
 // These small runs train on every image and keep the last weights (no validation hold-out).
 std::string no_val() { return " --val 0 --keep last"; }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "base/errors.h"
+#include "data/exif_orientation.h"
 #include "test_util.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -202,6 +203,77 @@ TEST_F(ImageTest, TransparentPngStrokesAreCompositedOverWhite) {
   const Stats s = stats(moe::to_mnist_input(img, true));
   EXPECT_EQ(s.height(), 20);
   EXPECT_EQ(s.width(), 4);
+}
+
+// Issue #20: white strokes on a transparent canvas were composited over white, a blank image that no
+// --invert could rescue. Transparent pixels take the paper's shade, the opposite of the strokes'.
+TEST_F(ImageTest, TransparentBackgroundTakesThePapersShade) {
+  const int w = 40, h = 40;
+  auto png = [&](const std::string& name, uint8_t stroke, uint8_t margin_alpha, uint8_t inside) {
+    std::vector<uint8_t> rgba(size_t(w) * h * 4, 0);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        uint8_t* q = &rgba[(size_t(y) * w + x) * 4];
+        const bool bar = y >= 5 && y < 35 && x >= 18 && x < 24;
+        const bool margin = x < 3 || y < 3 || x >= w - 3 || y >= h - 3;
+        q[0] = q[1] = q[2] = bar ? stroke : inside;
+        q[3] = bar ? 255 : margin ? margin_alpha : inside == stroke ? 0 : 255;
+      }
+    const std::string p = path(name);
+    EXPECT_TRUE(stbi_write_png(p.c_str(), w, h, 4, rgba.data(), w * 4));
+    return moe::load_grey_image(p);
+  };
+  // White strokes on a transparent canvas: black paper, read without --invert like MNIST.
+  const moe::GreyImage white = png("white.png", 255, 0, 255);
+  EXPECT_EQ(white.pixels[0], 0);
+  EXPECT_EQ(white.pixels[size_t(20) * w + 20], 255);
+  EXPECT_EQ(stats(moe::prepare_digit(white, false, "white.png", "--invert").pixels).height(), 20);
+  // An opaque white page with a black bar and a transparent margin: the margin is paper too (white).
+  const moe::GreyImage page = png("page.png", 0, 0, 255);
+  EXPECT_EQ(page.pixels[0], 255);
+  EXPECT_EQ(page.pixels[size_t(20) * w + 20], 0);
+  const Stats s = stats(moe::prepare_digit(page, true, "page.png", "--invert").pixels);
+  EXPECT_EQ(s.height(), 20);
+  EXPECT_EQ(s.width(), 4);
+}
+
+// Issue #20: `predict --image` and /v1/predict share this judgement, so both refuse an image without
+// ink and say which option would find it.
+TEST_F(ImageTest, PrepareDigitRefusesNoInkAndNamesTheInvertOption) {
+  Canvas dark_on_light(60, 60, 255);
+  dark_on_light.rect(25, 10, 8, 40, 0);
+  auto message = [](const moe::GreyImage& img, bool invert, const std::string& option) -> std::string {
+    try {
+      moe::prepare_digit(img, invert, "seven.png", option);
+    } catch (const moe::InputError& e) {
+      return e.what();
+    }
+    return "(accepted)";
+  };
+  EXPECT_EQ(message(dark_on_light.image(), false, "?invert=1"),
+            "seven.png: no ink found; the image looks like a dark digit on light paper: add ?invert=1");
+  const moe::DigitInput ok = moe::prepare_digit(dark_on_light.image(), true, "seven.png", "--invert");
+  EXPECT_EQ(stats(ok.pixels).height(), 20);
+  EXPECT_EQ(ok.warning, "");
+  Canvas light_on_dark(60, 60, 0);
+  light_on_dark.rect(25, 10, 8, 40, 255);
+  EXPECT_EQ(message(light_on_dark.image(), true, "--invert"),
+            "seven.png: no ink found; the image looks like a light digit on dark paper: drop --invert");
+  EXPECT_EQ(moe::prepare_digit(light_on_dark.image(), false, "seven.png", "--invert").pixels,
+            moe::to_mnist_input(light_on_dark.image(), false));
+  for (uint8_t shade : {0, 128, 255})
+    for (bool invert : {false, true})
+      EXPECT_EQ(message(Canvas(30, 30, shade).image(), invert, "--invert"),
+                "seven.png: no ink found, with or without --invert (a blank, uniform or fully transparent image)");
+  EXPECT_EQ(message(moe::GreyImage{}, false, "--invert"),
+            "seven.png: no ink found, with or without --invert (a blank, uniform or fully transparent image)");
+  // Ink that stands out, but on paper of the other polarity (a bright glare on white paper): classified,
+  // with a warning.
+  Canvas glare(60, 60, 200);
+  glare.rect(25, 10, 8, 40, 255);
+  const moe::DigitInput warned = moe::prepare_digit(glare.image(), false, "seven.png", "--invert");
+  EXPECT_EQ(stats(warned.pixels).height(), 20);
+  EXPECT_EQ(warned.warning, "seven.png looks like a dark digit on light paper; add --invert");
 }
 
 TEST_F(ImageTest, ColourImageIsConvertedToGrey) {
@@ -443,3 +515,121 @@ TEST_F(ImageTest, AsciiArtIs28SquareLines) {
 }
 
 }  // namespace
+
+namespace {
+
+// An APP1 Exif segment holding one IFD0 entry, Orientation (0x0112, SHORT, 1 value) = `orientation`.
+std::string exif_segment(unsigned orientation, bool little = true) {
+  auto u16 = [&](unsigned v) { return little ? std::string{char(v & 255), char(v >> 8)} : std::string{char(v >> 8), char(v & 255)}; };
+  auto u32 = [&](uint32_t v) { return little ? u16(v & 0xFFFF) + u16(v >> 16) : u16(v >> 16) + u16(v & 0xFFFF); };
+  std::string tiff = std::string(little ? "II" : "MM") + u16(42) + u32(8);
+  tiff += u16(1) + u16(0x0112) + u16(3) + u32(1) + u16(orientation) + u16(0) + u32(0);
+  const std::string payload = std::string("Exif\0\0", 6) + tiff;
+  const size_t length = payload.size() + 2;
+  return std::string{char(0xFF), char(0xE1), char(length >> 8), char(length & 255)} + payload;
+}
+
+// A 48x24 JPEG, black with a white 16x8 block in its stored top-left corner, with `app1` spliced in
+// after the start-of-image marker.
+std::string jpeg_with(const std::string& app1) {
+  Canvas c(48, 24, 0);
+  c.rect(0, 0, 16, 8, 255);
+  std::string jpg;
+  stbi_write_jpg_to_func([](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size_t(size)); },
+                         &jpg, c.w, c.h, 1, c.px.data(), 100);
+  return jpg.substr(0, 2) + app1 + jpg.substr(2);
+}
+
+// The mean of the rectangle [x0, x0 + w) x [y0, y0 + h) of `img`, and of everything outside it.
+std::pair<double, double> inside_outside(const moe::GreyImage& img, int x0, int y0, int w, int h) {
+  double in = 0, out = 0;
+  int n_in = 0, n_out = 0;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x) {
+      const bool inside = x >= x0 && x < x0 + w && y >= y0 && y < y0 + h;
+      (inside ? in : out) += img.pixels[size_t(y) * img.width + x];
+      ++(inside ? n_in : n_out);
+    }
+  return {in / std::max(n_in, 1), out / std::max(n_out, 1)};
+}
+
+}  // namespace
+
+// Issue #20: a phone photo's EXIF Orientation was ignored, so a 7 shot sideways was read sideways.
+TEST_F(ImageTest, JpegExifOrientationIsApplied) {
+  struct Case {
+    unsigned orientation;
+    int w, h, x0, y0, bw, bh;  // the upright image's size and where the stored top-left block shows
+  };
+  for (const Case& k : {Case{1, 48, 24, 0, 0, 16, 8}, Case{3, 48, 24, 32, 16, 16, 8}, Case{6, 24, 48, 16, 0, 8, 16},
+                        Case{8, 24, 48, 0, 32, 8, 16}}) {
+    for (bool little : {true, false}) {
+      SCOPED_TRACE("orientation " + std::to_string(k.orientation) + (little ? " II" : " MM"));
+      const std::string jpg = jpeg_with(exif_segment(k.orientation, little));
+      EXPECT_EQ(moe::jpeg_exif_orientation(jpg), int(k.orientation));
+      const moe::GreyImage img = moe::load_grey_image(write_bytes("o.jpg", jpg));
+      ASSERT_EQ(img.width, k.w);
+      ASSERT_EQ(img.height, k.h);
+      const auto [in, out] = inside_outside(img, k.x0, k.y0, k.bw, k.bh);
+      EXPECT_GT(in, 230);
+      EXPECT_LT(out, 25);
+    }
+  }
+}
+
+TEST_F(ImageTest, EveryExifOrientationTurnsPixelsExactly) {
+  // 3x2, stored as  a b c / d e f.
+  const moe::GreyImage img{3, 2, {1, 2, 3, 4, 5, 6}};
+  const std::vector<std::vector<uint8_t>> want = {
+      {1, 2, 3, 4, 5, 6}, {3, 2, 1, 6, 5, 4}, {6, 5, 4, 3, 2, 1}, {4, 5, 6, 1, 2, 3},  // 1-4: 3 wide
+      {1, 4, 2, 5, 3, 6}, {4, 1, 5, 2, 6, 3}, {6, 3, 5, 2, 4, 1}, {3, 6, 2, 5, 1, 4}};  // 5-8: 2 wide
+  for (int o = 1; o <= 8; ++o) {
+    const moe::GreyImage t = moe::apply_exif_orientation(img, o);
+    EXPECT_EQ(t.width, o >= 5 ? 2 : 3) << o;
+    EXPECT_EQ(t.pixels, want[size_t(o - 1)]) << o;
+  }
+  EXPECT_EQ(moe::apply_exif_orientation(img, 9).pixels, img.pixels);
+}
+
+// A malformed EXIF block is ignored: the image decodes as stored, never a crash or a read past the end.
+TEST_F(ImageTest, MalformedExifIsIgnored) {
+  const std::string good = exif_segment(6);
+  std::vector<std::string> bad = {
+      exif_segment(0), exif_segment(9), exif_segment(0xFFFF),
+      good.substr(0, 2) + "\xFF\xF0" + good.substr(4),  // segment longer than the file
+      good.substr(0, 2) + std::string("\x00\x09", 2) + good.substr(4, 7),  // too short for its TIFF header
+  };
+  std::string far_ifd = good;  // IFD0 offset past the segment
+  far_ifd[14] = char(0xF0);
+  bad.push_back(far_ifd);
+  std::string many = good;  // 65535 entries claimed, one present (not the orientation)
+  many[18] = many[19] = char(0xFF);
+  many[20] = 0, many[21] = 1;
+  bad.push_back(many);
+  std::string wrong_type = good;  // LONG instead of SHORT
+  wrong_type[22] = 4;
+  bad.push_back(wrong_type);
+  std::string not_tiff = good;
+  not_tiff[10] = 'X';
+  bad.push_back(not_tiff);
+  for (size_t i = 0; i < bad.size(); ++i) {
+    SCOPED_TRACE("case " + std::to_string(i));
+    const std::string jpg = jpeg_with(bad[i]);
+    if (i == 3) {  // the JPEG's own structure is broken too: refused as truncated, or as stored
+      EXPECT_EQ(moe::jpeg_exif_orientation(jpg), 1);
+      continue;
+    }
+    EXPECT_EQ(moe::jpeg_exif_orientation(jpg), 1);
+    const moe::GreyImage img = moe::decode_grey_image(jpg, "bad exif");
+    EXPECT_EQ(img.width, 48);
+    EXPECT_EQ(img.height, 24);
+  }
+  // Every prefix of a JPEG with a valid Exif segment: an orientation or 1, never past the bytes given.
+  const std::string jpg = jpeg_with(good);
+  for (size_t n = 0; n < 64; ++n) {
+    const std::string cut = jpg.substr(0, n);  // a copy of exactly n bytes, so ASan sees any overread
+    const int o = moe::jpeg_exif_orientation(cut);
+    EXPECT_TRUE(o == 1 || (o == 6 && n >= 2 + good.size())) << n;
+  }
+  EXPECT_EQ(moe::jpeg_exif_orientation(jpg.substr(0, 2 + good.size())), 6);
+}

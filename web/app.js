@@ -51,7 +51,7 @@ function predict() {
       const j = await res.json();
       if (!res.ok) throw new Error(j.error || res.statusText);
       show(j);
-      statusEl.textContent = j.ink ? '' : 'no ink found: draw a digit';
+      statusEl.textContent = j.warning || '';  // an image without ink is refused (422) with the reason
     } catch (err) {
       statusEl.textContent = 'error: ' + err.message;
     } finally {

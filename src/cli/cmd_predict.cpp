@@ -37,21 +37,9 @@ void add_predict_command(CLI::App& app) {
     std::vector<float> x;
     int label = -1;
     if (*image) {
-      const GreyImage img = load_grey_image(a->image);
-      x = to_mnist_input(img, a->invert);
-      if (std::all_of(x.begin(), x.end(), [](float v) { return v == 0.0f; }))
-        throw InputError(a->image + ": no ink found (a blank, uniform or fully transparent image)" +
-                         std::string(a->invert ? "" : "; for a dark digit on light paper add --invert"));
-      // MNIST digits are light on a dark background; a light border suggests the other polarity.
-      double border = 0;
-      int64_t n_border = 0;
-      for (int xi = 0; xi < img.width; ++xi)
-        for (int yi : {0, img.height - 1}) border += img.pixels[size_t(yi) * img.width + xi], ++n_border;
-      const bool light_paper = border / double(std::max<int64_t>(n_border, 1)) > 127.5;
-      if (light_paper != a->invert)
-        std::fprintf(stderr, "moe-mnist: warning: %s looks like a %s digit on %s paper; %s\n", a->image.c_str(),
-                     light_paper ? "dark" : "light", light_paper ? "light" : "dark",
-                     light_paper ? "add --invert" : "drop --invert");
+      const DigitInput digit = prepare_digit(load_grey_image(a->image), a->invert, a->image, "--invert");
+      x = digit.pixels;
+      if (!digit.warning.empty()) std::fprintf(stderr, "moe-mnist: warning: %s\n", digit.warning.c_str());
     } else {
       const Dataset d = load_dataset(a->dataset, resolve_data_dir(a->dataset, a->data_dir), a->split);
       if (a->index < 0 || a->index >= d.n)

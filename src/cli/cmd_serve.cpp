@@ -1,5 +1,6 @@
 // `moe-mnist serve`: the KServe v2 inference service (see src/serve/).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -13,6 +14,7 @@
 #include "cli/options.h"
 #include "cli/commands.h"
 #include "base/errors.h"
+#include "base/user_tasks.h"
 #include "serve/service.h"
 
 namespace moe {
@@ -35,8 +37,11 @@ void check_thread_room(int workers, int intra_threads, int http_threads) {
     throw InputError(asked + " of " + std::to_string(stack_bytes >> 20) + " MiB stack each need " +
                      std::to_string((threads * stack_bytes) >> 20) + " MiB of address space, over half the limit of " +
                      std::to_string(as.rlim_cur >> 20) + " MiB (ulimit -v); lower them, or raise the limit");
-  if (::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && threads > int64_t(nproc.rlim_cur))
-    throw InputError(asked + " are over the process limit of " + std::to_string(nproc.rlim_cur) + " (ulimit -u); lower them");
+  // ulimit -u counts all the user's threads (root is exempt); ONNX Runtime hangs when one cannot start.
+  const int64_t held = ::getuid() == 0 ? 0 : std::max<int64_t>(0, tasks_of_user(::getuid()));
+  if (::getrlimit(RLIMIT_NPROC, &nproc) == 0 && nproc.rlim_cur != RLIM_INFINITY && threads + held > int64_t(nproc.rlim_cur))
+    throw InputError(asked + (held ? " plus the " + std::to_string(held) + " this user already runs" : "") +
+                     " are over the process limit of " + std::to_string(nproc.rlim_cur) + " (ulimit -u); lower them");
 }
 
 }  // namespace

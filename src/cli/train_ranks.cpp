@@ -1,9 +1,6 @@
 #include "cli/train_ranks.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,12 +13,12 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "base/errors.h"
+#include "base/free_port.h"
 
 namespace moe {
 
@@ -32,34 +29,6 @@ volatile std::sig_atomic_t g_forward_signal = 0;
 constexpr std::chrono::seconds kStopGrace{10};
 constexpr double kMinDistTimeout = 0.1, kMaxDistTimeout = 86400;
 extern "C" void on_launcher_signal(int sig) { g_forward_signal = sig; }
-
-// A TCP port that nothing listens on now, below the kernel's ephemeral range (ip_local_port_range):
-// the kernel never hands such a port to another socket's connect() or bind(0), so only a program that
-// binds that very number could take it before rank 0 listens (then rank 0 says so and the run fails
-// cleanly). A kernel-picked port was taken in between by unrelated outgoing connections (seen here).
-int free_loopback_port() {
-  int low = 32768;
-  if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
-    if (std::fscanf(f, "%d", &low) != 1) low = 32768;
-    std::fclose(f);
-  }
-  const int first = 10000, last = std::max(first + 1000, low) - 1;
-  std::mt19937 rng{std::random_device{}()};
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const int port = std::uniform_int_distribution<int>(first, last)(rng);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) throw InputError(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_ANY);  // rank 0's store listens on every interface
-    a.sin_port = htons(uint16_t(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    ::close(fd);
-    if (free) return port;
-  }
-  throw InputError("--nproc: no free TCP port found in " + std::to_string(first) + ".." + std::to_string(last) +
-                   "; give --master HOST:PORT with --rank/--world-size instead");
-}
 
 // This process's arguments as it was started, without --nproc and its value.
 std::vector<std::string> own_arguments_without_nproc() {
@@ -147,7 +116,13 @@ void launch_local_ranks(const DistOptions& d) {
   const ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (len <= 0) throw InputError(std::string("--nproc: cannot find this program (/proc/self/exe): ") + std::strerror(errno));
   exe[len] = '\0';
-  const std::string master = "127.0.0.1:" + std::to_string(free_loopback_port());
+  int port = 0;
+  try {
+    port = free_port_below_ephemeral_range();
+  } catch (const InputError& e) {
+    throw InputError(std::string("--nproc: ") + e.what() + "; give --master HOST:PORT with --rank/--world-size instead");
+  }
+  const std::string master = "127.0.0.1:" + std::to_string(port);
   const std::vector<std::string> base = own_arguments_without_nproc();
 
   struct sigaction sa{}, old_int{}, old_term{};

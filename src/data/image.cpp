@@ -10,6 +10,7 @@
 
 #include "base/atomic_file.h"
 #include "base/errors.h"
+#include "data/exif_orientation.h"
 
 // Our own static copy of the decoder, limited to the formats we promise: a smaller attack surface than
 // Debian's libstb (which also parses GIF, PSD, HDR, PIC, TGA), and static symbols cannot clash with a
@@ -262,6 +263,38 @@ GreyImage decode_pnm(const std::string& bytes, const std::string& path, int64_t 
   return img;
 }
 
+// The shade (0 or 255) that transparent pixels of a grey+alpha image take: the paper's, opposite to the
+// ink. Compositing over a fixed white turned white strokes on a transparent canvas into a blank white
+// image that no --invert could rescue. When most of the image is transparent, the opaque pixels are the
+// strokes and the paper is the opposite shade of their mean; otherwise the opaque pixels are mostly
+// paper themselves (a scan with a transparent margin) and transparent ones take their shade.
+unsigned transparent_shade(const stbi_uc* grey_alpha, size_t n) {
+  double opaque = 0, shade = 0;  // alpha-weighted: sum of alpha, sum of grey * alpha
+  for (size_t i = 0; i < n; ++i) {
+    opaque += grey_alpha[2 * i + 1];
+    shade += double(grey_alpha[2 * i]) * grey_alpha[2 * i + 1];
+  }
+  if (opaque == 0) return 255;  // nothing drawn: white, as a viewer shows it (no ink either way)
+  const bool light_opaque = shade / opaque >= 127.5;
+  const bool mostly_transparent = opaque < 127.5 * double(n);
+  return (light_opaque != mostly_transparent) ? 255u : 0u;
+}
+
+// The pixels of the image's edge: almost all background even when a stroke touches the edge, so their
+// median is a robust estimate of the paper level.
+std::vector<float> border_pixels(const std::vector<float>& v, int W, int H) {
+  std::vector<float> border;
+  for (int x = 0; x < W; ++x) {
+    border.push_back(v[size_t(x)]);
+    if (H > 1) border.push_back(v[size_t(H - 1) * W + x]);
+  }
+  for (int y = 1; y + 1 < H; ++y) {
+    border.push_back(v[size_t(y) * W]);
+    if (W > 1) border.push_back(v[size_t(y) * W + W - 1]);
+  }
+  return border;
+}
+
 }  // namespace
 
 GreyImage load_grey_image(const std::string& path) { return decode_grey_image(read_file(path, kMaxImageBytes, "image"), path); }
@@ -300,15 +333,16 @@ GreyImage decode_grey_image(const std::string& bytes, const std::string& path, i
   const size_t n = size_t(w) * h;
   img.pixels.resize(n);
   if (alpha) {
-    // Composite over white, as an image viewer or browser would show it.
+    const unsigned paper = transparent_shade(px.get(), n);
     for (size_t i = 0; i < n; ++i) {
       const unsigned g = px.get()[2 * i], a = px.get()[2 * i + 1];
-      img.pixels[i] = uint8_t((g * a + 255u * (255u - a) + 127u) / 255u);
+      img.pixels[i] = uint8_t((g * a + paper * (255u - a) + 127u) / 255u);
     }
   } else {
     std::copy(px.get(), px.get() + n, img.pixels.begin());
   }
-  return img;
+  // stb_image returns the pixels as stored; a phone's JPEG says in EXIF how to turn them upright.
+  return apply_exif_orientation(img, jpeg_exif_orientation(bytes));
 }
 
 std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {
@@ -322,17 +356,7 @@ std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {
   std::vector<float> v(img.pixels.size());
   for (size_t i = 0; i < v.size(); ++i) v[i] = invert ? 255.0f - img.pixels[i] : float(img.pixels[i]);
 
-  // The border is almost all background even when a stroke touches the edge, so its median is a robust
-  // estimate of the paper level.
-  std::vector<float> border;
-  for (int x = 0; x < W; ++x) {
-    border.push_back(v[x]);
-    if (H > 1) border.push_back(v[size_t(H - 1) * W + x]);
-  }
-  for (int y = 1; y + 1 < H; ++y) {
-    border.push_back(v[size_t(y) * W]);
-    if (W > 1) border.push_back(v[size_t(y) * W + W - 1]);
-  }
+  std::vector<float> border = border_pixels(v, W, H);
   const size_t mid = border.size() / 2;
   std::nth_element(border.begin(), border.begin() + ptrdiff_t(mid), border.end());
   const float bg = border[mid];
@@ -397,6 +421,28 @@ std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {
   for (int y = 0; y < nh; ++y)
     std::copy_n(box.begin() + ptrdiff_t(y) * nw, nw, out.begin() + ptrdiff_t(oy + y) * kFrame + ox);
   return out;
+}
+
+DigitInput prepare_digit(const GreyImage& img, bool invert, const std::string& what, const std::string& invert_option) {
+  DigitInput d;
+  d.pixels = to_mnist_input(img, invert);
+  auto blank = [](const std::vector<float>& x) { return std::all_of(x.begin(), x.end(), [](float v) { return v == 0.0f; }); };
+  const std::string change = (invert ? "drop " : "add ") + invert_option;
+  if (blank(d.pixels)) {
+    if (img.width > 0 && img.height > 0 && !blank(to_mnist_input(img, !invert)))
+      throw InputError(what + ": no ink found; the image looks like a " +
+                       (invert ? "light digit on dark paper" : "dark digit on light paper") + ": " + change);
+    throw InputError(what + ": no ink found, with or without " + invert_option + " (a blank, uniform or fully transparent image)");
+  }
+  if (img.width > 0 && img.height > 0) {
+    std::vector<float> border = border_pixels(std::vector<float>(img.pixels.begin(), img.pixels.end()), img.width, img.height);
+    const size_t mid = border.size() / 2;
+    std::nth_element(border.begin(), border.begin() + ptrdiff_t(mid), border.end());
+    const bool light_paper = border[mid] > 127.5f;
+    if (light_paper != invert)
+      d.warning = what + " looks like a " + (light_paper ? "dark digit on light" : "light digit on dark") + " paper; " + change;
+  }
+  return d;
 }
 
 std::string ascii_art(const float* pixels784) {

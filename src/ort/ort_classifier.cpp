@@ -3,10 +3,14 @@
 #include <onnxruntime_cxx_api.h>
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <new>
 
 #include <filesystem>
 #include <mutex>
@@ -18,6 +22,7 @@
 #include "base/atomic_file.h"
 #include "base/errors.h"
 #include "model/model_config.h"
+#include "ort/ort_errors.h"
 #include "ort_op/moe_mnist_op.h"
 
 namespace moe {
@@ -71,7 +76,7 @@ void append_cuda(Ort::SessionOptions& so, const BackendOptions& o) {
     try {
       env().RegisterExecutionProviderLibrary("moe-mnist-cuda", lib);
     } catch (const Ort::Exception& e) {
-      load_error = e.what();
+      load_error = strip_ort_message(e.what());
     }
   });
   if (!load_error.empty()) throw UnavailableError("CUDA EP unavailable: " + load_error);
@@ -118,11 +123,11 @@ void append_tensorrt(Ort::SessionOptions& so, const BackendOptions& o) {
   }
 }
 
-// ONNX Runtime's messages can span lines and carry its source locations; errors stay one line.
-std::string one_line(std::string why) {
-  for (char& ch : why)
-    if (ch == '\n' || ch == '\r') ch = ' ';
-  return why.size() > 400 ? why.substr(0, 400) + "..." : why;
+// A tensor shape as ONNX Runtime reports it, e.g. [1,1,28,28] or [N,10] (N for a free dimension).
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? "," : "") + (shape[i] < 0 ? std::string("N") : std::to_string(shape[i]));
+  return s + "]";
 }
 
 // The "precision" metadata of a model, read through a plain CPU session without optimisations, so a
@@ -138,7 +143,9 @@ Precision precision_metadata(const std::string& path) {
     if (auto p = session.GetModelMetadata().LookupCustomMetadataMapAllocated("precision", alloc))
       return parse_choice<Precision>(p.get(), path + " metadata 'precision'");
   } catch (const Ort::Exception& e) {
-    throw InputError(path + ": ONNX Runtime cannot load it (" + one_line(e.what()) + ")");
+    throw InputError(explain_ort_load_error(path, e.what()));
+  } catch (const std::bad_alloc&) {
+    throw InputError(explain_ort_load_error(path, "std::bad_alloc"));
   }
   return Precision::fp32;
 }
@@ -149,6 +156,8 @@ class OrtClassifier final : public Classifier {
     if (o.backend == Backend::torch) throw InputError("--backend torch is not an ONNX Runtime backend");
     check_input_file(path, kMaxOnnxBytes, "ONNX model");
     if (std::filesystem::file_size(path) == 0) throw InputError(path + ": empty file, expected an ONNX model");
+    // ONNX Runtime would say "system error number 13"; say it in words before it opens the file.
+    if (::access(path.c_str(), R_OK) != 0) throw InputError(path + ": cannot read the ONNX model (" + std::strerror(errno) + ")");
     if (!o.save_optimized.empty()) check_output_file(o.save_optimized, "--save-optimized", {"onnx", "ort"}, {path});
     if (is_gpu(o.backend)) check_backend_runs_precision(o.backend, precision_metadata(path), path);
     Ort::SessionOptions so;
@@ -166,18 +175,20 @@ class OrtClassifier final : public Classifier {
       if (o.backend == Backend::cuda) append_cuda(so, o);
       if (o.backend == Backend::tensorrt) append_tensorrt(so, o);
     } catch (const Ort::Exception& e) {
-      throw UnavailableError(backend_ + " execution provider: " + e.what());
+      throw UnavailableError(backend_ + " execution provider: " + strip_ort_message(e.what()));
     }
     try {
       session_ = Ort::Session(env(), path.c_str(), so);
+    } catch (const std::bad_alloc&) {
+      throw InputError(explain_ort_load_error(path, "std::bad_alloc"));
     } catch (const Ort::Exception& e) {
-      const std::string why = one_line(e.what());
+      const std::string why = strip_ort_message(e.what());
       if (why.find("NOT_IMPLEMENTED") != std::string::npos || why.find("Could not find an implementation") != std::string::npos)
         throw UnavailableError(path + ": ONNX Runtime's " + backend_ + " execution provider has no kernel for part of this model (" +
                                why + ")" + (o.backend == Backend::cpu ? "; fp16 models need --backend cuda or tensorrt" : ""));
       if (is_gpu(o.backend) && (why.find("CUDA") != std::string::npos || why.find(".so") != std::string::npos))
         throw UnavailableError(backend_ + " execution provider: " + why);
-      throw InputError(path + ": ONNX Runtime cannot load it (" + why + ")");
+      throw InputError(explain_ort_load_error(path, e.what()));
     }
     Ort::AllocatorWithDefaultOptions alloc;
     Ort::ModelMetadata meta = session_.GetModelMetadata();
@@ -203,7 +214,12 @@ class OrtClassifier final : public Classifier {
     const auto [in_type, in_shape] = shape_of(session_.GetInputTypeInfo(0));
     if ((in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && in_type != ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8) || in_shape.size() != 4 ||
         in_shape[1] != 1 || in_shape[2] != 28 || in_shape[3] != 28)
-      fail("input 'input' is not float or uint8 [N,1,28,28]");
+      fail("input 'input' is not float or uint8 [N,1,28,28], found " + shape_text(in_shape));
+    // Every caller batches (eval, bench, the server's batcher): a fixed batch would load and then fail
+    // on the first batch of another size, so it is refused here, where the file is named.
+    if (in_shape[0] >= 0)
+      throw InputError(path + ": input 'input' has a fixed batch of " + std::to_string(in_shape[0]) + " (" + shape_text(in_shape) +
+                       "), expected a free batch dimension [N,1,28,28] as 'moe-mnist export' writes");
     input_uint8_ = in_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
     int64_t dims[2] = {0, 0};
     const char* names[2] = {"logits", "gate_probs"};
@@ -212,7 +228,10 @@ class OrtClassifier final : public Classifier {
         fail(std::string("output ") + std::to_string(i) + " is not named '" + names[i] + "'");
       const auto [type, shape] = shape_of(session_.GetOutputTypeInfo(i));
       if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || shape.size() != 2)
-        fail(std::string("output '") + names[i] + "' is not a float [N, n] tensor");
+        fail(std::string("output '") + names[i] + "' is not a float [N, n] tensor, found " + shape_text(shape));
+      if (shape[0] >= 0)
+        throw InputError(path + ": output '" + names[i] + "' has a fixed batch of " + std::to_string(shape[0]) + " (" +
+                         shape_text(shape) + "), expected a free batch dimension [N, n] as 'moe-mnist export' writes");
       dims[i] = shape[1];
     }
     ModelConfig c;
@@ -286,7 +305,7 @@ class OrtClassifier final : public Classifier {
     try {
       session_.Run(run_options_, in_names, &input, 1, out_names, outputs, 2);
     } catch (const Ort::Exception& e) {
-      throw InputError(std::string("ONNX Runtime run failed: ") + e.what());
+      throw InputError(std::string("ONNX Runtime run failed: ") + strip_ort_message(e.what()));
     }
   }
 

@@ -14,6 +14,11 @@ namespace moe::serve {
 
 struct Duration {
   uint64_t count = 0, ns = 0;
+  // One more event that took `took_ns`.
+  void add(uint64_t took_ns) {
+    ++count;
+    ns += took_ns;
+  }
 };
 
 // The phase times of one model run, nanoseconds.

@@ -384,14 +384,20 @@ void Service::predict(HttpRequest& req, Reply reply) {
     if (*v == "1" || *v == "true") invert = true;
     else if (!(*v == "0" || *v == "false")) return reply(error(400, "invert: expected 0 or 1, got '" + *v + "'"));
   }
-  std::vector<float> x;
+  GreyImage img;
   try {
-    x = to_mnist_input(decode_grey_image(req.body, "request body", options_.max_image_pixels), invert);
+    img = decode_grey_image(req.body, "request body", options_.max_image_pixels);
   } catch (const InputError& e) {
     return reply(error(400, e.what()));
   }
-  const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
-  submit(m, x, 1, std::move(reply), [m, x, ink](BatchResult& b) {
+  DigitInput digit;
+  try {  // the same judgement as `predict --image`: no ink is refused, naming the invert option
+    digit = prepare_digit(img, invert, "request body", "?invert=1");
+  } catch (const InputError& e) {
+    return reply(error(422, e.what()));
+  }
+  const std::vector<float> x = std::move(digit.pixels);
+  submit(m, x, 1, std::move(reply), [m, x, warning = digit.warning](BatchResult& b) {
     // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
     // returns whatever the model computes, as Triton does, since its input may be NaN).
     for (float v : b.logits)
@@ -415,11 +421,12 @@ void Service::predict(HttpRequest& req, Reply reply) {
                         {"probabilities", prob},
                         {"experts", experts},
                         {"gate_probs", b.gate_probs},
-                        {"ink", ink},
+                        {"ink", true},  // kept for clients that read it: an image without ink is refused (422)
                         {"model", m->info().name},
                         {"version", m->info().version},
                         {"input", rounded}};
     if (size_t(top) < m->info().labels.size()) j["label"] = m->info().labels[size_t(top)];
+    if (!warning.empty()) j["warning"] = warning;
     return json_response(200, j.dump());
   });
 }

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -28,9 +29,11 @@
 #include <thread>
 #include <vector>
 
+#include "base/user_tasks.h"
 #include "model/reference.h"
 #include "onnx_export/export_model.h"
 #include "random_model.h"
+#include "socket_util.h"
 #include "test_util.h"
 
 namespace moe {
@@ -38,6 +41,11 @@ namespace {
 
 using json = nlohmann::json;
 using clock = std::chrono::steady_clock;
+using test::rss_kib;
+using test::send_all;
+
+// Blocking sends and receives give up after 10 s, so a test never hangs on a server that stopped.
+int connect_from(int port, const char* source = nullptr) { return test::connect_from(port, source, false, 10); }
 
 const Checkpoint& checkpoint() {
   static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 21);
@@ -81,9 +89,10 @@ struct Server {
   }
 };
 
-// Starts `moe-mnist serve --port 0 ARGS` with RLIMIT_AS = `as_bytes` (0: none); returns once it
-// listens or has exited.
-void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, const std::string& tag) {
+// Starts `moe-mnist serve --port 0 ARGS` with RLIMIT_AS = `as_bytes` (0: none), after `in_child` (if
+// any) ran in the child; returns once it listens or has exited.
+void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, const std::string& tag,
+           const std::function<void()>& in_child = {}) {
   s.log = test::temp_dir(tag) + "/serve.log";
   std::vector<std::string> argv = {MOE_MNIST_CLI, "serve", "--model", model_path(), "--port", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -97,6 +106,7 @@ void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, con
       rlimit r{as_bytes, as_bytes};
       ::setrlimit(RLIMIT_AS, &r);
     }
+    if (in_child) in_child();
     std::vector<char*> v;
     for (auto& a : argv) v.push_back(a.data());
     v.push_back(nullptr);
@@ -115,50 +125,6 @@ void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, con
     if (s.wait(0.05)) return;
   }
   FAIL() << "serve neither listened nor exited in 90 s: " << s.log_text();
-}
-
-int64_t rss_kib(pid_t pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  return -1;
-}
-
-int connect_to(int port, const char* source = nullptr) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  if (source) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &a.sin_addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  return fd;
-}
-
-bool send_all(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += size_t(n);
-  }
-  return true;
 }
 
 // The status line's code of what the server sends back before closing (Connection: close), 0 for none.
@@ -220,6 +186,42 @@ TEST(ServeCli, ThreadsThatCannotStartAreAStartupError) {
   EXPECT_FALSE(test::contains(log, "terminate called")) << log;
 }
 
+// Issue #20, cause 7's sibling: ulimit -u counts every thread of the user, not only this process's. With
+// the user's other tasks near the limit, ONNX Runtime could not start its pool threads and hung for
+// ever inside session creation. The start-up check adds what the user already runs: exit 1, flags named.
+// The child runs as user nobody when the test runs as root (root is exempt from the limit), holds 10
+// idle processes of that user (they exit when serve closes their pipe), and sets the limit to the
+// user's tasks + 10: below the 21 threads asked for, so serve must refuse at once.
+TEST(ServeCli, ThreadsOverTheUsersProcessLimitAreAStartupError) {
+  Server s;
+  start(s, {"--workers", "1", "--threads", "16", "--grpc-port", "0"}, 0, "nproc", [] {
+    if (::geteuid() == 0 && (::setgid(65534) != 0 || ::setuid(65534) != 0)) ::_exit(126);
+    int fds[2];
+    if (::pipe(fds) != 0) ::_exit(126);
+    for (int i = 0; i < 10; ++i)
+      if (::fork() == 0) {
+        ::close(fds[1]);
+        char c;
+        while (::read(fds[0], &c, 1) > 0) {
+        }
+        ::_exit(0);
+      }
+    ::close(fds[0]);  // serve keeps the write end until it exits
+    const int64_t held = tasks_of_user(::getuid());
+    if (held < 11) ::_exit(126);
+    rlimit r{rlim_t(held + 10), rlim_t(held + 10)};
+    if (::setrlimit(RLIMIT_NPROC, &r) != 0) ::_exit(126);
+  });
+  ASSERT_TRUE(s.exited) << "serve started with 21 threads over ulimit -u: " << s.log_text();
+  if (WIFEXITED(s.status) && (WEXITSTATUS(s.status) == 126 || WEXITSTATUS(s.status) == 127))
+    GTEST_SKIP() << "cannot run serve as another user with a process limit here: " << s.log_text();
+  const std::string log = s.log_text();
+  EXPECT_TRUE(exited_with(s, 1)) << how_it_ended(s) << "\n" << log;
+  EXPECT_TRUE(test::contains(log, "--workers 1 x --threads 16")) << log;
+  EXPECT_TRUE(test::contains(log, "this user already runs")) << log;
+  EXPECT_TRUE(test::contains(log, "(ulimit -u)")) << log;
+}
+
 // Issue #20, cause 1, as reported: under `prlimit --as`, 700 connections announce a --max-body body and
 // send nothing; the server reserves nothing, answers a normal client, and stops cleanly.
 TEST(ServeCli, AnnouncedBodiesUnderAnAddressSpaceLimit) {
@@ -229,7 +231,7 @@ TEST(ServeCli, AnnouncedBodiesUnderAnAddressSpaceLimit) {
   std::vector<int> fds;
   const std::string head = "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(16 << 20) + "\r\n\r\n";
   for (int i = 0; i < 700; ++i) {
-    const int fd = connect_to(s.port, "127.0.0.2");
+    const int fd = connect_from(s.port, "127.0.0.2");
     if (fd < 0) break;
     fds.push_back(fd);
     send_all(fd, head);
@@ -329,7 +331,7 @@ TEST(ServeCli, Soak) {
           if (!r || r->status < 400 || r->status >= 500) fail("malformed: " + (r ? std::to_string(r->status) : httplib::to_string(r.error())));
           ++hostile;
         } else if (kind == 6) {  // oversized: announced above --max-body -> 413
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody + 1) + "\r\n\r\n");
             if (const int st = status_of_reply(fd); st != 413) fail("oversized: status " + std::to_string(st));
@@ -337,7 +339,7 @@ TEST(ServeCli, Soak) {
           }
           ++hostile;
         } else if (kind == 7) {  // abandoned: part of a large body, then gone
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             send_all(fd, "POST /v2/models/moe-mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kMaxBody) + "\r\n\r\n" +
                              std::string(size_t(rng() % kMaxBody), ' '));
@@ -345,7 +347,7 @@ TEST(ServeCli, Soak) {
           }
           ++hostile;
         } else if (kind == 8) {  // slow but in time: headers in pieces over ~0.3 s, then answered
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             const std::string req = "GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
             for (size_t i = 0; i < req.size(); i += 8) {
@@ -357,7 +359,7 @@ TEST(ServeCli, Soak) {
             ++valid;
           }
         } else {  // garbage or a silent connection
-          const int fd = connect_to(s.port);
+          const int fd = connect_from(s.port);
           if (fd >= 0) {
             if (rng() % 2) {
               std::string junk(size_t(1 + rng() % 2000), '\0');

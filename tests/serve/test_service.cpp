@@ -19,6 +19,7 @@
 
 #include <zlib.h>
 
+#include "data/image.h"
 #include "model/reference.h"
 #include "random_model.h"
 #include "serve/classification.h"
@@ -370,8 +371,43 @@ TEST(Service, PredictTakesAnImageAndShowsTheRouting) {
   EXPECT_EQ(j["digit"], best);
   EXPECT_NEAR(j["experts"][0]["weight"].get<double>() + j["experts"][1]["weight"].get<double>(), 1.0, 1e-6);
   EXPECT_GE(j["experts"][0]["gate_probability"].get<double>(), j["experts"][1]["gate_probability"].get<double>());
-  std::string blank = "P5\n8 8\n255\n" + std::string(64, '\0');
-  EXPECT_FALSE(json::parse(c.Post("/v1/predict", blank, "image/x-portable-graymap")->body)["ink"].get<bool>());
+}
+
+// Issue #20: /v1/predict answered a dark digit on light paper (and a blank image) with 200 and
+// "ink": false, where `predict --image` refuses it and suggests --invert. Both now share one judgement
+// (moe::prepare_digit): 422 naming the problem and the request's invert option.
+TEST(Service, PredictRefusesAnImageWithoutInkAndNamesTheInvertOption) {
+  Service s(options(), engines(1));
+  httplib::Client c("127.0.0.1", s.port());
+  std::string dark_on_light = "P5\n40 40\n255\n";
+  for (int y = 0; y < 40; ++y)
+    for (int x = 0; x < 40; ++x) dark_on_light.push_back(char(x > 17 && x < 23 && y > 5 && y < 35 ? 0 : 255));
+  auto r = c.Post("/v1/predict", dark_on_light, "image/x-portable-graymap");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422);
+  EXPECT_EQ(json::parse(r->body)["error"], "request body: no ink found; the image looks like a dark digit on light paper: add ?invert=1");
+  auto inverted = c.Post("/v1/predict?invert=1", dark_on_light, "image/x-portable-graymap");
+  ASSERT_TRUE(inverted);
+  ASSERT_EQ(inverted->status, 200) << inverted->body;
+  const json j = json::parse(inverted->body);
+  EXPECT_FALSE(j.contains("warning"));
+  const moe::GreyImage img = moe::decode_grey_image(dark_on_light, "x");
+  const auto input = j["input"].get<std::vector<float>>();
+  const auto want = moe::prepare_digit(img, true, "x", "--invert").pixels;  // what `predict --invert --image` classifies
+  ASSERT_EQ(input.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(input[i], want[i], 5e-4);
+  auto blank = c.Post("/v1/predict", "P5\n8 8\n255\n" + std::string(64, '\0'), "image/x-portable-graymap");
+  ASSERT_TRUE(blank);
+  EXPECT_EQ(blank->status, 422);
+  EXPECT_NE(blank->body.find("no ink found, with or without ?invert=1"), std::string::npos) << blank->body;
+  // Ink on paper of the other polarity is classified, with the warning the CLI prints.
+  std::string glare = "P5\n40 40\n255\n";
+  for (int y = 0; y < 40; ++y)
+    for (int x = 0; x < 40; ++x) glare.push_back(char(x > 17 && x < 23 && y > 5 && y < 35 ? 255 : 200));
+  auto warned = c.Post("/v1/predict", glare, "image/x-portable-graymap");
+  ASSERT_TRUE(warned);
+  ASSERT_EQ(warned->status, 200) << warned->body;
+  EXPECT_EQ(json::parse(warned->body)["warning"], "request body looks like a dark digit on light paper; add ?invert=1");
 }
 
 // Issue #20, cause 2: a truncated PGM right after a valid image is refused (it was answered with the

@@ -25,12 +25,16 @@
 #include "model/reference.h"
 #include "random_model.h"
 #include "serve/service.h"
+#include "socket_util.h"
 
 namespace moe::serve {
 namespace {
 
 using json = nlohmann::json;
 using clock = std::chrono::steady_clock;
+using test::connect_from;
+using test::rss_kib;
+using test::send_all;
 
 const Checkpoint& checkpoint() {
   static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 11);
@@ -48,41 +52,6 @@ ServiceOptions options() {
   o.http.port = 0;
   o.model.max_batch_request = 16;
   return o;
-}
-
-// A TCP connection to 127.0.0.1:port from `source` (any 127.x.y.z: loopback, so a test can be "another
-// client address"); -1 when refused.
-int connect_from(int port, const char* source = nullptr, bool nonblocking = false) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-  if (fd < 0) return -1;
-  if (source) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    ::inet_pton(AF_INET, source, &a.sin_addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(uint16_t(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && !(nonblocking && errno == EINPROGRESS)) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_all(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    const ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += size_t(n);
-  }
-  return true;
 }
 
 // Everything the server sends until it closes or `seconds` pass.
@@ -127,14 +96,6 @@ constexpr bool kCheckRss = false;
 #else
 constexpr bool kCheckRss = true;
 #endif
-
-int64_t rss_kib() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
-  return -1;
-}
 
 std::string infer_body() {
   const json req = {{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "FP32"}, {"data", test::random_images(1, 4)}}}}};
