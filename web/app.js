@@ -47,7 +47,8 @@ function predict() {
   inFlight = true;
   pad.toBlob(async blob => {
     try {
-      const res = await fetch('/v1/predict', { method: 'POST', body: blob, headers: { 'Content-Type': 'image/png' } });
+      const url = picker.hidden ? '/v1/predict' : '/v1/predict?model=' + encodeURIComponent(picker.value);
+      const res = await fetch(url, { method: 'POST', body: blob, headers: { 'Content-Type': 'image/png' } });
       const j = await res.json();
       if (!res.ok) throw new Error(j.error || res.statusText);
       show(j);
@@ -75,7 +76,7 @@ function bars(id, values, labels, marks) {
 }
 
 function show(j) {
-  document.getElementById('digit').textContent = j.digit;
+  document.getElementById('digit').textContent = j.label && j.label !== String(j.digit) ? `${j.digit} ${j.label}` : j.digit;
   document.getElementById('confidence').textContent = (100 * j.probabilities[j.digit]).toFixed(1) + '%';
   bars('probs', j.probabilities, j.probabilities.map((_, i) => String(i)), j.probabilities.map((_, i) => i === j.digit ? 'top' : ''));
   const marks = j.gate_probs.map(() => '');
@@ -94,4 +95,17 @@ function show(j) {
 }
 
 fetch('/v2').then(r => r.json()).then(s => { document.getElementById('model').textContent = `${s.name} ${s.version} - KServe v2 at /v2, metrics at /metrics`; }).catch(() => {});
+
+// With a model repository (serve --model-repository), the user picks the model; one model: no picker.
+const picker = document.getElementById('model-pick');
+fetch('/v2/repository/index', { method: 'POST', body: '{"ready":true}', headers: { 'Content-Type': 'application/json' } })
+  .then(r => (r.ok ? r.json() : []))
+  .then(index => {
+    const names = [...new Set(index.map(e => e.name))];
+    if (names.length < 2) return;
+    names.forEach(n => picker.add(new Option(n, n)));
+    picker.hidden = false;
+    picker.addEventListener('change', predict);
+  })
+  .catch(() => {});
 clearPad();

@@ -9,6 +9,9 @@ tritonclient.grpc's message modules are generated here from proto/triton/, as Tr
   /usr/bin/python3 tests/serve/triton_client_conformance.py --client-src CLIENT/src/python/library \
       --cli build-rt/bin/moe-mnist --model runs/mnist/model.fp32.onnx
 
+Then the model repository extension against `serve --model-repository` (explicit control):
+get_model_repository_index, load_model, unload_model, on both protocols.
+
 Every call the server supports must succeed with the model's answer; unsupported calls must fail with
 a clear error. Prints one line per check and exits non-zero on any failure.
 """
@@ -144,8 +147,8 @@ def main():
                 assert np.array_equal(r.as_numpy("logits"), results[(proto, True)])
             check(f"{proto} async_infer", async_infer)
             check(f"{proto} get_inference_statistics", lambda c=c: c.get_inference_statistics("moe-mnist"))
-            refused(f"{proto} load_model", lambda c=c: c.load_model("moe-mnist"), ["extension is not served"])
-            refused(f"{proto} get_model_repository_index", lambda c=c: c.get_model_repository_index(), ["extension is not served"])
+            refused(f"{proto} load_model with --model", lambda c=c: c.load_model("moe-mnist"), ["extension is not served"])
+            refused(f"{proto} get_model_repository_index with --model", lambda c=c: c.get_model_repository_index(), ["extension is not served"])
             refused(f"{proto} infer on an unknown model", lambda mod=mod, c=c: c.infer("nope", [mod.InferInput("input", [1, 1, 28, 28], "FP32")]), ["unknown model"])
 
         def compressed():
@@ -173,6 +176,55 @@ def main():
             assert len(box) == 5 and all(err is None for _, err in box), box
             assert all(np.array_equal(res.as_numpy("logits"), results[("grpc", True)]) for res, _ in box)
         check("grpc streaming", stream)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    # The model repository extension (serve --model-repository, explicit control), as Triton's
+    # clients drive it: index, load, unload, on both protocols.
+    repo = os.path.join(tmp, "repo")
+    for name, version in (("moe-mnist", 1), ("moe-mnist", 2), ("other", 1)):
+        os.makedirs(os.path.join(repo, name, str(version)))
+        shutil.copy(a.model, os.path.join(repo, name, str(version), "model.onnx"))
+    os.makedirs(os.path.join(repo, "broken", "1"))
+    open(os.path.join(repo, "broken", "1", "model.onnx"), "wb").write(open(a.model, "rb").read()[:1000])
+    server = subprocess.Popen([a.cli, "serve", "--model-repository", repo, "--model-control-mode", "explicit", "--load-model", "moe-mnist",
+                               "--port", str(http_port), "--grpc-port", str(grpc_port)], stderr=subprocess.PIPE, text=True)
+    try:
+        http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        for _ in range(100):
+            try:
+                if http.is_server_ready():
+                    break
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.1)
+        for proto, mod, c in (("http", httpclient, http), ("grpc", grpcclient, grpc)):
+            def index(c=c, proto=proto):
+                idx = c.get_model_repository_index()
+                entries = idx if proto == "http" else [{"name": m.name, "version": m.version, "state": m.state} for m in idx.models]
+                names = {e["name"] for e in entries}
+                assert names == {"broken", "moe-mnist", "other"}, entries
+                assert {(e["name"], e.get("version"), e.get("state")) for e in entries if e.get("state") == "READY"} == \
+                    {("moe-mnist", "2", "READY")}, entries
+            check(f"{proto} get_model_repository_index", index)
+
+            def load_infer_unload(c=c, mod=mod):
+                assert not c.is_model_ready("other")
+                c.load_model("other")
+                assert c.is_model_ready("other") and c.is_model_ready("other", "1")
+                i = mod.InferInput("input", [1, 1, 28, 28], "FP32")
+                i.set_data_from_numpy(np.zeros((1, 1, 28, 28), dtype=np.float32))
+                assert c.infer("other", [i]).get_response()  # answered
+                c.unload_model("other")
+                for _ in range(100):
+                    if not c.is_model_ready("other"):
+                        break
+                    time.sleep(0.05)
+                assert not c.is_model_ready("other")
+            check(f"{proto} load_model / is_model_ready / unload_model", load_infer_unload)
+            refused(f"{proto} load_model of a truncated model", lambda c=c: c.load_model("broken"), ["could be loaded", "ONNX"])
+            refused(f"{proto} load_model of a model not in the repository", lambda c=c: c.load_model("nothere"), ["no model 'nothere'"])
     finally:
         server.terminate()
         server.wait(timeout=30)
