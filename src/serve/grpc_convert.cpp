@@ -65,9 +65,8 @@ InferRequest parse_grpc_infer(const inference::ModelInferRequest& q, const Model
     throw HttpError(400, "inputs: the model has one input ('input'), got " + std::to_string(q.inputs_size()) + " tensors");
   const auto& in = q.inputs(0);
   if (in.name() != "input") throw HttpError(400, "inputs[0].name: expected \"input\", got \"" + in.name().substr(0, 40) + "\"");
-  if (in.datatype() != "FP32" && in.datatype() != "UINT8")
-    throw HttpError(400, "inputs[0].datatype: expected \"FP32\" or \"UINT8\", got \"" + in.datatype().substr(0, 40) + "\"");
-  const bool uint8 = in.datatype() == "UINT8";
+  check_input_datatype(in.datatype(), m);
+  const bool uint8 = takes_uint8(m);
   std::string shape;
   for (int i = 0; i < in.shape_size(); ++i) shape += (i ? "," : "") + std::to_string(in.shape(i));
   shape = "[" + shape + "]";
@@ -81,7 +80,6 @@ InferRequest parse_grpc_infer(const inference::ModelInferRequest& q, const Model
     throw HttpError(400, "inputs[0].parameters." + key + ": not supported here (shared memory is not served)");
   r.n = n;
   const size_t count = size_t(n * kPixels);
-  r.images.resize(count);
   const bool has_raw = q.raw_input_contents_size() > 0;
   const auto& c = in.contents();
   const size_t typed = size_t(c.fp32_contents_size() + c.uint_contents_size() + c.bool_contents_size() + c.int_contents_size() +
@@ -96,21 +94,24 @@ InferRequest parse_grpc_infer(const inference::ModelInferRequest& q, const Model
       throw HttpError(400, "raw_input_contents[0]: expected " + std::to_string(want) + " bytes for " + in.datatype() + " " + shape + ", got " +
                                std::to_string(raw.size()));
     if (uint8) {
-      for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(raw[i])) / 255.0f;
+      r.bytes.assign(raw.begin(), raw.end());
     } else {
+      r.images.resize(count);
       std::memcpy(r.images.data(), raw.data(), want);  // little-endian, as the wire format; NaN and inf pass
     }
   } else if (uint8) {
     if (size_t(c.uint_contents_size()) != count || typed != count)
       throw HttpError(400, "inputs[0].contents: expected " + std::to_string(count) + " uint_contents for UINT8 " + shape);
+    r.bytes.resize(count);
     for (size_t i = 0; i < count; ++i) {
       const uint32_t v = c.uint_contents(int(i));
       if (v > 255) throw HttpError(400, "inputs[0].contents.uint_contents[" + std::to_string(i) + "]: expected 0..255 for UINT8, got " + std::to_string(v));
-      r.images[i] = float(v) / 255.0f;
+      r.bytes[i] = uint8_t(v);
     }
   } else {
     if (size_t(c.fp32_contents_size()) != count || typed != count)
       throw HttpError(400, "inputs[0].contents: expected " + std::to_string(count) + " fp32_contents for FP32 " + shape);
+    r.images.resize(count);
     std::memcpy(r.images.data(), c.fp32_contents().data(), count * 4);
   }
   for (int i = 0; i < q.outputs_size(); ++i) {

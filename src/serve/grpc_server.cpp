@@ -72,9 +72,8 @@ struct GrpcServer::Impl final : AsyncInferService {
     } catch (const HttpError& e) {
       return done(grpc_status(e));
     }
-    std::vector<float> images = std::move(r->images);
     auto cb = std::make_shared<std::function<void(Status)>>(std::move(done));
-    const auto s = b->submit(std::move(images), r->n, [r, model, out, cb](BatchResult&& res) {
+    Batcher::Done answer = [r, model, out, cb](BatchResult&& res) {
       if (res.timed_out) return (*cb)(Status(StatusCode::UNAVAILABLE, res.error));
       if (!res.error.empty()) return (*cb)(Status(StatusCode::INTERNAL, res.error));
       Status st = Status::OK;
@@ -84,7 +83,9 @@ struct GrpcServer::Impl final : AsyncInferService {
         st = Status(StatusCode::INTERNAL, std::string("internal error: ") + e.what());
       }
       (*cb)(std::move(st));
-    }, r->timeout_us);
+    };
+    const auto s = takes_uint8(*model) ? b->submit(std::move(r->bytes), r->n, std::move(answer), r->timeout_us)
+                                       : b->submit(std::move(r->images), r->n, std::move(answer), r->timeout_us);
     if (s == Batcher::Submitted::queue_full) (*cb)(Status(StatusCode::UNAVAILABLE, "the batching queue is full; retry later"));
     if (s == Batcher::Submitted::stopping) (*cb)(Status(StatusCode::UNAVAILABLE, "the server is shutting down"));
   }
@@ -210,14 +211,14 @@ struct GrpcServer::Impl final : AsyncInferService {
     out->set_name(m.name);
     out->add_versions(m.version);
     out->set_platform("onnxruntime_onnx");
-    auto tensor = [](auto* t, const char* name, std::vector<int64_t> shape) {
+    auto tensor = [](auto* t, const char* name, const std::string& datatype, std::vector<int64_t> shape) {
       t->set_name(name);
-      t->set_datatype("FP32");
+      t->set_datatype(datatype);
       for (int64_t d : shape) t->add_shape(d);
     };
-    tensor(out->add_inputs(), "input", {-1, 1, 28, 28});
-    tensor(out->add_outputs(), "logits", {-1, m.n_classes});
-    tensor(out->add_outputs(), "gate_probs", {-1, m.n_experts});
+    tensor(out->add_inputs(), "input", m.input_datatype, {-1, 1, 28, 28});
+    tensor(out->add_outputs(), "logits", "FP32", {-1, m.n_classes});
+    tensor(out->add_outputs(), "gate_probs", "FP32", {-1, m.n_experts});
     return Status::OK;
   }
   Status ModelConfig(ServerContext*, const inference::ModelConfigRequest* q, inference::ModelConfigResponse* out) override {
@@ -231,14 +232,14 @@ struct GrpcServer::Impl final : AsyncInferService {
     c->set_platform("onnxruntime_onnx");
     c->set_backend("onnxruntime");
     c->set_max_batch_size(int32_t(m.max_batch_request));
-    auto tensor = [](auto* t, const char* name, std::vector<int64_t> dims) {
+    auto tensor = [](auto* t, const char* name, inference::DataType type, std::vector<int64_t> dims) {
       t->set_name(name);
-      t->set_data_type(inference::TYPE_FP32);
+      t->set_data_type(type);
       for (int64_t d : dims) t->add_dims(d);
     };
-    tensor(c->add_input(), "input", {1, 28, 28});
-    tensor(c->add_output(), "logits", {m.n_classes});
-    tensor(c->add_output(), "gate_probs", {m.n_experts});
+    tensor(c->add_input(), "input", takes_uint8(m) ? inference::TYPE_UINT8 : inference::TYPE_FP32, {1, 28, 28});
+    tensor(c->add_output(), "logits", inference::TYPE_FP32, {m.n_classes});
+    tensor(c->add_output(), "gate_probs", inference::TYPE_FP32, {m.n_experts});
     c->mutable_dynamic_batching()->add_preferred_batch_size(int32_t(m.preferred_batch));
     c->mutable_dynamic_batching()->set_max_queue_delay_microseconds(uint64_t(m.max_queue_delay_us));
     auto* g = c->add_instance_group();

@@ -94,6 +94,10 @@ bool valid_model_name(const std::string& name) {
   return std::all_of(name.begin(), name.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '_' || c == '-'; });
 }
 
+std::string declared_input_datatype(const Classifier& engine) {
+  return engine.reads_uint8() && engine.backend() != "native" ? "UINT8" : "FP32";
+}
+
 Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines)
     : options_(std::move(options)), metrics_(engines.at(0)->n_experts()) {
   const Classifier& e = *engines.at(0);
@@ -105,6 +109,10 @@ Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>
   options_.model.labels = class_labels(e.provenance("dataset"), e.n_classes());
   options_.model.max_queue_delay_us = options_.batching.max_delay_us;
   options_.model.preferred_batch = options_.batching.max_batch;
+  options_.model.input_datatype = options_.input_datatype.empty() ? declared_input_datatype(e) : options_.input_datatype;
+  if (options_.model.input_datatype != "FP32" && options_.model.input_datatype != "UINT8")
+    throw InputError("input datatype: expected FP32 or UINT8, got '" + options_.model.input_datatype + "'");
+  options_.batching.uint8_input = takes_uint8(options_.model);
   if (!valid_model_name(options_.model.name))
     throw InputError("--name: '" + options_.model.name +
                      "' cannot be a path segment of /v2/models/{name}; use 1-64 letters, digits, '.', '_' or '-' (not '.' or '..')");
@@ -222,10 +230,9 @@ void Service::handle(HttpRequest& req, Reply reply) {
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 
-void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
-                     int64_t timeout_us) {
+void Service::submit(InferRequest& req, Reply reply, std::function<HttpResponse(BatchResult&)> respond) {
   auto shared_reply = std::make_shared<Reply>(reply);
-  const auto s = batcher_->submit(std::move(images), n, [shared_reply, respond = std::move(respond)](BatchResult&& r) {
+  Batcher::Done done = [shared_reply, respond = std::move(respond)](BatchResult&& r) {
     try {
       if (r.timed_out) return (*shared_reply)(error(503, r.error));
       if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
@@ -233,7 +240,9 @@ void Service::submit(std::vector<float> images, int64_t n, Reply reply, std::fun
     } catch (const std::exception& e) {  // e.g. out of memory writing the response: the client still gets an answer
       (*shared_reply)(error(500, std::string("internal error: ") + e.what()));
     }
-  }, timeout_us);
+  };
+  const auto s = takes_uint8(options_.model) ? batcher_->submit(std::move(req.bytes), req.n, std::move(done), req.timeout_us)
+                                             : batcher_->submit(std::move(req.images), req.n, std::move(done), req.timeout_us);
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
 }
@@ -266,17 +275,15 @@ void Service::infer(HttpRequest& req, Reply reply) {
   } catch (const HttpError& e) {
     return reply(error(e.status, e.what()));
   }
-  const int64_t n = r.n, timeout_us = r.timeout_us;
-  std::vector<float> images = std::move(r.images);
   auto parsed = std::make_shared<InferRequest>(std::move(r));
-  submit(std::move(images), n, std::move(reply), [this, parsed](BatchResult& b) {
+  submit(*parsed, std::move(reply), [this, parsed](BatchResult& b) {
     HttpBody body = infer_response(*parsed, options_.model, b.logits.data(), b.gate_probs.data());
     HttpResponse resp;
     resp.body = std::move(body.bytes);
     resp.content_type = body.content_type;
     if (body.header_length >= 0) resp.headers.push_back({"Inference-Header-Content-Length", std::to_string(body.header_length)});
     return resp;
-  }, timeout_us);
+  });
 }
 
 void Service::predict(HttpRequest& req, Reply reply) {
@@ -292,7 +299,15 @@ void Service::predict(HttpRequest& req, Reply reply) {
     return reply(error(400, e.what()));
   }
   const bool ink = std::any_of(x.begin(), x.end(), [](float v) { return v > 0; });  // a blank image is answered, and flagged
-  submit(x, 1, std::move(reply), [this, x, ink](BatchResult& b) {
+  InferRequest image;
+  image.n = 1;
+  if (takes_uint8(options_.model)) {  // the model takes the pixels as bytes
+    image.bytes.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) image.bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
+  } else {
+    image.images = x;
+  }
+  submit(image, std::move(reply), [this, x, ink](BatchResult& b) {
     // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
     // returns whatever the model computes, as Triton does, since its input may be NaN).
     for (float v : b.logits)

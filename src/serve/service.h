@@ -26,7 +26,14 @@ struct ServiceOptions {
   GrpcOptions grpc;  // port -1: no gRPC endpoint; it listens on http.host
   bool log_requests = false;  // one access-log line per request on stderr
   int64_t max_image_pixels = 16 << 20;  // /v1/predict: larger images are refused before decoding
+  // The model's input datatype: "" = what the engine's graph takes (declared_input_datatype), or
+  // "FP32" / "UINT8" for an engine that reads either (native).
+  std::string input_datatype;
 };
+
+// The input datatype a model's engine declares: "UINT8" for an ONNX Runtime graph exported with
+// --input uint8 (it reads bytes), else "FP32". `native` reads bytes too, but serves a float checkpoint.
+std::string declared_input_datatype(const Classifier& engine);
 
 // A static file of the page: path ("/", "/app.js", ...) -> content type and bytes.
 struct StaticFile {
@@ -62,10 +69,10 @@ class Service {
   void handle(HttpRequest& req, Reply reply);
   void infer(HttpRequest& req, Reply reply);
   void predict(HttpRequest& req, Reply reply);
-  // Queues the images; `respond` turns the batch result into the response (on a worker thread).
-  // timeout_us > 0: the request's own queue time limit.
-  void submit(std::vector<float> images, int64_t n, Reply reply, std::function<HttpResponse(BatchResult&)> respond,
-              int64_t timeout_us = 0);
+  // Queues the request's images (its floats, or its bytes for a UINT8 model: they are moved out);
+  // `respond` turns the batch result into the response (on a worker thread). r.timeout_us > 0: the
+  // request's own queue time limit.
+  void submit(InferRequest& r, Reply reply, std::function<HttpResponse(BatchResult&)> respond);
 
   ServiceOptions options_;
   Metrics metrics_;

@@ -243,7 +243,7 @@ TEST(Grpc, ConcurrentCallsAndAStreamGetTheirOwnAnswers) {
     ++answers;
     const std::string id = r.infer_response().id();
     if (id == "r3") {
-      EXPECT_EQ(r.error_message(), "inputs[0].datatype: expected \"FP32\" or \"UINT8\", got \"FP64\"");
+      EXPECT_EQ(r.error_message(), "inputs[0].datatype: expected \"FP32\" (the input datatype of model 'moe-mnist'), got \"FP64\"");
     } else {
       EXPECT_TRUE(r.error_message().empty()) << r.error_message();
       EXPECT_EQ(floats(r.infer_response().raw_output_contents(0)), want[id]) << id;
