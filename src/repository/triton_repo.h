@@ -14,7 +14,12 @@ struct TritonModelConfig {
   int64_t preferred_batch = 64;       // dynamic_batching.preferred_batch_size
   int64_t max_queue_delay_us = 200;   // dynamic_batching.max_queue_delay_microseconds
   int64_t instances = 1;              // instance_group count (KIND_CPU)
+  bool uint8_input = false;           // the graph takes the image bytes (export --input uint8): input TYPE_UINT8
 };
+
+// The name `export --triton-repo` gives a model without --name: moe-mnist, or moe-mnist-u8 for the
+// graph that takes UINT8 (its own model: a KServe v2 input has one datatype).
+std::string default_triton_model_name(bool uint8_input);
 
 // config.pbtxt: inference.ModelConfig (Triton's model_config.proto) in protobuf text format, platform
 // onnxruntime_onnx; dims exclude the batch dimension, which max_batch_size > 0 adds.
