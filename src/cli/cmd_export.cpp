@@ -52,12 +52,12 @@ void add_export_command(CLI::App& app) {
   cmd->add_option("--version-policy", a->triton.version_policy,
                   "--triton-repo: which versions the server serves: latest:N, all, or specific:V[,V...]")
       ->capture_default_str();
-  cmd->add_option("--name", a->triton.name, "--triton-repo: the model's name (its folder)")->capture_default_str();
+  cmd->add_option("--name", a->triton.name, "--triton-repo: the model's name (its folder); default moe-mnist, or moe-mnist-u8 with --input uint8");
   cmd->add_option("--max-batch", a->triton.max_batch, "--triton-repo: max_batch_size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("--instances", a->triton.instances, "--triton-repo: model instances (KIND_CPU)")->capture_default_str()->check(CLI::Range(1, 256));
   cmd->add_flag("--force", a->force, "--triton-repo: replace that version's model.onnx, or a config.pbtxt with other settings");
   repo->excludes(cmd->get_option("--out"));
-  cmd->callback([a] {
+  cmd->callback([a, cmd_name = cmd->get_option("--name")] {
     a->options.uint8_input = a->input == "uint8";
     const ExportOptions& o = a->options;
     if (o.precision != Precision::int8 && !o.per_channel)
@@ -69,8 +69,9 @@ void add_export_command(CLI::App& app) {
     if (a->triton_repo.empty()) check_output_file(out, "--out", {"onnx"}, inputs);
     const Checkpoint ck = load_checkpoint(a->checkpoint);
     if (!a->triton_repo.empty()) {
+      a->triton.uint8_input = o.uint8_input;  // the UINT8 graph is its own model, config input TYPE_UINT8
+      if (cmd_name->count() == 0) a->triton.name = default_triton_model_name(o.uint8_input);
       check_model_name(a->triton.name, "--name");
-      if (o.uint8_input) throw InputError("--triton-repo: --input uint8 is not written as a Triton model (its config says FP32 input)");
       if (o.routing == Routing::moe || o.routing == Routing::fused)
         throw InputError("--triton-repo: --routing " + to_string(o.routing) +
                          " needs ONNX Runtime with its contrib / custom ops; Triton serves dense or gather");

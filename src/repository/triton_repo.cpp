@@ -43,7 +43,7 @@ std::string triton_config_pbtxt(const TritonModelConfig& c) {
          "platform: \"onnxruntime_onnx\"\n"
          "max_batch_size: " + n(c.max_batch) + "\n" + version_policy_pbtxt(c.version_policy) +
          "input [\n"
-         "  { name: \"input\" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] }\n"
+         "  { name: \"input\" data_type: " + std::string(c.uint8_input ? "TYPE_UINT8" : "TYPE_FP32") + " dims: [ 1, 28, 28 ] }\n"
          "]\n"
          "output [\n"
          "  { name: \"logits\" data_type: TYPE_FP32 dims: [ " + n(c.n_classes) + " ] },\n"
@@ -57,6 +57,8 @@ std::string triton_config_pbtxt(const TritonModelConfig& c) {
          "  { kind: KIND_CPU count: " + n(c.instances) + " }\n"
          "]\n";
 }
+
+std::string default_triton_model_name(bool uint8_input) { return uint8_input ? "moe-mnist-u8" : "moe-mnist"; }
 
 void check_model_name(const std::string& name, const std::string& flag) {
   bool ok = !name.empty() && name.size() <= 64 && name != "." && name != "..";

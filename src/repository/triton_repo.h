@@ -15,10 +15,15 @@ struct TritonModelConfig {
   int64_t max_queue_delay_us = 200;   // dynamic_batching.max_queue_delay_microseconds
   int64_t instances = 1;              // instance_group count (KIND_CPU)
   std::string version_policy = "latest:1";  // version_policy: "latest:N", "all" or "specific:V[,V...]"
+  bool uint8_input = false;           // the graph takes the image bytes (export --input uint8): input TYPE_UINT8
 };
 
 // Throws InputError naming `flag` unless `policy` is "latest:N" (N >= 1), "all" or "specific:V[,V...]".
 void check_version_policy(const std::string& policy, const std::string& flag);
+
+// The name `export --triton-repo` gives a model without --name: moe-mnist, or moe-mnist-u8 for the
+// graph that takes UINT8 (its own model: a KServe v2 input has one datatype).
+std::string default_triton_model_name(bool uint8_input);
 
 // config.pbtxt: inference.ModelConfig (Triton's model_config.proto) in protobuf text format, platform
 // onnxruntime_onnx; dims exclude the batch dimension, which max_batch_size > 0 adds.

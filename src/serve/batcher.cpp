@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <stdexcept>
 
 #include "model/routing.h"
 #include "serve/kserve.h"
@@ -39,12 +40,24 @@ Batcher::Batcher(BatcherOptions options, std::vector<std::unique_ptr<Classifier>
 Batcher::~Batcher() { stop(); }
 
 Batcher::Submitted Batcher::submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us) {
+  if (options_.uint8_input) throw std::logic_error("Batcher::submit: floats given to the batcher of a UINT8 model");
   const int64_t limit = timeout_us > 0 ? std::min(timeout_us, options_.timeout_us) : options_.timeout_us;
+  return enqueue({std::move(images), {}, n, std::move(done), clock::now(), std::chrono::microseconds(limit)});
+}
+
+Batcher::Submitted Batcher::submit(std::vector<uint8_t> images, int64_t n, Done done, int64_t timeout_us) {
+  if (!options_.uint8_input) throw std::logic_error("Batcher::submit: bytes given to the batcher of an FP32 model");
+  const int64_t limit = timeout_us > 0 ? std::min(timeout_us, options_.timeout_us) : options_.timeout_us;
+  return enqueue({{}, std::move(images), n, std::move(done), clock::now(), std::chrono::microseconds(limit)});
+}
+
+Batcher::Submitted Batcher::enqueue(Job job) {
+  const int64_t n = job.n;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Submitted::stopping;
     if (queued_images_ + n > options_.max_queue_images && !queue_.empty()) return Submitted::queue_full;
-    queue_.push_back({std::move(images), n, std::move(done), clock::now(), std::chrono::microseconds(limit)});
+    queue_.push_back(std::move(job));
     queued_images_ += n;
   }
   cv_.notify_all();
@@ -142,7 +155,17 @@ void Batcher::run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, 
   auto t1 = t0;
   try {
     if (jobs.size() == 1) {
-      engine.classify(jobs[0].images.data(), n_images, logits.data(), probs.data());
+      if (options_.uint8_input) engine.classify_u8(jobs[0].bytes.data(), n_images, logits.data(), probs.data());
+      else engine.classify(jobs[0].images.data(), n_images, logits.data(), probs.data());
+    } else if (options_.uint8_input) {
+      std::vector<uint8_t> x(size_t(n_images * kPixels));
+      int64_t row = 0;
+      for (const Job& j : jobs) {
+        std::memcpy(x.data() + row * kPixels, j.bytes.data(), size_t(j.n * kPixels));
+        row += j.n;
+      }
+      t1 = clock::now();
+      engine.classify_u8(x.data(), n_images, logits.data(), probs.data());
     } else {
       std::vector<float> x(size_t(n_images * kPixels));
       int64_t row = 0;

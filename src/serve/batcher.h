@@ -29,6 +29,9 @@ struct BatcherOptions {
   bool adaptive_delay = true;
   int64_t max_queue_images = 16384;  // submissions beyond this are refused (the caller answers 503)
   int64_t timeout_us = 10'000'000;   // a request still queued after this is answered with an error
+  // The model takes bytes (input datatype UINT8): requests are submitted as bytes and run with
+  // Classifier::classify_u8, with no float copy. false: floats and Classifier::classify.
+  bool uint8_input = false;
 };
 
 struct BatchResult {
@@ -52,6 +55,9 @@ class Batcher {
   // timeout_us > 0: this request's own queue time limit (the request parameter "timeout", as Triton
   // honours it with dynamic batching), never longer than the server's.
   Submitted submit(std::vector<float> images, int64_t n, Done done, int64_t timeout_us = 0);
+  // The same for a batcher of a UINT8 model (BatcherOptions::uint8_input): images as bytes [n, 784]
+  // 0..255. Submitting floats to a UINT8 batcher, or bytes to an FP32 one, throws std::logic_error.
+  Submitted submit(std::vector<uint8_t> images, int64_t n, Done done, int64_t timeout_us = 0);
 
   // Runs what is queued, then stops the workers. Idempotent.
   void stop();
@@ -62,12 +68,14 @@ class Batcher {
  private:
   using clock = std::chrono::steady_clock;
   struct Job {
-    std::vector<float> images;
+    std::vector<float> images;   // FP32 model
+    std::vector<uint8_t> bytes;  // UINT8 model
     int64_t n;
     Done done;
     clock::time_point enqueued;
     std::chrono::microseconds timeout;
   };
+  Submitted enqueue(Job job);
   void work(Classifier& engine);
   void run(Classifier& engine, std::vector<Job>& jobs, int64_t n_images, clock::time_point started);
 

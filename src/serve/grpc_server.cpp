@@ -3,14 +3,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
-#include <cstring>
-#include <future>
+#include <deque>
 #include <mutex>
+
+#include <future>
 
 #include "base/errors.h"
 #include "grpc_service.grpc.pb.h"
-#include "serve/classification.h"
+#include "serve/grpc_convert.h"
+#include "serve/model_registry.h"
+#include "serve/repository_manager.h"
 
 namespace moe::serve {
 
@@ -20,165 +22,7 @@ using grpc::ServerContext;
 using grpc::Status;
 using grpc::StatusCode;
 
-StatusCode code_of(int http_status) {
-  switch (http_status) {
-    case 404: return StatusCode::NOT_FOUND;
-    case 413: return StatusCode::RESOURCE_EXHAUSTED;
-    case 503: return StatusCode::UNAVAILABLE;
-    case 500: return StatusCode::INTERNAL;
-    default: return StatusCode::INVALID_ARGUMENT;
-  }
-}
-
-Status error(const HttpError& e) { return Status(code_of(e.status), e.what()); }
-
-const char* output_name(Output o) { return o == Output::logits ? "logits" : "gate_probs"; }
-
-// The model and version a request names, checked with the HTTP routes' messages.
-void check_model(const std::string& name, const std::string& version, const ModelInfo& m) {
-  if (name != m.name) throw HttpError(404, "unknown model '" + name + "' (this server serves '" + m.name + "')");
-  if (!version.empty() && version != m.version)
-    throw HttpError(404, "model '" + m.name + "' has no version '" + version + "' (it has version " + m.version + ")");
-}
-
-std::string describe(const inference::InferParameter& p) {
-  switch (p.parameter_choice_case()) {
-    case inference::InferParameter::kBoolParam: return p.bool_param() ? "true" : "false";
-    case inference::InferParameter::kInt64Param: return std::to_string(p.int64_param());
-    case inference::InferParameter::kStringParam: return "\"" + p.string_param().substr(0, 40) + "\"";
-    case inference::InferParameter::kDoubleParam: return std::to_string(p.double_param());
-    default: return "nothing";
-  }
-}
-
-// A ModelInferRequest as the batcher's input and the response's plan; the same checks and messages
-// as parse_infer_request on the HTTP side.
-InferRequest parse(const inference::ModelInferRequest& q, const ModelInfo& m) {
-  check_model(q.model_name(), q.model_version(), m);
-  InferRequest r;
-  r.id = q.id();
-  for (const auto& [key, v] : q.parameters()) {
-    const std::string where = "parameters." + key;
-    if (key == "priority" || key == "timeout") {
-      const bool ok = v.parameter_choice_case() == inference::InferParameter::kInt64Param && v.int64_param() >= 0;
-      if (!ok) throw HttpError(400, where + ": expected an unsigned integer, got " + describe(v));
-      if (key == "timeout") r.timeout_us = v.int64_param();
-    } else if (key == "sequence_start" || key == "sequence_end") {
-      if (v.parameter_choice_case() != inference::InferParameter::kBoolParam)
-        throw HttpError(400, where + ": expected true or false, got " + describe(v));
-    } else if (key == "sequence_id") {
-      const auto c = v.parameter_choice_case();
-      if (!((c == inference::InferParameter::kInt64Param && v.int64_param() >= 0) || c == inference::InferParameter::kStringParam))
-        throw HttpError(400, where + ": expected an unsigned integer or a string, got " + describe(v));
-    } else if (v.parameter_choice_case() == inference::InferParameter::PARAMETER_CHOICE_NOT_SET) {
-      throw HttpError(400, where + ": expected a string, number or boolean, got nothing");
-    }
-  }
-  if (q.inputs_size() != 1)
-    throw HttpError(400, "inputs: the model has one input ('input'), got " + std::to_string(q.inputs_size()) + " tensors");
-  const auto& in = q.inputs(0);
-  if (in.name() != "input") throw HttpError(400, "inputs[0].name: expected \"input\", got \"" + in.name().substr(0, 40) + "\"");
-  if (in.datatype() != "FP32" && in.datatype() != "UINT8")
-    throw HttpError(400, "inputs[0].datatype: expected \"FP32\" or \"UINT8\", got \"" + in.datatype().substr(0, 40) + "\"");
-  const bool uint8 = in.datatype() == "UINT8";
-  std::string shape;
-  for (int i = 0; i < in.shape_size(); ++i) shape += (i ? "," : "") + std::to_string(in.shape(i));
-  shape = "[" + shape + "]";
-  if (in.shape_size() != 4 || in.shape(1) != 1 || in.shape(2) != 28 || in.shape(3) != 28 || in.shape(0) < 1)
-    throw HttpError(400, "inputs[0].shape: expected [N,1,28,28] with 1 <= N <= " + std::to_string(m.max_batch_request) + ", got " + shape);
-  const int64_t n = in.shape(0);
-  if (n > m.max_batch_request)
-    throw HttpError(400, "inputs[0].shape: batch " + std::to_string(n) + " is above the limit of " + std::to_string(m.max_batch_request) +
-                             " images per request (--max-batch-request)");
-  for (const auto& [key, v] : in.parameters())
-    throw HttpError(400, "inputs[0].parameters." + key + ": not supported here (shared memory is not served)");
-  r.n = n;
-  const size_t count = size_t(n * kPixels);
-  r.images.resize(count);
-  const bool has_raw = q.raw_input_contents_size() > 0;
-  const auto& c = in.contents();
-  const size_t typed = size_t(c.fp32_contents_size() + c.uint_contents_size() + c.bool_contents_size() + c.int_contents_size() +
-                              c.int64_contents_size() + c.uint64_contents_size() + c.fp64_contents_size() + c.bytes_contents_size());
-  if (has_raw == (typed > 0)) throw HttpError(400, "inputs[0]: give exactly one of contents and raw_input_contents");
-  if (has_raw) {
-    if (q.raw_input_contents_size() != 1)
-      throw HttpError(400, "raw_input_contents: expected 1 entry (one input), got " + std::to_string(q.raw_input_contents_size()));
-    const std::string& raw = q.raw_input_contents(0);
-    const size_t want = count * (uint8 ? 1 : 4);
-    if (raw.size() != want)
-      throw HttpError(400, "raw_input_contents[0]: expected " + std::to_string(want) + " bytes for " + in.datatype() + " " + shape + ", got " +
-                               std::to_string(raw.size()));
-    if (uint8) {
-      for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(raw[i])) / 255.0f;
-    } else {
-      std::memcpy(r.images.data(), raw.data(), want);  // little-endian, as the wire format; NaN and inf pass
-    }
-  } else if (uint8) {
-    if (size_t(c.uint_contents_size()) != count || typed != count)
-      throw HttpError(400, "inputs[0].contents: expected " + std::to_string(count) + " uint_contents for UINT8 " + shape);
-    for (size_t i = 0; i < count; ++i) {
-      const uint32_t v = c.uint_contents(int(i));
-      if (v > 255) throw HttpError(400, "inputs[0].contents.uint_contents[" + std::to_string(i) + "]: expected 0..255 for UINT8, got " + std::to_string(v));
-      r.images[i] = float(v) / 255.0f;
-    }
-  } else {
-    if (size_t(c.fp32_contents_size()) != count || typed != count)
-      throw HttpError(400, "inputs[0].contents: expected " + std::to_string(count) + " fp32_contents for FP32 " + shape);
-    std::memcpy(r.images.data(), c.fp32_contents().data(), count * 4);
-  }
-  for (int i = 0; i < q.outputs_size(); ++i) {
-    const auto& o = q.outputs(i);
-    const std::string where = "outputs[" + std::to_string(i) + "]";
-    Output which;
-    if (o.name() == "logits") which = Output::logits;
-    else if (o.name() == "gate_probs") which = Output::gate_probs;
-    else throw HttpError(400, where + ".name: expected \"logits\" or \"gate_probs\", got \"" + o.name().substr(0, 40) + "\"");
-    for (const auto& prev : r.outputs)
-      if (prev.which == which) throw HttpError(400, where + ".name: \"" + o.name() + "\" is requested twice");
-    int64_t k = 0;
-    for (const auto& [key, v] : o.parameters()) {
-      if (key == "binary_data") continue;  // meaningless on gRPC (outputs are always raw), as Triton ignores it
-      if (key != "classification")
-        throw HttpError(400, where + ".parameters." + key + ": not supported here (classification)");
-      if (v.parameter_choice_case() != inference::InferParameter::kInt64Param || v.int64_param() < 0)
-        throw HttpError(400, where + ".parameters.classification: expected a class count (an unsigned integer), got " + describe(v));
-      k = std::min<int64_t>(v.int64_param(), which == Output::logits ? m.n_classes : m.n_experts);
-    }
-    r.outputs.push_back({which, true, k});
-  }
-  if (r.outputs.empty()) r.outputs = {{Output::logits, true, 0}, {Output::gate_probs, true, 0}};
-  return r;
-}
-
-// The batch result as a ModelInferResponse: every output in raw_output_contents, as Triton sends them.
-void respond(const InferRequest& r, const ModelInfo& m, const BatchResult& b, inference::ModelInferResponse* out) {
-  out->set_model_name(m.name);
-  out->set_model_version(m.version);
-  out->set_id(r.id);
-  static const std::vector<std::string> no_labels;
-  for (const RequestedOutput& o : r.outputs) {
-    const int64_t w = o.which == Output::logits ? m.n_classes : m.n_experts;
-    const float* v = o.which == Output::logits ? b.logits.data() : b.gate_probs.data();
-    auto* t = out->add_outputs();
-    t->set_name(output_name(o.which));
-    t->add_shape(r.n);
-    std::string* raw = out->add_raw_output_contents();
-    if (o.classification > 0) {
-      t->set_datatype("BYTES");
-      t->add_shape(o.classification);
-      for (int64_t row = 0; row < r.n; ++row)
-        for (const std::string& c : top_k_classes(v + row * w, w, o.classification, o.which == Output::logits ? m.labels : no_labels)) {
-          const uint32_t len = uint32_t(c.size());
-          raw->append(reinterpret_cast<const char*>(&len), 4);
-          *raw += c;
-        }
-    } else {
-      t->set_datatype("FP32");
-      t->add_shape(w);
-      raw->assign(reinterpret_cast<const char*>(v), size_t(r.n * w) * sizeof(float));
-    }
-  }
-}
+Status error(const HttpError& e) { return grpc_status(e); }
 
 void fill_duration(inference::StatisticDuration* d, const Duration& s) {
   d->set_count(s.count);
@@ -187,36 +31,147 @@ void fill_duration(inference::StatisticDuration* d, const Duration& s) {
 
 }  // namespace
 
-struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
-  const ModelInfo& m;
-  Batcher& batcher;
-  ModelStats& stats;
+// ModelInfer and ModelStreamInfer use gRPC's callback API: a call waits in the batcher without a
+// thread, and the batcher's done callback finishes it (measured against the synchronous form in
+// docs/service-protocol.md: a blocked thread per call halved the throughput at 64 streams). The
+// other RPCs answer at once and stay synchronous.
+using AsyncInferService = inference::GRPCInferenceService::WithCallbackMethod_ModelInfer<
+    inference::GRPCInferenceService::WithCallbackMethod_ModelStreamInfer<inference::GRPCInferenceService::Service>>;
+
+struct GrpcServer::Impl final : AsyncInferService {
+  const ModelRegistry& registry;
+  RepositoryManager* repository;  // null: one model, fixed at start
   const std::atomic<bool>& draining;
   std::unique_ptr<grpc::Server> server;
   std::once_flag stopped;
 
-  Impl(const ModelInfo& m_, Batcher& b, ModelStats& s, const std::atomic<bool>& d) : m(m_), batcher(b), stats(s), draining(d) {}
+  Impl(const ModelRegistry& r, RepositoryManager* repo, const std::atomic<bool>& d) : registry(r), repository(repo), draining(d) {}
 
-  // Submits one request; `done` gets the response or the error, on a worker thread (or here when refused).
-  void infer(const inference::ModelInferRequest& q, std::function<void(Status, inference::ModelInferResponse*)> done) {
+  // The one place a model is found by name and version (empty: the latest ready one); throws
+  // HttpError (404 unknown, 503 not ready) with the HTTP routes' messages. The caller holds the
+  // version until its answer is written, whatever is swapped meanwhile.
+  std::shared_ptr<ServedModel> find(const std::string& name, const std::string& version) { return registry.find(name, version); }
+
+  // Submits one request. On success the response is written into *out before `done` gets OK; `done`
+  // runs exactly once, on a batcher worker (or here, when the request is refused). `q` is read only
+  // during this call.
+  void infer(const inference::ModelInferRequest& q, inference::ModelInferResponse* out, std::function<void(Status)> done) {
     std::shared_ptr<InferRequest> r;
+    std::shared_ptr<ServedModel> model;
     try {
       if (draining) throw HttpError(503, "the server is shutting down");
-      r = std::make_shared<InferRequest>(parse(q, m));
+      model = find(q.model_name(), q.model_version());
+      r = std::make_shared<InferRequest>(parse_grpc_infer(q, model->info()));
     } catch (const HttpError& e) {
-      return done(error(e), nullptr);
+      return done(grpc_status(e));
     }
-    std::vector<float> images = std::move(r->images);
-    auto cb = std::make_shared<std::function<void(Status, inference::ModelInferResponse*)>>(std::move(done));
-    const auto s = batcher.submit(std::move(images), r->n, [this, r, cb](BatchResult&& b) {
-      if (b.timed_out) return (*cb)(Status(StatusCode::UNAVAILABLE, b.error), nullptr);
-      if (!b.error.empty()) return (*cb)(Status(StatusCode::INTERNAL, b.error), nullptr);
-      inference::ModelInferResponse resp;
-      respond(*r, m, b, &resp);
-      (*cb)(Status::OK, &resp);
-    }, r->timeout_us);
-    if (s == Batcher::Submitted::queue_full) (*cb)(Status(StatusCode::UNAVAILABLE, "the batching queue is full; retry later"), nullptr);
-    if (s == Batcher::Submitted::stopping) (*cb)(Status(StatusCode::UNAVAILABLE, "the server is shutting down"), nullptr);
+    auto cb = std::make_shared<std::function<void(Status)>>(std::move(done));
+    Batcher& b = model->batcher();
+    const bool bytes = takes_uint8(model->info());
+    Batcher::Done answer = [r, model, out, cb](BatchResult&& res) {
+      if (res.timed_out) return (*cb)(Status(StatusCode::UNAVAILABLE, res.error));
+      if (!res.error.empty()) return (*cb)(Status(StatusCode::INTERNAL, res.error));
+      Status st = Status::OK;
+      try {
+        grpc_infer_response(*r, model->info(), res, out);
+      } catch (const std::exception& e) {  // e.g. out of memory: the call still ends
+        st = Status(StatusCode::INTERNAL, std::string("internal error: ") + e.what());
+      }
+      (*cb)(std::move(st));
+    };
+    const auto s = bytes ? b.submit(std::move(r->bytes), r->n, std::move(answer), r->timeout_us)
+                         : b.submit(std::move(r->images), r->n, std::move(answer), r->timeout_us);
+    if (s == Batcher::Submitted::queue_full) (*cb)(Status(StatusCode::UNAVAILABLE, "the batching queue is full; retry later"));
+    if (s == Batcher::Submitted::stopping) (*cb)(Status(StatusCode::UNAVAILABLE, "the server is shutting down"));
+  }
+
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* c, const inference::ModelInferRequest* q,
+                                       inference::ModelInferResponse* out) override {
+    grpc::ServerUnaryReactor* reactor = c->DefaultReactor();
+    infer(*q, out, [reactor](Status s) { reactor->Finish(std::move(s)); });
+    return reactor;
+  }
+
+  // One ModelStreamInfer call. Requests are submitted as they arrive (so one stream fills batches
+  // too); each answer is written when it is ready, in completion order with its id, as Triton's
+  // non-decoupled streaming does; per-request errors go into error_message. The call finishes once
+  // the client has stopped writing and every answer is written (or the client is gone).
+  class Stream final : public grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
+   public:
+    explicit Stream(Impl& impl) : impl_(impl) { StartRead(&in_); }
+
+    void OnReadDone(bool ok) override {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (!ok) {
+        reads_done_ = true;
+        return finish_if_idle(lock);
+      }
+      ++pending_;
+      lock.unlock();
+      auto w = std::make_shared<inference::ModelStreamInferResponse>();
+      impl_.infer(in_, w->mutable_infer_response(), [this, w, id = in_.id()](Status s) {
+        if (!s.ok()) {
+          w->Clear();
+          w->set_error_message(s.error_message());
+          w->mutable_infer_response()->set_id(id);
+        }
+        write(w);
+      });
+      StartRead(&in_);  // infer has copied what it needs from in_
+    }
+
+    void OnWriteDone(bool ok) override {
+      std::unique_lock<std::mutex> lock(mu_);
+      queue_.pop_front();
+      if (!ok) {  // the client is gone: drop the rest, finish once the pending answers came back
+        broken_ = true;
+        queue_.clear();
+      }
+      if (queue_.empty()) {
+        writing_ = false;
+        return finish_if_idle(lock);
+      }
+      inference::ModelStreamInferResponse* next = queue_.front().get();
+      lock.unlock();
+      StartWrite(next);
+    }
+
+    void OnDone() override { delete this; }
+
+   private:
+    // One write at a time; gRPC may run a reaction inside StartWrite/Finish, so they are called
+    // without the lock.
+    void write(std::shared_ptr<inference::ModelStreamInferResponse> w) {
+      std::unique_lock<std::mutex> lock(mu_);
+      --pending_;
+      if (broken_) return finish_if_idle(lock);
+      queue_.push_back(std::move(w));
+      if (writing_) return;
+      writing_ = true;
+      inference::ModelStreamInferResponse* next = queue_.front().get();
+      lock.unlock();
+      StartWrite(next);
+    }
+
+    void finish_if_idle(std::unique_lock<std::mutex>& lock) {
+      if (!reads_done_ || pending_ > 0 || writing_ || finished_) return;
+      finished_ = true;
+      const bool broken = broken_;
+      lock.unlock();
+      Finish(broken ? Status(StatusCode::CANCELLED, "the client stopped reading") : Status::OK);
+    }
+
+    Impl& impl_;
+    inference::ModelInferRequest in_;
+    std::mutex mu_;
+    std::deque<std::shared_ptr<inference::ModelStreamInferResponse>> queue_;  // front: being written
+    int64_t pending_ = 0;  // submitted, not yet answered
+    bool reads_done_ = false, writing_ = false, broken_ = false, finished_ = false;
+  };
+
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>* ModelStreamInfer(
+      grpc::CallbackServerContext*) override {
+    return new Stream(*this);
   }
 
   Status ServerLive(ServerContext*, const inference::ServerLiveRequest*, inference::ServerLiveResponse* out) override {
@@ -229,9 +184,11 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
   }
   Status ModelReady(ServerContext*, const inference::ModelReadyRequest* q, inference::ModelReadyResponse* out) override {
     try {
-      check_model(q->name(), q->version(), m);
+      find(q->name(), q->version());
     } catch (const HttpError& e) {
-      return error(e);
+      if (e.status != 503) return error(e);
+      out->set_ready(false);  // known, not ready (loading, unloading, failed): an answer, not an error
+      return Status::OK;
     }
     out->set_ready(!draining);
     return Status::OK;
@@ -240,46 +197,51 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
     out->set_name("moe-mnist");
     out->set_version(MOE_MNIST_VERSION);
     for (const char* e : {"classification", "model_configuration", "parameters", "statistics"}) out->add_extensions(e);
+    if (repository) out->add_extensions("model_repository");
     return Status::OK;
   }
   Status ModelMetadata(ServerContext*, const inference::ModelMetadataRequest* q, inference::ModelMetadataResponse* out) override {
+    std::shared_ptr<ServedModel> served;
     try {
-      check_model(q->name(), q->version(), m);
+      served = find(q->name(), q->version());
     } catch (const HttpError& e) {
       return error(e);
     }
+    const ModelInfo& m = served->info();
     out->set_name(m.name);
-    out->add_versions(m.version);
+    for (int64_t v : registry.ready_versions(m.name)) out->add_versions(std::to_string(v));
     out->set_platform("onnxruntime_onnx");
-    auto tensor = [](auto* t, const char* name, std::vector<int64_t> shape) {
+    auto tensor = [](auto* t, const char* name, const std::string& datatype, std::vector<int64_t> shape) {
       t->set_name(name);
-      t->set_datatype("FP32");
+      t->set_datatype(datatype);
       for (int64_t d : shape) t->add_shape(d);
     };
-    tensor(out->add_inputs(), "input", {-1, 1, 28, 28});
-    tensor(out->add_outputs(), "logits", {-1, m.n_classes});
-    tensor(out->add_outputs(), "gate_probs", {-1, m.n_experts});
+    tensor(out->add_inputs(), "input", m.input_datatype, {-1, 1, 28, 28});
+    tensor(out->add_outputs(), "logits", "FP32", {-1, m.n_classes});
+    tensor(out->add_outputs(), "gate_probs", "FP32", {-1, m.n_experts});
     return Status::OK;
   }
   Status ModelConfig(ServerContext*, const inference::ModelConfigRequest* q, inference::ModelConfigResponse* out) override {
+    std::shared_ptr<ServedModel> served;
     try {
-      check_model(q->name(), q->version(), m);
+      served = find(q->name(), q->version());
     } catch (const HttpError& e) {
       return error(e);
     }
+    const ModelInfo& m = served->info();
     auto* c = out->mutable_config();
     c->set_name(m.name);
     c->set_platform("onnxruntime_onnx");
     c->set_backend("onnxruntime");
     c->set_max_batch_size(int32_t(m.max_batch_request));
-    auto tensor = [](auto* t, const char* name, std::vector<int64_t> dims) {
+    auto tensor = [](auto* t, const char* name, inference::DataType type, std::vector<int64_t> dims) {
       t->set_name(name);
-      t->set_data_type(inference::TYPE_FP32);
+      t->set_data_type(type);
       for (int64_t d : dims) t->add_dims(d);
     };
-    tensor(c->add_input(), "input", {1, 28, 28});
-    tensor(c->add_output(), "logits", {m.n_classes});
-    tensor(c->add_output(), "gate_probs", {m.n_experts});
+    tensor(c->add_input(), "input", takes_uint8(m) ? inference::TYPE_UINT8 : inference::TYPE_FP32, {1, 28, 28});
+    tensor(c->add_output(), "logits", inference::TYPE_FP32, {m.n_classes});
+    tensor(c->add_output(), "gate_probs", inference::TYPE_FP32, {m.n_experts});
     c->mutable_dynamic_batching()->add_preferred_batch_size(int32_t(m.preferred_batch));
     c->mutable_dynamic_batching()->set_max_queue_delay_microseconds(uint64_t(m.max_queue_delay_us));
     auto* g = c->add_instance_group();
@@ -288,14 +250,21 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
     return Status::OK;
   }
   Status ModelStatistics(ServerContext*, const inference::ModelStatisticsRequest* q, inference::ModelStatisticsResponse* out) override {
-    if (!q->name().empty()) {  // an empty name asks for every model, as on Triton
-      try {
-        check_model(q->name(), q->version(), m);
-      } catch (const HttpError& e) {
-        return error(e);
-      }
+    // An empty name asks for every model, an empty version for every ready version, as on Triton.
+    std::vector<std::shared_ptr<ServedModel>> models;
+    try {
+      if (q->name().empty()) models = registry.ready();
+      else if (q->version().empty()) models = registry.ready(registry.find(q->name())->info().name);
+      else models = {find(q->name(), q->version())};
+    } catch (const HttpError& e) {
+      return error(e);
     }
-    const ModelStats::Snapshot s = stats.snapshot();
+    for (const auto& served : models) add_statistics(*served, out);
+    return Status::OK;
+  }
+  static void add_statistics(const ServedModel& served, inference::ModelStatisticsResponse* out) {
+    const ModelInfo& m = served.info();
+    const ModelStats::Snapshot s = served.stats().snapshot();
     auto* st = out->add_model_stats();
     st->set_name(m.name);
     st->set_version(m.version);
@@ -318,54 +287,50 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
       fill_duration(bs->mutable_compute_infer(), b.infer);
       fill_duration(bs->mutable_compute_output(), b.output);
     }
-    return Status::OK;
-  }
-  Status ModelInfer(ServerContext*, const inference::ModelInferRequest* q, inference::ModelInferResponse* out) override {
-    std::promise<Status> result;
-    infer(*q, [&](Status s, inference::ModelInferResponse* resp) {
-      if (resp) out->Swap(resp);
-      result.set_value(std::move(s));
-    });
-    return result.get_future().get();
-  }
-  // Requests are submitted as they arrive (so one stream fills batches too); each answer is written
-  // when it is ready, in completion order with its id, as Triton's decoupled-free streaming does.
-  Status ModelStreamInfer(ServerContext*, grpc::ServerReaderWriter<inference::ModelStreamInferResponse, inference::ModelInferRequest>* stream) override {
-    std::mutex mu;
-    std::condition_variable cv;
-    int64_t pending = 0;
-    inference::ModelInferRequest q;
-    while (stream->Read(&q)) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        ++pending;
-      }
-      infer(q, [&, id = q.id()](Status s, inference::ModelInferResponse* resp) {
-        inference::ModelStreamInferResponse w;
-        if (resp) {
-          w.mutable_infer_response()->Swap(resp);
-        } else {
-          w.set_error_message(s.error_message());
-          w.mutable_infer_response()->set_id(id);
-        }
-        std::lock_guard<std::mutex> lock(mu);
-        stream->Write(w);
-        if (--pending == 0) cv.notify_all();
-      });
-    }
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return pending == 0; });
-    return Status::OK;
   }
 
+  // Triton's model repository extension, as on HTTP (POST /v2/repository/...).
+  Status RepositoryIndex(ServerContext*, const inference::RepositoryIndexRequest* q, inference::RepositoryIndexResponse* out) override {
+    if (!repository) return Status(StatusCode::UNIMPLEMENTED, unserved("model_repository"));
+    for (const VersionState& v : repository->index(q->ready())) {
+      auto* m = out->add_models();
+      m->set_name(v.name);
+      if (v.version > 0) m->set_version(std::to_string(v.version));
+      m->set_state(v.state);
+      m->set_reason(v.reason);
+    }
+    return Status::OK;
+  }
+  // Load and unload run on the repository's thread; the call waits for them (as Triton's does).
+  Status change(const std::string& action, const std::string& name, const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& params) {
+    if (!repository) return Status(StatusCode::UNIMPLEMENTED, unserved("model_repository"));
+    if (repository->options().control != ModelControl::explicit_)
+      return Status(StatusCode::INVALID_ARGUMENT, "explicit model " + action + " is not allowed: the server runs with --model-control-mode " +
+                                                      (repository->options().control == ModelControl::poll ? "poll" : "none") +
+                                                      " (start it with --model-control-mode explicit)");
+    for (const auto& [key, value] : params)
+      if (!(action == "unload" && key == "unload_dependents" && value.has_bool_param()))
+        return Status(StatusCode::INVALID_ARGUMENT, "parameters: '" + key + "' is not supported (the model is " + action + "ed from its folder as it is)");
+    auto result = std::make_shared<std::promise<Status>>();
+    auto done = [result](int status, const std::string& message) {
+      result->set_value(status == 200 ? Status::OK : grpc_status(HttpError(status, message)));
+    };
+    if (action == "load") repository->load(name, done);
+    else repository->unload(name, done);
+    return result->get_future().get();
+  }
+  Status RepositoryModelLoad(ServerContext*, const inference::RepositoryModelLoadRequest* q, inference::RepositoryModelLoadResponse*) override {
+    return change("load", q->model_name(), q->parameters());
+  }
+  Status RepositoryModelUnload(ServerContext*, const inference::RepositoryModelUnloadRequest* q,
+                               inference::RepositoryModelUnloadResponse*) override {
+    return change("unload", q->model_name(), q->parameters());
+  }
   // The extensions not served answer UNIMPLEMENTED with the reason, as the HTTP routes answer 501.
 #define MOE_UNSERVED(Rpc, what)                                                                   \
   Status Rpc(ServerContext*, const inference::Rpc##Request*, inference::Rpc##Response*) override { \
     return Status(StatusCode::UNIMPLEMENTED, unserved(what));                                      \
   }
-  MOE_UNSERVED(RepositoryIndex, "model_repository")
-  MOE_UNSERVED(RepositoryModelLoad, "model_repository")
-  MOE_UNSERVED(RepositoryModelUnload, "model_repository")
   MOE_UNSERVED(SystemSharedMemoryStatus, "system_shared_memory")
   MOE_UNSERVED(SystemSharedMemoryRegister, "system_shared_memory")
   MOE_UNSERVED(SystemSharedMemoryUnregister, "system_shared_memory")
@@ -377,9 +342,9 @@ struct GrpcServer::Impl final : inference::GRPCInferenceService::Service {
 #undef MOE_UNSERVED
 };
 
-GrpcServer::GrpcServer(const std::string& host, GrpcOptions o, const ModelInfo& model, Batcher& batcher, ModelStats& stats,
+GrpcServer::GrpcServer(const std::string& host, GrpcOptions o, const ModelRegistry& registry, RepositoryManager* repository,
                        const std::atomic<bool>& draining)
-    : impl_(std::make_unique<Impl>(model, batcher, stats, draining)) {
+    : impl_(std::make_unique<Impl>(registry, repository, draining)) {
   if (o.port < 0 || o.port > 65535) throw InputError("--grpc-port: expected 0..65535, got " + std::to_string(o.port));
   grpc::ServerBuilder b;
   b.AddListeningPort(host + ":" + std::to_string(o.port), grpc::InsecureServerCredentials(), &port_);

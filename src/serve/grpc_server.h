@@ -9,11 +9,12 @@
 #include <memory>
 #include <string>
 
-#include "serve/batcher.h"
 #include "serve/kserve.h"
-#include "serve/model_stats.h"
 
 namespace moe::serve {
+
+class ModelRegistry;
+class RepositoryManager;
 
 struct GrpcOptions {
   int port = -1;                                // -1: no gRPC endpoint; 0: any free port (see GrpcServer::port)
@@ -26,7 +27,9 @@ struct GrpcOptions {
 class GrpcServer {
  public:
   // Listens on host:port; throws InputError when it cannot. `draining` turns new calls into UNAVAILABLE.
-  GrpcServer(const std::string& host, GrpcOptions options, const ModelInfo& model, Batcher& batcher, ModelStats& stats,
+  // The models are those of `registry` (every model and version it holds); `repository` (null: one
+  // model, fixed at start) serves the repository RPCs.
+  GrpcServer(const std::string& host, GrpcOptions options, const ModelRegistry& registry, RepositoryManager* repository,
              const std::atomic<bool>& draining);
   ~GrpcServer();
   int port() const { return port_; }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <type_traits>
 
 namespace moe::serve {
 
@@ -77,17 +78,19 @@ int64_t check_request_parameters(const json& p) {
   return timeout;
 }
 
-// Flattens `data` (flat or nested, row-major) into `out`, checking every element.
-void flatten(const json& data, bool uint8, std::vector<float>& out, size_t limit, const std::string& where) {
+// Flattens `data` (flat or nested, row-major) into `out` (float for FP32, uint8_t for UINT8),
+// checking every element.
+template <typename T>
+void flatten(const json& data, std::vector<T>& out, size_t limit, const std::string& where) {
   if (data.is_array()) {
-    for (const auto& v : data) flatten(v, uint8, out, limit, where);
+    for (const auto& v : data) flatten(v, out, limit, where);
     return;
   }
   if (out.size() >= limit) throw HttpError(400, where + ": more elements than the shape holds (" + std::to_string(limit) + ")");
-  if (uint8) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
     if (!data.is_number_integer() || data.get<int64_t>() < 0 || data.get<int64_t>() > 255)
       throw HttpError(400, where + "[" + std::to_string(out.size()) + "]: expected an integer 0..255 for UINT8, got " + brief(data));
-    out.push_back(float(data.get<int64_t>()) / 255.0f);
+    out.push_back(uint8_t(data.get<int64_t>()));
   } else {
     // Any IEEE-754 value, as Triton takes it: NaN / Infinity tokens, and a double beyond the FP32
     // range becomes +-inf when narrowed. What the model makes of it is returned.
@@ -129,15 +132,26 @@ int json_depth(std::string_view text) {
   return deepest;
 }
 
+void check_input_datatype(const std::string& datatype, const ModelInfo& m) {
+  if (datatype != m.input_datatype)
+    throw HttpError(400, "inputs[0].datatype: expected \"" + m.input_datatype + "\" (the input datatype of model '" + m.name + "'), got \"" +
+                             datatype.substr(0, 40) + "\"");
+}
+
 InferRequest parse_infer_request(std::string_view body, int64_t header_length, const ModelInfo& m) {
   InferRequest r;
+  const bool uint8 = takes_uint8(m);
   if (header_length == 0) {  // raw binary request: the whole body is the one input, batch 1
-    if (body.size() != size_t(kPixels * 4))
-      throw HttpError(400, "raw binary request (Inference-Header-Content-Length: 0): expected one FP32 [1,1,28,28] image of " +
-                               std::to_string(kPixels * 4) + " bytes, got " + std::to_string(body.size()));
+    const size_t want = size_t(kPixels) * (uint8 ? 1 : 4);
+    if (body.size() != want)
+      throw HttpError(400, "raw binary request (Inference-Header-Content-Length: 0): expected one " + m.input_datatype +
+                               " [1,1,28,28] image of " + std::to_string(want) + " bytes, got " + std::to_string(body.size()));
     r.n = 1;
-    r.images.resize(kPixels);
-    std::memcpy(r.images.data(), body.data(), body.size());
+    if (uint8) r.bytes.assign(body.begin(), body.end());
+    else {
+      r.images.resize(kPixels);
+      std::memcpy(r.images.data(), body.data(), body.size());
+    }
     r.outputs = {{Output::logits, true}, {Output::gate_probs, true}};
     return r;
   }
@@ -170,9 +184,9 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
   if (name == in.end() || !name->is_string() || *name != "input")
     throw HttpError(400, "inputs[0].name: expected \"input\", got " + (name == in.end() ? std::string("nothing") : brief(*name)));
   const auto dt = in.find("datatype");
-  if (dt == in.end() || !dt->is_string() || (*dt != "FP32" && *dt != "UINT8"))
-    throw HttpError(400, "inputs[0].datatype: expected \"FP32\" or \"UINT8\", got " + (dt == in.end() ? std::string("nothing") : brief(*dt)));
-  const bool uint8 = *dt == "UINT8";
+  if (dt == in.end() || !dt->is_string())
+    throw HttpError(400, "inputs[0].datatype: expected \"" + m.input_datatype + "\", got " + (dt == in.end() ? std::string("nothing") : brief(*dt)));
+  check_input_datatype(dt->get<std::string>(), m);
   const auto shape = in.find("shape");
   const std::string shape_hint = "expected [N,1,28,28] with 1 <= N <= " + std::to_string(m.max_batch_request);
   if (shape == in.end() || !shape->is_array() || shape->size() != 4)
@@ -201,20 +215,28 @@ InferRequest parse_infer_request(std::string_view body, int64_t header_length, c
                                dt->get<std::string>() + " " + brief(*shape) + ", got " + brief(size));
     if (blobs.size() < want)
       throw HttpError(400, "inputs[0]: binary data is " + std::to_string(blobs.size()) + " bytes, expected " + std::to_string(want));
-    r.images.resize(count);
     if (uint8) {
-      for (size_t i = 0; i < count; ++i) r.images[i] = float(uint8_t(blobs[i])) / 255.0f;
+      r.bytes.assign(blobs.begin(), blobs.begin() + long(want));
     } else {
       // x86-64 is little-endian, as the wire format; NaN and inf pass through, as on Triton.
+      r.images.resize(count);
       std::memcpy(r.images.data(), blobs.data(), want);
     }
     blobs.remove_prefix(want);
   } else {
-    r.images.reserve(count);
-    flatten(*data, uint8, r.images, count, "inputs[0].data");
-    if (r.images.size() != count)
-      throw HttpError(400, "inputs[0].data: " + std::to_string(r.images.size()) + " elements, expected " + std::to_string(count) +
-                               " for shape " + brief(*shape));
+    size_t got = 0;
+    if (uint8) {
+      r.bytes.reserve(count);
+      flatten(*data, r.bytes, count, "inputs[0].data");
+      got = r.bytes.size();
+    } else {
+      r.images.reserve(count);
+      flatten(*data, r.images, count, "inputs[0].data");
+      got = r.images.size();
+    }
+    if (got != count)
+      throw HttpError(400, "inputs[0].data: " + std::to_string(got) + " elements, expected " + std::to_string(count) + " for shape " +
+                               brief(*shape));
   }
   if (!blobs.empty())
     throw HttpError(400, std::to_string(blobs.size()) + " bytes after the JSON header are not claimed by any input's binary_data_size");
@@ -302,27 +324,27 @@ std::string model_metadata_json(const ModelInfo& m, const std::vector<int64_t>& 
   json listed = json::array();
   for (int64_t v : versions) listed.push_back(std::to_string(v));
   if (listed.empty()) listed.push_back(m.version);
-  auto tensor = [](const char* name, std::vector<int64_t> shape) {
-    return json{{"name", name}, {"datatype", "FP32"}, {"shape", shape}};
+  auto tensor = [](const char* name, const std::string& datatype, std::vector<int64_t> shape) {
+    return json{{"name", name}, {"datatype", datatype}, {"shape", shape}};
   };
   return json{{"name", m.name},
               {"versions", listed},
               {"platform", "onnxruntime_onnx"},
-              {"inputs", {tensor("input", {-1, 1, 28, 28})}},
-              {"outputs", {tensor("logits", {-1, m.n_classes}), tensor("gate_probs", {-1, m.n_experts})}}}
+              {"inputs", {tensor("input", m.input_datatype, {-1, 1, 28, 28})}},
+              {"outputs", {tensor("logits", "FP32", {-1, m.n_classes}), tensor("gate_probs", "FP32", {-1, m.n_experts})}}}
       .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 std::string model_config_json(const ModelInfo& m) {
-  auto tensor = [](const char* name, std::vector<int64_t> dims) {
-    return json{{"name", name}, {"data_type", "TYPE_FP32"}, {"dims", dims}};
+  auto tensor = [](const char* name, const std::string& datatype, std::vector<int64_t> dims) {
+    return json{{"name", name}, {"data_type", "TYPE_" + datatype}, {"dims", dims}};
   };
   return json{{"name", m.name},
               {"platform", "onnxruntime_onnx"},
               {"backend", "onnxruntime"},
               {"max_batch_size", m.max_batch_request},
-              {"input", {tensor("input", {1, 28, 28})}},
-              {"output", {tensor("logits", {m.n_classes}), tensor("gate_probs", {m.n_experts})}},
+              {"input", {tensor("input", m.input_datatype, {1, 28, 28})}},
+              {"output", {tensor("logits", "FP32", {m.n_classes}), tensor("gate_probs", "FP32", {m.n_experts})}},
               {"dynamic_batching",
                {{"preferred_batch_size", {m.preferred_batch}}, {"max_queue_delay_microseconds", m.max_queue_delay_us}}},
               {"instance_group", {{{"kind", "KIND_CPU"}, {"count", 1}}}}}

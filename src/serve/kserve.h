@@ -25,6 +25,10 @@ struct ModelInfo {
   int64_t max_queue_delay_us = 200;  // the dynamic batcher's delay, reported in the config
   int64_t preferred_batch = 64;      // the dynamic batcher's target batch, reported in the config
   std::string precision = "fp32", backend = "cpu";
+  // The datatype of the model's one input, declared in metadata and config; a request with another
+  // is refused. "UINT8": a graph exported with --input uint8, whose requests reach the engine as the
+  // bytes they are (Classifier::classify_u8, no float copy); else "FP32".
+  std::string input_datatype = "FP32";
   std::vector<std::string> labels;   // class labels for the classification extension; empty: none
 };
 
@@ -40,14 +44,22 @@ struct RequestedOutput {
 struct InferRequest {
   std::string id;                        // echoed when not empty
   int64_t n = 0;                         // images
-  std::vector<float> images;             // [n, 784] in [0, 1] (UINT8 input is scaled by 1/255)
+  std::vector<float> images;             // FP32 model: [n, 784], the values as sent
+  std::vector<uint8_t> bytes;            // UINT8 model: [n, 784] 0..255, as sent
   std::vector<RequestedOutput> outputs;  // in response order
   int64_t timeout_us = 0;                // request parameter "timeout": queue time limit, 0 = the server's
 };
 
+// Whether the model takes UINT8 input (ModelInfo::input_datatype).
+inline bool takes_uint8(const ModelInfo& m) { return m.input_datatype == "UINT8"; }
+
+// Throws HttpError(400) unless `datatype` is the model's input datatype.
+void check_input_datatype(const std::string& datatype, const ModelInfo& m);
+
 // body: the whole request body. header_length: the Inference-Header-Content-Length header's value, or
 // -1 when the header is absent (then the whole body is JSON). 0 means a raw binary request: the body
-// is one FP32 image and every output comes back binary. Throws HttpError(400) naming the field.
+// is one image in the model's datatype and every output comes back binary. Throws HttpError(400)
+// naming the field.
 InferRequest parse_infer_request(std::string_view body, int64_t header_length, const ModelInfo& m);
 
 struct HttpBody {

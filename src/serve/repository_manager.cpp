@@ -262,8 +262,8 @@ std::shared_ptr<ServedModel> RepositoryManager::load_version(const std::string& 
                      std::to_string(options_.max_engines) + " are in use");
   std::vector<std::unique_ptr<Classifier>> opened;
   for (int i = 0; i < engines; ++i) opened.push_back(open_engine_(file));
-  if (!cfg.input_datatype.empty()) {
-    const std::string graph = opened[0]->reads_uint8() ? "UINT8" : "FP32";
+  if (!cfg.input_datatype.empty() && opened[0]->backend() != "native") {  // native reads either: the config decides
+    const std::string graph = declared_input_datatype(*opened[0]);
     if (graph != cfg.input_datatype)
       throw InputError(config_path(options_.dir, name) + ": input data_type TYPE_" + cfg.input_datatype + ", but " + file +
                        " takes " + graph);
@@ -279,7 +279,7 @@ std::shared_ptr<ServedModel> RepositoryManager::load_version(const std::string& 
   }
   if (!cfg.ignored.empty())
     log_("model '" + name + "' version " + std::to_string(version) + ": config.pbtxt fields not honoured: " + join(cfg.ignored));
-  auto m = std::make_shared<ServedModel>(info, batching, std::move(opened), metrics_);
+  auto m = std::make_shared<ServedModel>(info, batching, std::move(opened), metrics_, cfg.input_datatype);
   engines_of_[m.get()] = engines;
   engines_in_use_ += engines;
   try {

@@ -15,11 +15,18 @@
 
 namespace moe::serve {
 
+// The input datatype a model's engine declares: "UINT8" for an ONNX Runtime graph exported with
+// --input uint8 (it reads bytes), else "FP32". `native` reads bytes too, but serves a float checkpoint.
+std::string declared_input_datatype(const Classifier& engine);
+
 class ServedModel {
  public:
-  // `info`: name, version and request limits; the sizes, precision and labels are filled from the
-  // engines, which must all be of one model. Throws InputError for a model this server cannot serve.
-  ServedModel(ModelInfo info, BatcherOptions batching, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics);
+  // `info`: name, version and request limits; the sizes, precision, labels and input datatype are
+  // filled from the engines, which must all be of one model. input_datatype: "" = what the engine
+  // declares, or "FP32" / "UINT8" for an engine that reads either (native). Throws InputError for a
+  // model this server cannot serve.
+  ServedModel(ModelInfo info, BatcherOptions batching, std::vector<std::unique_ptr<Classifier>> engines, Metrics& metrics,
+              const std::string& input_datatype = "");
   ~ServedModel();
   ServedModel(const ServedModel&) = delete;
   ServedModel& operator=(const ServedModel&) = delete;

@@ -105,14 +105,13 @@ std::shared_ptr<ServedModel> predict_model(const ModelRegistry& registry, const 
 
 }  // namespace
 
-
 Service::Service(ServiceOptions options, std::vector<std::unique_ptr<Classifier>> engines) : options_(std::move(options)) {
   if (!valid_model_name(options_.model.name))
     throw InputError("--name: '" + options_.model.name +
                      "' cannot be a path segment of /v2/models/{name}; use 1-64 letters, digits, '.', '_' or '-' (not '.' or '..')");
   if (parse_version(options_.model.version) < 1)
     throw InputError("model version '" + options_.model.version + "': expected a number >= 1");
-  registry_.publish(std::make_shared<ServedModel>(options_.model, options_.batching, std::move(engines), metrics_));
+  registry_.publish(std::make_shared<ServedModel>(options_.model, options_.batching, std::move(engines), metrics_, options_.input_datatype));
   start_listening();
 }
 
@@ -127,11 +126,7 @@ void Service::start_listening() {
   http_ = std::make_unique<HttpServer>(options_.http, [this](HttpRequest& req, Reply reply) { handle(req, std::move(reply)); });
   if (options_.grpc.port >= 0) {
 #if MOE_MNIST_WITH_GRPC
-    const auto models = registry_.ready();
-    if (repository_ || models.size() != 1)
-      throw InputError("--grpc-port: the gRPC endpoint serves one model (--model) in this version; add --grpc-port 0");
-    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, models[0]->info(), models[0]->batcher(), models[0]->stats(),
-                                         http_->draining_);
+    grpc_ = std::make_unique<GrpcServer>(options_.http.host, options_.grpc, registry_, repository_.get(), http_->draining_);
 #else
     throw InputError("--grpc-port: this build has no gRPC (configure with libgrpc++-dev and -DMOE_MNIST_WITH_GRPC=ON)");
 #endif
@@ -268,11 +263,11 @@ void Service::handle(HttpRequest& req, Reply reply) {
   measured(error(404, "no such route: " + req.method + " " + req.path));
 }
 
-void Service::submit(const std::shared_ptr<ServedModel>& m, std::vector<float> images, int64_t n, Reply reply,
-                     std::function<HttpResponse(BatchResult&)> respond, int64_t timeout_us) {
+void Service::submit(const std::shared_ptr<ServedModel>& m, InferRequest& req, Reply reply,
+                     std::function<HttpResponse(BatchResult&)> respond) {
   auto shared_reply = std::make_shared<Reply>(reply);
   // The callback holds the model version: one being replaced answers what it took before it goes.
-  const auto s = m->batcher().submit(std::move(images), n, [m, shared_reply, respond = std::move(respond)](BatchResult&& r) {
+  Batcher::Done done = [m, shared_reply, respond = std::move(respond)](BatchResult&& r) {
     try {
       if (r.timed_out) return (*shared_reply)(error(503, r.error));
       if (!r.error.empty()) return (*shared_reply)(error(500, r.error));
@@ -280,7 +275,9 @@ void Service::submit(const std::shared_ptr<ServedModel>& m, std::vector<float> i
     } catch (const std::exception& e) {  // e.g. out of memory writing the response: the client still gets an answer
       (*shared_reply)(error(500, std::string("internal error: ") + e.what()));
     }
-  }, timeout_us);
+  };
+  const auto s = takes_uint8(m->info()) ? m->batcher().submit(std::move(req.bytes), req.n, std::move(done), req.timeout_us)
+                                        : m->batcher().submit(std::move(req.images), req.n, std::move(done), req.timeout_us);
   if (s == Batcher::Submitted::queue_full) return reply(error(503, "the batching queue is full; retry later"));
   if (s == Batcher::Submitted::stopping) return reply(error(503, "the server is shutting down"));
 }
@@ -313,17 +310,15 @@ void Service::infer(const std::shared_ptr<ServedModel>& m, HttpRequest& req, Rep
   } catch (const HttpError& e) {
     return reply(error(e.status, e.what()));
   }
-  const int64_t n = r.n, timeout_us = r.timeout_us;
-  std::vector<float> images = std::move(r.images);
   auto parsed = std::make_shared<InferRequest>(std::move(r));
-  submit(m, std::move(images), n, std::move(reply), [m, parsed](BatchResult& b) {
+  submit(m, *parsed, std::move(reply), [m, parsed](BatchResult& b) {
     HttpBody body = infer_response(*parsed, m->info(), b.logits.data(), b.gate_probs.data());
     HttpResponse resp;
     resp.body = std::move(body.bytes);
     resp.content_type = body.content_type;
     if (body.header_length >= 0) resp.headers.push_back({"Inference-Header-Content-Length", std::to_string(body.header_length)});
     return resp;
-  }, timeout_us);
+  });
 }
 
 // Triton's model repository extension: POST /v2/repository/index, /v2/repository/models/{m}/load|unload.
@@ -397,7 +392,15 @@ void Service::predict(HttpRequest& req, Reply reply) {
     return reply(error(422, e.what()));
   }
   const std::vector<float> x = std::move(digit.pixels);
-  submit(m, x, 1, std::move(reply), [m, x, warning = digit.warning](BatchResult& b) {
+  InferRequest image;
+  image.n = 1;
+  if (takes_uint8(m->info())) {  // the model takes the pixels as bytes
+    image.bytes.resize(x.size());
+    for (size_t i = 0; i < x.size(); ++i) image.bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
+  } else {
+    image.images = x;
+  }
+  submit(m, image, std::move(reply), [m, x, warning = digit.warning](BatchResult& b) {
     // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
     // returns whatever the model computes, as Triton does, since its input may be NaN).
     for (float v : b.logits)

@@ -28,6 +28,9 @@ struct ServiceOptions {
   GrpcOptions grpc;  // port -1: no gRPC endpoint; it listens on http.host
   bool log_requests = false;  // one access-log line per request on stderr
   int64_t max_image_pixels = 16 << 20;  // /v1/predict: larger images are refused before decoding
+  // The model's input datatype: "" = what the engine's graph takes (declared_input_datatype), or
+  // "FP32" / "UINT8" for an engine that reads either (native).
+  std::string input_datatype;
 };
 
 // A static file of the page: path ("/", "/app.js", ...) -> content type and bytes.
@@ -69,10 +72,10 @@ class Service {
   void infer(const std::shared_ptr<ServedModel>& m, HttpRequest& req, Reply reply);
   void predict(HttpRequest& req, Reply reply);
   void repository(const std::vector<std::string>& p, HttpRequest& req, Reply reply);
-  // Queues the images on model m; `respond` turns the batch result into the response (on a worker
-  // thread). The request holds m until it is answered. timeout_us > 0: its own queue time limit.
-  void submit(const std::shared_ptr<ServedModel>& m, std::vector<float> images, int64_t n, Reply reply,
-              std::function<HttpResponse(BatchResult&)> respond, int64_t timeout_us = 0);
+  // Queues the request's images on model m (its floats, or its bytes for a UINT8 model: they are
+  // moved out); `respond` turns the batch result into the response (on a worker thread). The request
+  // holds m until it is answered. r.timeout_us > 0: the request's own queue time limit.
+  void submit(const std::shared_ptr<ServedModel>& m, InferRequest& r, Reply reply, std::function<HttpResponse(BatchResult&)> respond);
 
   ServiceOptions options_;
   Metrics metrics_;

@@ -243,7 +243,7 @@ TEST(Grpc, ConcurrentCallsAndAStreamGetTheirOwnAnswers) {
     ++answers;
     const std::string id = r.infer_response().id();
     if (id == "r3") {
-      EXPECT_EQ(r.error_message(), "inputs[0].datatype: expected \"FP32\" or \"UINT8\", got \"FP64\"");
+      EXPECT_EQ(r.error_message(), "inputs[0].datatype: expected \"FP32\" (the input datatype of model 'moe-mnist'), got \"FP64\"");
     } else {
       EXPECT_TRUE(r.error_message().empty()) << r.error_message();
       EXPECT_EQ(floats(r.infer_response().raw_output_contents(0)), want[id]) << id;
@@ -251,6 +251,35 @@ TEST(Grpc, ConcurrentCallsAndAStreamGetTheirOwnAnswers) {
   }
   EXPECT_EQ(answers, 6);
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+// Streams on the callback API: a client that cancels while its answers are still in the batcher, and
+// a stream left open by its client, both end, and the stop returns within its grace.
+TEST(Grpc, StreamsEndWhenTheClientCancelsOrTheServerStops) {
+  auto s = start(2000);
+  auto st = stub(*s);
+  {
+    grpc::ClientContext c;
+    auto stream = st->ModelStreamInfer(&c);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(stream->Write(raw_request(test::random_images(1, unsigned(i)))));
+    c.TryCancel();
+    inference::ModelStreamInferResponse r;
+    while (stream->Read(&r)) {
+    }
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  grpc::ClientContext c;
+  auto open = st->ModelStreamInfer(&c);  // answered, then left open (no WritesDone)
+  ASSERT_TRUE(open->Write(raw_request(test::random_images(2, 3))));
+  inference::ModelStreamInferResponse r;
+  ASSERT_TRUE(open->Read(&r));
+  EXPECT_TRUE(r.error_message().empty()) << r.error_message();
+  EXPECT_EQ(r.infer_response().outputs(0).shape(0), 2);
+  const auto t0 = std::chrono::steady_clock::now();
+  s->shutdown(0.5);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_FALSE(open->Read(&r));
+  EXPECT_FALSE(open->Finish().ok());
 }
 
 // A graceful stop while clients keep calling: every call ends (answered, or UNAVAILABLE once the stop

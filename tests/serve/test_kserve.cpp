@@ -58,15 +58,43 @@ TEST(KServe, FlatAndNestedJsonDataGiveTheSameImages) {
   EXPECT_FALSE(flat.outputs[0].binary);
 }
 
-TEST(KServe, Uint8IsScaledBy1Over255) {
+// A KServe v2 input has one datatype: a UINT8 model takes its bytes as sent (JSON, binary, raw), an
+// FP32 model floats, and each refuses the other naming the one it declares.
+TEST(KServe, EachModelTakesItsOwnInputDatatype) {
+  ModelInfo u8 = model();
+  u8.input_datatype = "UINT8";
   std::vector<int> raw(784, 0);
   raw[0] = 255;
   raw[1] = 51;
-  const InferRequest r = parse_infer_request(request_json(1, raw, "UINT8").dump(), -1, model());
-  EXPECT_FLOAT_EQ(r.images[0], 1.0f);
-  EXPECT_FLOAT_EQ(r.images[1], 0.2f);
-  EXPECT_EQ(rejected(request_json(1, std::vector<int>(784, 256), "UINT8").dump()).first, 400);
-  EXPECT_EQ(rejected(request_json(1, std::vector<double>(784, 0.5), "UINT8").dump()).first, 400);
+  const InferRequest r = parse_infer_request(request_json(1, raw, "UINT8").dump(), -1, u8);
+  ASSERT_EQ(r.bytes.size(), 784u);
+  EXPECT_TRUE(r.images.empty());  // no float copy
+  EXPECT_EQ(r.bytes[0], 255);
+  EXPECT_EQ(r.bytes[1], 51);
+  const std::string blob(784, '\x07');
+  const std::string head = json{{"inputs", {{{"name", "input"}, {"shape", {1, 1, 28, 28}}, {"datatype", "UINT8"},
+                                             {"parameters", {{"binary_data_size", 784}}}}}}}.dump();
+  EXPECT_EQ(parse_infer_request(head + blob, int64_t(head.size()), u8).bytes, std::vector<uint8_t>(784, 7));
+  EXPECT_EQ(parse_infer_request(blob, 0, u8).bytes, std::vector<uint8_t>(784, 7));  // raw: one image in the model's datatype
+  auto refused = [&](const std::string& body, const ModelInfo& m) -> std::string {
+    try {
+      parse_infer_request(body, -1, m);
+    } catch (const HttpError& e) {
+      EXPECT_EQ(e.status, 400);
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_NE(refused(request_json(1, std::vector<int>(784, 256), "UINT8").dump(), u8).find("expected an integer 0..255"), std::string::npos);
+  EXPECT_NE(refused(request_json(1, std::vector<double>(784, 0.5), "UINT8").dump(), u8).find("expected an integer 0..255"), std::string::npos);
+  EXPECT_EQ(refused(request_json(1, pixels(1), "FP32").dump(), u8),
+            "inputs[0].datatype: expected \"UINT8\" (the input datatype of model 'moe-mnist'), got \"FP32\"");
+  EXPECT_EQ(refused(request_json(1, raw, "UINT8").dump(), model()),
+            "inputs[0].datatype: expected \"FP32\" (the input datatype of model 'moe-mnist'), got \"UINT8\"");
+  EXPECT_EQ(json::parse(model_metadata_json(u8))["inputs"][0]["datatype"], "UINT8");
+  EXPECT_EQ(json::parse(model_config_json(u8))["input"][0]["data_type"], "TYPE_UINT8");
+  EXPECT_EQ(json::parse(model_metadata_json(model()))["inputs"][0]["datatype"], "FP32");
+  EXPECT_EQ(json::parse(model_metadata_json(u8))["outputs"][0]["datatype"], "FP32");
 }
 
 TEST(KServe, BinaryInputAndOutputsFollowTritonsLayout) {

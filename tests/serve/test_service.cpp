@@ -139,13 +139,12 @@ TEST(Service, JsonAndBinaryInferenceGiveTheModelsAnswer) {
   auto b = c.Post("/v2/models/moe-mnist/versions/1/infer", h, body, "application/octet-stream");
   EXPECT_EQ(b->get_header_value("Content-Type"), "application/octet-stream");
   EXPECT_EQ(binary_logits(b), logits);
-
-  // UINT8: the same pixels quantised, scaled by 1/255 on the server.
-  std::vector<float> q = x;
-  for (float& v : q) v = float(std::lround(v * 255)) / 255.0f;
-  const std::string body8 = binary_request(q, &hl, "UINT8");
+  // UINT8 is another model's input (test_uint8_model.cpp): this FP32 model refuses it, naming FP32.
+  const std::string body8 = binary_request(x, &hl, "UINT8");
   h = {{"Inference-Header-Content-Length", std::to_string(hl)}};
-  EXPECT_EQ(binary_logits(c.Post("/v2/models/moe-mnist/infer", h, body8, "application/octet-stream")), expected(q).first);
+  auto u8 = c.Post("/v2/models/moe-mnist/infer", h, body8, "application/octet-stream");
+  EXPECT_EQ(u8->status, 400);
+  EXPECT_NE(u8->body.find("expected \\\"FP32\\\""), std::string::npos) << u8->body;
 }
 
 std::string gzip(const std::string& s) {
@@ -337,7 +336,7 @@ TEST(Service, BadRequestsAre4xxJsonErrors) {
   ASSERT_TRUE(big);
   EXPECT_EQ(big->status, 413);
   httplib::Client c2("127.0.0.1", s.port());  // the 413 closed that connection
-  const json many = {{"inputs", {{{"name", "input"}, {"shape", {17, 1, 28, 28}}, {"datatype", "UINT8"}, {"data", {0}}}}}};
+  const json many = {{"inputs", {{{"name", "input"}, {"shape", {17, 1, 28, 28}}, {"datatype", "FP32"}, {"data", {0}}}}}};
   auto over = c2.Post("/v2/models/moe-mnist/infer", many.dump(), "application/json");
   EXPECT_EQ(over->status, 400);
   EXPECT_NE(over->body.find("--max-batch-request"), std::string::npos);

@@ -70,19 +70,36 @@ def main():
                 out.append((v.name, t.elem_type, dims))
             return out
 
-        for kind, ours, theirs in (("input", config.input, tensors(model.graph.input)),
-                                   ("output", config.output, tensors(model.graph.output))):
-            check([t.name for t in ours] == [t[0] for t in theirs],
-                  "%s names %s match the ONNX graph's %s" % (kind, [t.name for t in ours], [t[0] for t in theirs]))
-            for t, (name, elem, dims) in zip(ours, theirs):
-                check(t.data_type == model_config_pb2.TYPE_FP32 and elem == onnx_pb2.TensorProto.FLOAT,
-                      "%s %s is FP32 in both" % (kind, name))
-                check(dims[0] == -1 and list(t.dims) == dims[1:],
-                      "%s %s dims %s = ONNX dims %s without the batch" % (kind, name, list(t.dims), dims))
+        same_type = {model_config_pb2.TYPE_FP32: onnx_pb2.TensorProto.FLOAT, model_config_pb2.TYPE_UINT8: onnx_pb2.TensorProto.UINT8}
+
+        def matches(config, model, input_type, what):
+            for kind, ours, theirs in (("input", config.input, tensors(model.graph.input)),
+                                       ("output", config.output, tensors(model.graph.output))):
+                check([t.name for t in ours] == [t[0] for t in theirs],
+                      "%s: %s names %s match the ONNX graph's %s" % (what, kind, [t.name for t in ours], [t[0] for t in theirs]))
+                for t, (name, elem, dims) in zip(ours, theirs):
+                    want = input_type if kind == "input" else model_config_pb2.TYPE_FP32
+                    check(t.data_type == want and same_type.get(t.data_type) == elem,
+                          "%s: %s %s is %s in both" % (what, kind, name, model_config_pb2.DataType.Name(want)))
+                    check(dims[0] == -1 and list(t.dims) == dims[1:],
+                          "%s: %s %s dims %s = ONNX dims %s without the batch" % (what, kind, name, list(t.dims), dims))
+
+        matches(config, model, model_config_pb2.TYPE_FP32, "mnist-moe")
 
         again = subprocess.run(cmd, capture_output=True, text=True)
         check(again.returncode == 1 and "--force" in again.stderr, "a second export without --force is refused")
         check(subprocess.run(cmd + ["--force"]).returncode == 0, "--force replaces it")
+
+        # The UINT8 graph is its own model (one input, one datatype): moe-mnist-u8 unless --name says otherwise.
+        subprocess.run([args.cli, "export", "--checkpoint", args.checkpoint, "--triton-repo", repo, "--input", "uint8"], check=True)
+        u8 = model_config_pb2.ModelConfig()
+        with open(os.path.join(repo, "moe-mnist-u8", "config.pbtxt")) as f:
+            text_format.Parse(f.read(), u8)
+        u8_model = onnx_pb2.ModelProto()
+        with open(os.path.join(repo, "moe-mnist-u8", "1", "model.onnx"), "rb") as f:
+            u8_model.ParseFromString(f.read())
+        check(u8.name == "moe-mnist-u8", "--input uint8 writes the model moe-mnist-u8")
+        matches(u8, u8_model, model_config_pb2.TYPE_UINT8, "moe-mnist-u8")
     if failures:
         sys.exit("%d check(s) failed" % len(failures))
     print("Triton model repository matches model_config.proto and the model")
