@@ -18,6 +18,11 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#if MOE_MNIST_WITH_GRPC
+#include <grpcpp/grpcpp.h>
+
+#include "grpc_service.grpc.pb.h"
+#endif
 #include "base/errors.h"
 #include "model/reference.h"
 #include "random_model.h"
@@ -347,6 +352,103 @@ TEST(ModelRepository, ExplicitLoadAndUnloadThroughTheApi) {
   auto ready_only = c.Post("/v2/repository/index", R"({"ready":true})", "application/json");
   EXPECT_EQ(json::parse(ready_only->body).size(), 1u);  // b alone
 }
+
+#if MOE_MNIST_WITH_GRPC
+// The same repository through gRPC: versions, statistics and the repository RPCs.
+TEST(ModelRepository, GrpcServesEveryVersionAndTheRepositoryRpcs) {
+  TempRepo repo;
+  write(repo.dir / "a" / "config.pbtxt", "version_policy: { all: {} }\n");
+  add_version(repo.dir, "a", 1, "seed 1");
+  add_version(repo.dir, "a", 2, "seed 2");
+  add_version(repo.dir, "b", 1, "seed 3");
+  add_version(repo.dir, "bad", 1, "garbage");
+  RepositoryOptions r = repo_options(repo.dir, ModelControl::explicit_);
+  r.load_at_start = {"a"};
+  ServiceOptions o = service_options();
+  o.grpc.port = 0;
+  Service s(o, r, open_stand_in);
+  auto st = inference::GRPCInferenceService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(s.grpc_port()), grpc::InsecureChannelCredentials()));
+  auto infer = [&](const std::string& model, const std::string& version, std::string* answered_by) {
+    inference::ModelInferRequest q;
+    q.set_model_name(model);
+    q.set_model_version(version);
+    auto* in = q.add_inputs();
+    in->set_name("input");
+    in->set_datatype("FP32");
+    for (int64_t d : {int64_t(4), int64_t(1), int64_t(28), int64_t(28)}) in->add_shape(d);
+    q.add_raw_input_contents(std::string(reinterpret_cast<const char*>(images().data()), images().size() * 4));
+    inference::ModelInferResponse out;
+    grpc::ClientContext c;
+    const grpc::Status status = st->ModelInfer(&c, q, &out);
+    std::vector<float> logits;
+    if (status.ok()) {
+      logits.resize(out.raw_output_contents(0).size() / 4);
+      std::memcpy(logits.data(), out.raw_output_contents(0).data(), logits.size() * 4);
+      if (answered_by) *answered_by = out.model_version();
+    }
+    return std::make_pair(status, logits);
+  };
+  std::string by;
+  EXPECT_TRUE(near(infer("a", "1", &by).second, expected_logits(1, images())));
+  EXPECT_TRUE(near(infer("a", "", &by).second, expected_logits(2, images())));
+  EXPECT_EQ(by, "2");
+  EXPECT_EQ(infer("b", "", nullptr).first.error_code(), grpc::StatusCode::NOT_FOUND);
+  {
+    grpc::ClientContext c;
+    inference::ModelMetadataRequest q;
+    q.set_name("a");
+    inference::ModelMetadataResponse out;
+    ASSERT_TRUE(st->ModelMetadata(&c, q, &out).ok());
+    EXPECT_EQ(out.versions_size(), 2);
+  }
+  {
+    grpc::ClientContext c;
+    inference::ModelStatisticsRequest q;
+    q.set_name("a");
+    inference::ModelStatisticsResponse out;
+    ASSERT_TRUE(st->ModelStatistics(&c, q, &out).ok());
+    EXPECT_EQ(out.model_stats_size(), 2);  // both versions
+  }
+  auto load = [&](const std::string& name, bool unload) {
+    grpc::ClientContext c;
+    if (unload) {
+      inference::RepositoryModelUnloadRequest q;
+      q.set_model_name(name);
+      inference::RepositoryModelUnloadResponse out;
+      return st->RepositoryModelUnload(&c, q, &out);
+    }
+    inference::RepositoryModelLoadRequest q;
+    q.set_model_name(name);
+    inference::RepositoryModelLoadResponse out;
+    return st->RepositoryModelLoad(&c, q, &out);
+  };
+  ASSERT_TRUE(load("b", false).ok());
+  EXPECT_TRUE(near(infer("b", "", nullptr).second, expected_logits(3, images())));
+  const grpc::Status bad = load("bad", false);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(bad.error_message().find("not a model"), std::string::npos) << bad.error_message();
+  EXPECT_EQ(load("nothere", false).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(load("a", true).ok());
+  {
+    grpc::ClientContext c;
+    inference::RepositoryIndexRequest q;
+    inference::RepositoryIndexResponse out;
+    ASSERT_TRUE(st->RepositoryIndex(&c, q, &out).ok());
+    std::map<std::string, std::string> states;
+    for (const auto& m : out.models()) states[m.name() + "/" + m.version()] = m.state();
+    EXPECT_EQ(states["b/1"], "READY");
+    EXPECT_EQ(states["bad/1"], "UNAVAILABLE");
+    EXPECT_TRUE(states["a/1"] == "UNLOADING" || states["a/1"] == "UNAVAILABLE") << states["a/1"];
+  }
+  grpc::ClientContext c;
+  inference::ModelReadyRequest q;
+  q.set_name("a");
+  inference::ModelReadyResponse out;
+  ASSERT_TRUE(st->ModelReady(&c, q, &out).ok());
+  EXPECT_FALSE(out.ready());
+}
+#endif
 
 TEST(RepositoryConfig, TritonsTextFormatWithItsFieldsAndClearErrors) {
   const RepositoryModelConfig c = parse_model_config(
