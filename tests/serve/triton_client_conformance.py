@@ -3,7 +3,7 @@
 
 Not in CI: it needs the public sources of github.com/triton-inference-server/client
 (src/python/library), which CI does not have, plus Debian's python3-geventhttpclient, python3-gevent,
-python3-rapidjson, python3-grpcio, python3-protobuf and protobuf-compiler-grpc (grpc_python_plugin).
+python3-rapidjson, python3-grpcio, python3-protobuf, python3-numpy and protobuf-compiler-grpc (grpc_python_plugin).
 tritonclient.grpc's message modules are generated here from proto/triton/, as Triton's build does.
 
   /usr/bin/python3 tests/serve/triton_client_conformance.py --client-src CLIENT/src/python/library \
