@@ -74,15 +74,32 @@ void RepositoryManager::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  std::deque<Command> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(commands_);
+  }
+  for (auto& c : left) c.fail(503, "the server is shutting down");
   // Runs what every model has queued, so each request taken is answered.
   for (const std::string& name : model_folders()) unload_model(name, "the server is stopping");
   for (const auto& m : registry_.ready()) unload_model(m->info().name, "the server is stopping");
   reap(true);
 }
 
+void RepositoryManager::enqueue(Command c) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) {
+      commands_.push_back(std::move(c));
+      cv_.notify_all();
+      return;
+    }
+  }
+  c.fail(503, "the server is shutting down");
+}
+
 void RepositoryManager::load(const std::string& name, Done done) {
-  std::lock_guard<std::mutex> lock(mu_);
-  commands_.push_back([this, name, done = std::move(done)] {
+  enqueue({[this, name, done] {
     std::error_code ec;
     if (!valid_model_name(name) || !fs::is_directory(options_.dir + "/" + name, ec))
       return done(404, "no model '" + name + "' in the repository " + options_.dir);
@@ -94,18 +111,16 @@ void RepositoryManager::load(const std::string& name, Done done) {
       return done(400, why);
     }
     done(200, "");
-  });
-  cv_.notify_all();
+  }, done});
 }
 
 void RepositoryManager::unload(const std::string& name, Done done) {
-  std::lock_guard<std::mutex> lock(mu_);
-  commands_.push_back([this, name, done = std::move(done)] {
-    if (!registry_.knows(name)) return done(404, "model '" + name + "' is not loaded");
-    unload_model(name, "unloaded");
-    done(200, "");
-  });
-  cv_.notify_all();
+  enqueue({[this, name, done] {
+             if (!registry_.knows(name)) return done(404, "model '" + name + "' is not loaded");
+             unload_model(name, "unloaded");
+             done(200, "");
+           },
+           done});
 }
 
 void RepositoryManager::run() {
@@ -118,14 +133,15 @@ void RepositoryManager::run() {
     cv_.wait_for(lock, std::chrono::duration<double>(std::max(0.0, wake - now_s())),
                  [&] { return stopping_ || !commands_.empty(); });
     if (stopping_) break;
-    std::deque<std::function<void()>> todo;
+    std::deque<Command> todo;
     todo.swap(commands_);
     lock.unlock();
     for (auto& c : todo) {
       try {
-        c();
+        c.run();
       } catch (const std::exception& e) {  // a command's own failure must not end the thread
         log_(std::string("model repository: ") + e.what());
+        c.fail(500, std::string("model repository: ") + e.what());
       }
     }
     if (options_.control == ModelControl::poll && now_s() >= next_poll) {

@@ -70,6 +70,10 @@ class RepositoryManager {
   const RepositoryOptions& options() const { return options_; }
 
  private:
+  struct Command {
+    std::function<void()> run;  // on the manager's thread
+    Done fail;                  // when it throws, or the server stops before it ran: its caller still gets an answer
+  };
   struct Retiring {
     std::shared_ptr<ServedModel> model;
     int engines;
@@ -83,6 +87,7 @@ class RepositoryManager {
                                             int& engines);
   void retire(std::shared_ptr<ServedModel> m, int engines);
   void reap(bool all);
+  void enqueue(Command c);
   std::vector<std::string> model_folders() const;
 
   const RepositoryOptions options_;
@@ -101,7 +106,7 @@ class RepositoryManager {
 
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> commands_;
+  std::deque<Command> commands_;
   bool stopping_ = false;
   std::thread thread_;
 };
