@@ -200,8 +200,10 @@ void RepositoryManager::sync_model(const std::string& name, bool retry_failed) {
   // The version folders that hold the model file.
   std::vector<int64_t> found;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const int64_t v = parse_version(it->path().filename().string());
-    if (v > 0 && it->is_directory(ec)) found.push_back(v);
+    const std::string folder = it->path().filename().string();
+    const int64_t v = parse_version(folder);
+    // Only the plain spelling ("7", not "007"): the version's files are found by that name.
+    if (v > 0 && std::to_string(v) == folder && it->is_directory(ec)) found.push_back(v);
   }
   auto fingerprint = [&](int64_t v) {
     return file_fingerprint(dir + "/" + std::to_string(v) + "/" + cfg.model_filename) + "|" + cfg_print;
