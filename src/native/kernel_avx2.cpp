@@ -5,24 +5,12 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "native/pack8_avx2.h"
+
 namespace moe::native_paths {
 namespace {
 
-// For each 8-bit mask, the lanes whose bit is set, in order, then zeros: the permutation that packs
-// the non-zero lanes to the front.
-struct PackTable {
-  alignas(32) int32_t lanes[256][8];
-  constexpr PackTable() : lanes() {
-    for (int m = 0; m < 256; ++m) {
-      int n = 0;
-      for (int i = 0; i < 8; ++i)
-        if (m & (1 << i)) lanes[m][n++] = i;
-    }
-  }
-};
-constexpr PackTable kPack;
-
-struct Avx2 {
+struct Avx2 : Pack8Avx2 {
   using V = __m256;
   static constexpr int kRegs = 16;
   static constexpr int kLanes = 8;
@@ -32,21 +20,6 @@ struct Avx2 {
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  // Eight inputs as floats: floats as they are, bytes widened.
-  static __m256 load8(const float* x) { return _mm256_loadu_ps(x); }
-  static __m256 load8(const uint8_t* x) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x))));
-  }
-  template <class X>
-  static int64_t compress8(const X* x, int32_t base, float* values, int32_t* index) {
-    const __m256 v = load8(x);
-    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
-    if (mask == 0) return 0;  // background: about half of all 8-pixel groups
-    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[mask]));
-    _mm256_storeu_ps(values, _mm256_permutevar8x32_ps(v, perm));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(index), _mm256_add_epi32(perm, _mm256_set1_epi32(base)));
-    return __builtin_popcount(unsigned(mask));
-  }
 };
 
 }  // namespace
