@@ -1,10 +1,10 @@
 #include "serve/served_model.h"
 
 #include <chrono>
-#include <cmath>
 #include <future>
 
 #include "base/errors.h"
+#include "model/checked_classifier.h"
 #include "serve/classification.h"
 
 namespace moe::serve {
@@ -52,10 +52,7 @@ void ServedModel::warm_up(double timeout_s) {
   if (!r.error.empty()) throw InputError(what + r.error);
   if (int64_t(r.logits.size()) != info_.n_classes || int64_t(r.gate_probs.size()) != info_.n_experts)
     throw InputError(what + "outputs of the wrong size");
-  for (float v : r.logits)
-    if (!std::isfinite(v)) throw InputError(what + "the logits are not finite (NaN or Inf weights?)");
-  for (float v : r.gate_probs)
-    if (!std::isfinite(v)) throw InputError(what + "the gate probabilities are not finite (NaN or Inf weights?)");
+  check_outputs(r.logits.data(), r.gate_probs.data(), 1, info_.n_classes, info_.n_experts, what + "its outputs");
   stats_.reset();  // statistics count the clients' requests
 }
 

@@ -12,6 +12,7 @@
 
 #include "base/errors.h"
 #include "data/image.h"
+#include "model/checked_classifier.h"
 #include "model/routing.h"
 #include "serve/classification.h"
 #include "serve/response_compression.h"
@@ -401,11 +402,14 @@ void Service::predict(HttpRequest& req, Reply reply) {
     image.images = x;
   }
   submit(m, image, std::move(reply), [m, x, warning = digit.warning](BatchResult& b) {
-    // An image is finite, so non-finite logits here mean a broken model (the KServe route instead
-    // returns whatever the model computes, as Triton does, since its input may be NaN).
-    for (float v : b.logits)
-      if (!std::isfinite(v)) return error(500, "the model produced non-finite logits (NaN or Inf weights?)");
+    // An image is finite, so outputs that fail the project's one output check mean a broken model
+    // (the KServe route instead returns whatever the model computes, as Triton does: its input may be NaN).
     const int64_t C = m->info().n_classes, E = m->info().n_experts, k = m->info().top_k;
+    try {
+      check_outputs(b.logits.data(), b.gate_probs.data(), 1, C, E, "model '" + m->info().name + "' version " + m->info().version);
+    } catch (const InputError& e) {
+      return error(500, e.what());
+    }
     const float mx = *std::max_element(b.logits.begin(), b.logits.end());
     std::vector<double> prob(static_cast<size_t>(C));
     double sum = 0;
