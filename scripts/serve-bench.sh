@@ -4,19 +4,22 @@
 # Reports requests/s, latency p50/p99, mean batch size, errors, where the server's time goes, and
 # the server's memory before and after. Bounded: each cell runs --seconds.
 #
-#   scripts/serve-bench.sh [--model M.onnx] [--seconds S] [--connections "1 16 64 256"]
+#   scripts/serve-bench.sh [--model M.onnx] [--model-u8 M-u8.onnx] [--seconds S] [--connections "1 16 64 256"]
 #                          [--payloads "json-fp32 binary-fp32 binary-uint8"] [--batching "on off"]
 #                          [--check] [-- extra serve flags]
+# UINT8 payloads go to the UINT8 model (moe-mnist-u8: a KServe v2 input has one datatype):
+# --model-u8, by default M-u8.onnx beside M.onnx, else exported from M.onnx's checkpoint folder.
 # --check: exit 1 on any error response or socket error (CI's bounded smoke run).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cli="${MOE_MNIST_CLI:-$root/build/bin/moe-mnist}"
-model="$root/runs/mnist/model.fp32.onnx"
+model="$root/runs/mnist/model.fp32.onnx" model_u8=""
 seconds=5 connections="1 16 64 256" payloads="json-fp32 binary-fp32 binary-uint8" batching="on off" check=0
 data="${MOE_MNIST_DATA:-$root/data/mnist}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
+    --model-u8) model_u8=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --connections) connections=$2; shift 2 ;;
     --payloads) payloads=$2; shift 2 ;;
@@ -35,6 +38,14 @@ server_pid=""
 cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 python3 "$root/bench/serve/make_bodies.py" "$data" "$tmp" > "$tmp/bodies"
+if [[ " $payloads " == *uint8* ]]; then
+  [ -n "$model_u8" ] || model_u8="${model%.onnx}-u8.onnx"
+  if [ ! -f "$model_u8" ]; then
+    model_u8="$tmp/model-u8.onnx"
+    "$cli" export --checkpoint "$(dirname "$model")" --input uint8 --out "$model_u8" 2> "$tmp/export.log" ||
+      { cat "$tmp/export.log" >&2; echo "serve-bench.sh: no UINT8 model for the uint8 payloads (give --model-u8)" >&2; exit 1; }
+  fi
+fi
 
 # A metric's value summed over its label sets (the model series carry model and version labels).
 metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%.17g\n", s }' "$tmp/metrics"; }
@@ -42,19 +53,35 @@ scrape() { curl -s "$url/metrics" > "$tmp/metrics"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$server_pid/status"; }
 
 echo "# serve-bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; wrk -t1, ${seconds}s per cell; $(date -u '+%Y-%m-%d %H:%M UTC')"
-echo "# server: $cli serve --model $model $*"
+echo "# server: $cli serve --model $model${model_u8:+ (UINT8 payloads: $model_u8)} $*"
 printf '| batching | payload | conns | req/s | p50 ms | p99 ms | mean batch | errors | server us/req (queue + model/img) |\n'
 printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
 errors_total=0
-for b in $batching; do
-  delay=200; [ "$b" = off ] && delay=0
-  "$cli" serve --model "$model" --port 0 --grpc-port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
+serving="" rss_notes=""
+start_server() {  # start_server MODEL NAME DELAY EXTRA...: (re)starts the server unless it already serves MODEL with DELAY
+  local m=$1 name=$2 delay=$3; shift 3
+  [ "$serving" = "$m $delay" ] && return 0
+  stop_server
+  "$cli" serve --model "$m" --name "$name" --port 0 --grpc-port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; sleep 0.1; done
   url=$(grep -o 'http://[0-9.:]*' "$tmp/server.log" | head -1)
   [ -n "$url" ] || { cat "$tmp/server.log" >&2; exit 1; }
+  serving="$m $delay"
   rss_start=$(rss_kib)
+}
+stop_server() {
+  [ -n "$server_pid" ] || return 0
+  rss_notes+="# server $serving us delay: RSS $((rss_start / 1024)) MiB at start, $(( $(rss_kib) / 1024 )) MiB after"$'\n'  # printed after the table
+  kill -TERM "$server_pid"; wait "$server_pid" || { echo "serve exited non-zero after SIGTERM" >&2; exit 1; }
+  server_pid="" serving=""
+}
+for b in $batching; do
+  delay=200; [ "$b" = off ] && delay=0
   for p in $payloads; do
+    name=moe-mnist
+    if [[ $p == *uint8 ]]; then name=moe-mnist-u8; start_server "$model_u8" "$name" "$delay" "$@"
+    else start_server "$model" "$name" "$delay" "$@"; fi
     hlen=$(awk -v n="$p" '$1 == n {print $2}' "$tmp/bodies")
     ctype=application/octet-stream; [ -z "$hlen" ] && ctype=application/json
     for c in $connections; do
@@ -62,7 +89,7 @@ for b in $batching; do
       r0=$(metric moe_mnist_model_runs_total); i0=$(metric moe_mnist_images_total)
       q0=$(metric moe_mnist_queue_wait_seconds_sum); m0=$(metric moe_mnist_model_run_seconds_sum)
       d0=$(awk '/^moe_mnist_http_request_duration_seconds_sum{route="infer"}/ {print $2}' "$tmp/metrics"); d0=${d0:-0}
-      BODY="$tmp/$p" HLEN="$hlen" CTYPE="$ctype" URLPATH=/v2/models/moe-mnist/infer \
+      BODY="$tmp/$p" HLEN="$hlen" CTYPE="$ctype" URLPATH="/v2/models/$name/infer" \
         wrk -t1 -c"$c" -d"${seconds}s" --latency -s "$root/bench/serve/request.lua" "$url" > "$tmp/wrk.txt"
       scrape
       r1=$(metric moe_mnist_model_runs_total); i1=$(metric moe_mnist_images_total)
@@ -86,10 +113,9 @@ for b in $batching; do
         }'
     done
   done
-  echo "# batching $b: server RSS $((rss_start / 1024)) MiB at start, $(( $(rss_kib) / 1024 )) MiB after"
-  kill -TERM "$server_pid"; wait "$server_pid" || { echo "serve exited non-zero after SIGTERM" >&2; exit 1; }
-  server_pid=""
 done
+stop_server
+printf '%s' "$rss_notes"
 if [ "$check" = 1 ] && [ "$errors_total" -gt 0 ]; then
   echo "serve-bench.sh: $errors_total error responses or socket errors" >&2
   exit 1

@@ -53,7 +53,7 @@ server=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/serve.log" && break; kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
 grep -q "listening on" "$work/serve.log" || fail "the image's command did not start: $(cat "$work/serve.log")"
 in_ns timeout 10 chroot --userspec="$user" "$rootfs" env -i PATH=/usr/bin:/bin "${health[@]}" || fail "the image's HEALTHCHECK fails on a ready server"
-python3 -c 'import json; print(json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "UINT8", "data": [0] * 784}]}))' > "$work/req.json"
+python3 -c 'import json; print(json.dumps({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 784}]}))' > "$work/req.json"
 code=$(in_ns curl -s -o "$work/reply.json" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "@$work/req.json" \
   http://127.0.0.1:8000/v2/models/moe-mnist/infer)
 [ "$code" = 200 ] && grep -q '"logits"' "$work/reply.json" || fail "inference answered $code: $(head -c 300 "$work/reply.json")"

@@ -82,7 +82,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$work/serve.log" >&2; fail "serve never became ready"; }
-python3 -c 'import json; print(json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "UINT8", "data": [0] * 1568}]}))' > "$work/req.json"
+python3 -c 'import json; print(json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 1568}]}))' > "$work/req.json"
 reply=$(curl -fsS -H 'Content-Type: application/json' --data-binary "@$work/req.json" "http://127.0.0.1:$port/v2/models/moe-mnist/infer") ||
   fail "the inference request failed: $(cat "$work/serve.log")"
 python3 - "$reply" <<'PY' || fail "unexpected inference reply: $reply"

@@ -32,16 +32,20 @@ for _ in 1 2 3 4 5; do  # a random port may be taken (other servers, or a client
 done
 [ -n "$pid" ] || { cat "$tmp/server.log" >&2; exit 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total / {print $2}'; }
+# CPU seconds (user + system) of this shell's finished children: the client's, around one command.
+child_cpu() { times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
+images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total / {print $2}' || true; }
 hz=$(getconf CLK_TCK)
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); ${secs}s per cell, concurrency $conc"
-echo "| round | client | protocol | req/s | p50 ms | p99 ms | server CPU us/req | errors |"
-echo "|---:|---|---|---:|---:|---:|---:|---:|"
+echo "| round | client | protocol | req/s | p50 ms | p99 ms | server CPU us/req | client CPU us/req | errors |"
+echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
 cell() {  # cell ROUND CLIENT PROTOCOL COMMAND...: runs the command, parses its output into a row
   local r=$1 client=$2 proto=$3; shift 3
   local c0 i0 c1 i1 out
   c0=$(cpu_ticks); i0=$(images)
+  k0=$(child_cpu)
   out=$("$@" 2>&1) || true
+  k1=$(child_cpu)
   c1=$(cpu_ticks); i1=$(images)
   local rps p50 p99 err
   case $client in
@@ -56,15 +60,16 @@ cell() {  # cell ROUND CLIENT PROTOCOL COMMAND...: runs the command, parses its 
       p50=$(sed -nE 's/.*p50 ([0-9.]+) ms.*/\1/p' <<<"$out"); p99=$(sed -nE 's/.*p99 ([0-9.]+) ms.*/\1/p' <<<"$out")
       err=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$out") ;;
     perf_analyzer)
-      rps=$(awk -F, 'NR == 2 {print $2}' "$tmp/pa.csv" 2>/dev/null)
-      p50=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "p50 latency") c = i} NR == 2 {print $c / 1000}' "$tmp/pa.csv" 2>/dev/null)
-      p99=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "p99 latency") c = i} NR == 2 {print $c / 1000}' "$tmp/pa.csv" 2>/dev/null)
-      err=$(grep -c -i "error" <<<"$out" || true)
+      rps=$(awk -F, 'NR == 2 {print $2}' "$tmp/pa.csv" 2>/dev/null || true)
+      p50=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "p50 latency") c = i} NR == 2 {print $c / 1000}' "$tmp/pa.csv" 2>/dev/null || true)
+      p99=$(awk -F, 'NR == 1 {for (i = 1; i <= NF; i++) if ($i == "p99 latency") c = i} NR == 2 {print $c / 1000}' "$tmp/pa.csv" 2>/dev/null || true)
+      err=$(grep -c -i "error" <<<"$out" || true); [ -n "$rps" ] || err="no result: $(tail -1 <<<"$out" | cut -c1-60)"
       rm -f "$tmp/pa.csv" ;;
   esac
   awk -v r="$r" -v cl="$client" -v p="$proto" -v rps="${rps:-0}" -v p50="${p50:-0}" -v p99="${p99:-0}" -v e="${err:-?}" \
-      -v ticks=$((c1 - c0)) -v imgs=$((${i1%.*} - ${i0%.*})) -v hz="$hz" \
-      'BEGIN { printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %s |\n", r, cl, p, rps, p50, p99, (imgs > 0 ? ticks / hz * 1e6 / imgs : 0), e }'
+      -v ticks=$((c1 - c0)) -v imgs=$((${i1%.*} - ${i0%.*})) -v hz="$hz" -v k="$k1 - $k0" \
+      'BEGIN { split(k, ka, " - "); server = imgs > 0 ? ticks / hz * 1e6 / imgs : 0; client = imgs > 0 ? (ka[1] - ka[2]) * 1e6 / imgs : 0
+               printf "| %s | %s | %s | %.0f | %.2f | %.2f | %.0f | %.0f | %s |\n", r, cl, p, rps, p50, p99, server, client, e }'
 }
 for r in $(seq "$rounds"); do
   cell "$r" wrk "HTTP binary" env BODY="$tmp/binary-fp32" HLEN="$hlen" CTYPE=application/octet-stream URLPATH=/v2/models/moe-mnist/infer \

@@ -64,6 +64,8 @@ struct GrpcServer::Impl final : AsyncInferService {
       r = std::make_shared<InferRequest>(parse_grpc_infer(q, model->info()));
     } catch (const HttpError& e) {
       return done(grpc_status(e));
+    } catch (const std::exception& e) {  // e.g. out of memory: the call still ends
+      return done(Status(StatusCode::INTERNAL, std::string("internal error: ") + e.what()));
     }
     auto cb = std::make_shared<std::function<void(Status)>>(std::move(done));
     Batcher& b = model->batcher();
@@ -79,8 +81,13 @@ struct GrpcServer::Impl final : AsyncInferService {
       }
       (*cb)(std::move(st));
     };
-    const auto s = bytes ? b.submit(std::move(r->bytes), r->n, std::move(answer), r->timeout_us)
-                         : b.submit(std::move(r->images), r->n, std::move(answer), r->timeout_us);
+    Batcher::Submitted s;
+    try {
+      s = bytes ? b.submit(std::move(r->bytes), r->n, std::move(answer), r->timeout_us)
+                : b.submit(std::move(r->images), r->n, std::move(answer), r->timeout_us);
+    } catch (const std::exception& e) {  // not queued, so `answer` will never run
+      return (*cb)(Status(StatusCode::INTERNAL, std::string("internal error: ") + e.what()));
+    }
     if (s == Batcher::Submitted::queue_full) (*cb)(Status(StatusCode::UNAVAILABLE, "the batching queue is full; retry later"));
     if (s == Batcher::Submitted::stopping) (*cb)(Status(StatusCode::UNAVAILABLE, "the server is shutting down"));
   }

@@ -132,12 +132,6 @@ int json_depth(std::string_view text) {
   return deepest;
 }
 
-void check_input_datatype(const std::string& datatype, const ModelInfo& m) {
-  if (datatype != m.input_datatype)
-    throw HttpError(400, "inputs[0].datatype: expected \"" + m.input_datatype + "\" (the input datatype of model '" + m.name + "'), got \"" +
-                             datatype.substr(0, 40) + "\"");
-}
-
 InferRequest parse_infer_request(std::string_view body, int64_t header_length, const ModelInfo& m) {
   InferRequest r;
   const bool uint8 = takes_uint8(m);

@@ -53,8 +53,12 @@ struct InferRequest {
 // Whether the model takes UINT8 input (ModelInfo::input_datatype).
 inline bool takes_uint8(const ModelInfo& m) { return m.input_datatype == "UINT8"; }
 
-// Throws HttpError(400) unless `datatype` is the model's input datatype.
-void check_input_datatype(const std::string& datatype, const ModelInfo& m);
+// Throws HttpError(400) unless `datatype` is the model's input datatype (both protocols' message).
+inline void check_input_datatype(const std::string& datatype, const ModelInfo& m) {
+  if (datatype != m.input_datatype)
+    throw HttpError(400, "inputs[0].datatype: expected \"" + m.input_datatype + "\" (the input datatype of model '" + m.name + "'), got \"" +
+                             datatype.substr(0, 40) + "\"");
+}
 
 // body: the whole request body. header_length: the Inference-Header-Content-Length header's value, or
 // -1 when the header is absent (then the whole body is JSON). 0 means a raw binary request: the body
