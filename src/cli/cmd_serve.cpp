@@ -62,7 +62,8 @@ void add_serve_command(CLI::App& app) {
   a->service.http.threads = 2;
   auto* cmd = app.add_subcommand(
       "serve",
-      "Serve an exported model over HTTP and gRPC: the KServe v2 protocol as Triton speaks it (JSON, Triton's binary tensor,\n"
+      "Serve an exported model (--model), or a Triton model repository of several models and versions swapped live\n"
+      "(--model-repository, docs/model-repository.md), over HTTP and gRPC: the KServe v2 protocol as Triton speaks it (JSON, Triton's binary tensor,\n"
       "statistics and classification extensions) at /v2 and on --grpc-port (docs/service-protocol.md),\n"
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
       "Requests are batched dynamically: a worker waits at most --max-delay-us for as many requests as its last batch\n"
