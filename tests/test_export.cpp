@@ -9,6 +9,9 @@
 #include "onnx_export/export_model.h"
 #include "ort/ort_classifier.h"
 #include "test_util.h"
+#if MOE_MNIST_HAVE_SERVE
+#include "serve/service.h"
+#endif
 
 namespace moe {
 namespace {
@@ -115,6 +118,27 @@ TEST(Export, Uint8InputEndToEndThroughTheCli) {
   EXPECT_TRUE(test::contains(bad.err, "--input uint8")) << bad.err;
   EXPECT_TRUE(test::contains(bad.err, "gather")) << bad.err;
 }
+
+#if MOE_MNIST_HAVE_SERVE
+// `serve` declares the input datatype the graph takes: UINT8 for a graph exported with --input
+// uint8 (its own model, as a KServe v2 input has one datatype), FP32 otherwise.
+TEST(Export, ServedModelDeclaresItsGraphsInputDatatype) {
+  const auto dir = test::temp_dir("served-dtype");
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 5);
+  for (const bool uint8 : {false, true}) {
+    ExportOptions o;
+    o.uint8_input = uint8;
+    const std::string path = dir + (uint8 ? "/u8.onnx" : "/f.onnx");
+    export_onnx(ck, o, path);
+    std::vector<std::unique_ptr<Classifier>> engines;
+    engines.push_back(make_ort_classifier(path, BackendOptions{}));
+    serve::ServiceOptions so;
+    so.http.port = 0;
+    serve::Service s(so, std::move(engines));
+    EXPECT_EQ(s.model().input_datatype, uint8 ? "UINT8" : "FP32");
+  }
+}
+#endif
 
 TEST(Export, OrtMatchesReferenceAtBatch1_7_64_1000) {
   const auto dir = test::temp_dir("ort");

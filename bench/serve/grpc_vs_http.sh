@@ -33,7 +33,8 @@ done
 [ -n "$pid" ] || { cat "$tmp/server.log" >&2; exit 1; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 # CPU seconds (user + system) of this shell's finished children: the client's, around one command.
-child_cpu() { times | awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }'; }
+# (`times` must run in this shell, not in a command substitution's subshell.)
+child_cpu() { times > "$tmp/times"; awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$tmp/times"; }
 images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total / {print $2}' || true; }
 hz=$(getconf CLK_TCK)
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); ${secs}s per cell, concurrency $conc"
@@ -43,9 +44,10 @@ cell() {  # cell ROUND CLIENT PROTOCOL COMMAND...: runs the command, parses its 
   local r=$1 client=$2 proto=$3; shift 3
   local c0 i0 c1 i1 out
   c0=$(cpu_ticks); i0=$(images)
-  k0=$(child_cpu)
+  child_cpu > "$tmp/k0"
   out=$("$@" 2>&1) || true
-  k1=$(child_cpu)
+  child_cpu > "$tmp/k1"
+  k0=$(cat "$tmp/k0") k1=$(cat "$tmp/k1")
   c1=$(cpu_ticks); i1=$(images)
   local rps p50 p99 err
   case $client in
