@@ -50,15 +50,16 @@ debs=(build-essential cmake ninja-build pkg-config git xz-utils
       libgtest-dev libbenchmark-dev graphviz librsvg2-bin gnuplot-nox
       libmicrohttpd-dev libgloo-dev)
 # The service's tests: a real browser, Prometheus' parser, the official Triton protobuf schema,
-# libFuzzer with the sanitizers, and the HTTP load generator.
-debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk)
+# libFuzzer with the sanitizers, the HTTP load generator, and curl (the scripts' and docs' HTTP client).
+debs+=(chromium chromium-driver python3-selenium prometheus python3-protobuf clang-14 libfuzzer-14-dev libclang-rt-14-dev wrk curl)
 # Deployment (docs/deployment.md): the man page, the .deb's Depends and its checks, a clean Debian root to
 # install it into, the image tools (no registry, no runtime), the load balancer in front of replicas, and
 # the manifest validator.
 debs+=(help2man dpkg-dev lintian mmdebstrap haproxy python3-jsonschema python3-yaml buildah umoci)
 # serve's gRPC endpoint, generated at build time from proto/triton/ (protoc + grpc_cpp_plugin), and
 # what the Triton Python client conformance script needs (tests/serve/triton_client_conformance.py).
-debs+=(libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-geventhttpclient python3-gevent python3-rapidjson python3-packaging)
+debs+=(libgrpc++-dev protobuf-compiler-grpc python3-grpcio python3-geventhttpclient python3-gevent python3-rapidjson python3-packaging
+       python3-numpy)
 # The training yardstick (scripts/bench-train.sh): the same model's step in PyTorch from Python.
 debs+=(python3-torch)
 # npm is only a client here; use the one on PATH, else Debian's.
