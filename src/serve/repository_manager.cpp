@@ -47,7 +47,8 @@ std::vector<std::string> RepositoryManager::model_folders() const {
   std::error_code ec;
   for (fs::directory_iterator it(options_.dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (valid_model_name(name) && it->is_directory(ec)) out.push_back(name);
+    // Hidden folders are not models: they are where a deployment stages a version before its `mv`.
+    if (name[0] != '.' && valid_model_name(name) && it->is_directory(ec)) out.push_back(name);
   }
   std::sort(out.begin(), out.end());
   return out;
