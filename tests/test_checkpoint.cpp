@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include "base/atomic_file.h"
 #include "base/errors.h"
 #include "model/checked_classifier.h"
 #include "model/reference.h"
@@ -187,5 +188,24 @@ TEST(CheckedClassifier, NamesTheImageWhoseGateIsNaNEvenWithFiniteLogits) {
   EXPECT_NO_THROW(m.classify(x.data(), 3, logits.data(), nullptr));  // no gate asked for: the logits are fine
 }
 
+}  // namespace
+}  // namespace moe
+
+namespace moe {
+namespace {
+// `train --out --help` trained into a folder named "--help": an output path that starts with '-' is a
+// flag that lost its value, refused naming the flag; ./-name still means that name.
+TEST(OutputPaths, AFlagLikeValueIsRefusedNotCreated) {
+  for (const char* path : {"--help", "-o"}) {
+    try {
+      check_output_dir(path, "--out");
+      ADD_FAILURE() << path << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("--out: '" + std::string(path) + "' looks like a flag"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(check_output_file(std::string(path) + ".onnx", "--out", {"onnx"}), InputError);
+  }
+  EXPECT_NO_THROW(check_output_dir("./--help-is-a-name", "--out"));
+}
 }  // namespace
 }  // namespace moe

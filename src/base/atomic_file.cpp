@@ -111,12 +111,25 @@ void check_writable_dir(const std::filesystem::path& dir, const std::string& wha
 
 }  // namespace
 
+namespace {
+
+// `train --out --help` would train into a folder named "--help": an output path that starts with '-'
+// is almost always a flag that lost its value. Such a name is still reachable as ./-name.
+void refuse_flag_like(const std::string& path, const std::string& flag) {
+  if (path[0] == '-')
+    throw InputError(flag + ": '" + path + "' looks like a flag, not a path (did the flag lose its value?); write ./" + path +
+                     " to mean that name");
+}
+
+}  // namespace
+
 void check_output_file(const std::string& out, const std::string& flag, const std::vector<std::string>& allowed_exts,
                        const std::vector<std::string>& inputs) {
   static const std::vector<std::string> known = {"onnx", "safetensors", "json", "pt", "svg", "png", "dot", "csv",
                                                  "pgm",  "jpg",         "jpeg", "gz", "pbtxt", "ubyte"};
   const std::string what = flag + " " + out;
   if (out.empty()) throw InputError(flag + ": empty path");
+  refuse_flag_like(out, flag);
   const std::string ext = extension(out);
   if (std::find(known.begin(), known.end(), ext) != known.end() &&
       std::find(allowed_exts.begin(), allowed_exts.end(), ext) == allowed_exts.end())
@@ -141,6 +154,7 @@ void check_output_file(const std::string& out, const std::string& flag, const st
 void check_output_dir(const std::string& dir, const std::string& flag) {
   const std::string what = flag + " " + dir;
   if (dir.empty()) throw InputError(flag + ": empty path");
+  refuse_flag_like(dir, flag);
   std::error_code ec;
   const std::filesystem::path p(dir);
   if (std::filesystem::exists(p, ec) && !std::filesystem::is_directory(p, ec))
