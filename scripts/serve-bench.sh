@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Load test of `moe-mnist serve` on loopback with wrk: single-image requests (KServe v2 JSON FP32,
 # binary FP32, binary UINT8) at several keep-alive connection counts, dynamic batching on and off.
+# --batching modes: on (serve's defaults), off (--max-batch 1: one request per model run), or
+# delay:N (--max-delay-us N), to compare batching rules in one run.
 # Reports requests/s, latency p50/p99, mean batch size, errors, where the server's time goes, and
 # the server's memory before and after. Bounded: each cell runs --seconds.
 #
@@ -58,30 +60,39 @@ printf '| batching | payload | conns | req/s | p50 ms | p99 ms | mean batch | er
 printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
 errors_total=0
 serving="" rss_notes=""
-start_server() {  # start_server MODEL NAME DELAY EXTRA...: (re)starts the server unless it already serves MODEL with DELAY
-  local m=$1 name=$2 delay=$3; shift 3
-  [ "$serving" = "$m $delay" ] && return 0
+mode_flags() {  # the serve flags of a --batching mode
+  case "$1" in
+    on) ;;
+    off) echo "--max-batch 1" ;;
+    delay:*) echo "--max-delay-us ${1#delay:}" ;;
+    *) echo "serve-bench.sh: unknown batching mode '$1' (on, off, delay:N)" >&2; exit 2 ;;
+  esac
+}
+start_server() {  # start_server MODEL NAME MODE EXTRA...: (re)starts the server unless it already serves MODEL in MODE
+  local m=$1 name=$2 mode=$3; shift 3
+  [ "$serving" = "$m $mode" ] && return 0
   stop_server
-  "$cli" serve --model "$m" --name "$name" --port 0 --grpc-port 0 --max-delay-us "$delay" "$@" 2> "$tmp/server.log" &
+  # shellcheck disable=SC2046  # the mode's flags are words
+  "$cli" serve --model "$m" --name "$name" --port 0 --grpc-port 0 $(mode_flags "$mode") "$@" 2> "$tmp/server.log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; sleep 0.1; done
   url=$(grep -o 'http://[0-9.:]*' "$tmp/server.log" | head -1)
   [ -n "$url" ] || { cat "$tmp/server.log" >&2; exit 1; }
-  serving="$m $delay"
+  serving="$m $mode"
   rss_start=$(rss_kib)
 }
 stop_server() {
   [ -n "$server_pid" ] || return 0
-  rss_notes+="# server $serving us delay: RSS $((rss_start / 1024)) MiB at start, $(( $(rss_kib) / 1024 )) MiB after"$'\n'  # printed after the table
+  rss_notes+="# server $serving: RSS $((rss_start / 1024)) MiB at start, $(( $(rss_kib) / 1024 )) MiB after"$'\n'  # printed after the table
   kill -TERM "$server_pid"; wait "$server_pid" || { echo "serve exited non-zero after SIGTERM" >&2; exit 1; }
   server_pid="" serving=""
 }
 for b in $batching; do
-  delay=200; [ "$b" = off ] && delay=0
+  mode_flags "$b" > /dev/null
   for p in $payloads; do
     name=moe-mnist
-    if [[ $p == *uint8 ]]; then name=moe-mnist-u8; start_server "$model_u8" "$name" "$delay" "$@"
-    else start_server "$model" "$name" "$delay" "$@"; fi
+    if [[ $p == *uint8 ]]; then name=moe-mnist-u8; start_server "$model_u8" "$name" "$b" "$@"
+    else start_server "$model" "$name" "$b" "$@"; fi
     hlen=$(awk -v n="$p" '$1 == n {print $2}' "$tmp/bodies")
     ctype=application/octet-stream; [ -z "$hlen" ] && ctype=application/json
     for c in $connections; do

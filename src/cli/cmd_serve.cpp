@@ -113,9 +113,11 @@ void add_serve_command(CLI::App& app) {
   add_backend_options(cmd, a->backend);
   cmd->add_option("--workers", a->workers, "Inference engines (one batching worker thread each)")->capture_default_str()->check(CLI::Range(1, 64));
   cmd->add_option("--http-threads", a->service.http.threads, "HTTP event-loop threads")->capture_default_str()->check(CLI::Range(1, 64));
-  cmd->add_option("--max-batch", a->service.batching.max_batch, "Images per model run when batching")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-batch", a->service.batching.max_batch, "Images per model run when batching (1 = no batching)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
-                  "How long the oldest queued request may wait for others to join its batch (0 = no batching)")
+                  "How long the oldest queued request may wait for others to join its batch (0 = never wait: a free worker\n"
+                  "runs whatever queued while it was busy)")
       ->capture_default_str()->check(CLI::Range(0, 1'000'000));
   cmd->add_flag("!--fixed-delay", a->service.batching.adaptive_delay,
                 "Hold the oldest queued request up to --max-delay-us for a full batch (Triton's max_queue_delay); by default\n"

@@ -111,7 +111,7 @@ void Batcher::work(Classifier& engine) {
     const auto now = clock::now();
     while (!queue_.empty()) {
       Job& j = queue_.front();
-      if (!jobs.empty() && (options_.max_delay_us == 0 || n + j.n > options_.max_batch)) break;
+      if (!jobs.empty() && n + j.n > options_.max_batch) break;
       queued_images_ -= j.n;
       if (now - j.enqueued > j.timeout) {
         BatchResult r;

@@ -21,7 +21,9 @@ namespace moe::serve {
 
 struct BatcherOptions {
   int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
-  int64_t max_delay_us = 200;        // how long the oldest request may wait for others; 0 = no batching
+  // How long the oldest request may wait for others. 0 = never wait: a worker that becomes free runs
+  // whatever is queued then (up to max_batch) as one batch; max_batch 1 = no batching at all.
+  int64_t max_delay_us = 200;
   // true: wait (at most max_delay_us) only until as many requests are queued as the last batch
   // joined, so a lone client or a few clients are never held for a batch they cannot fill
   // (measured in docs/service-protocol.md). false: wait for a full batch or the delay (what

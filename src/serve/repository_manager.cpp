@@ -292,9 +292,14 @@ std::shared_ptr<ServedModel> RepositoryManager::load_version(const std::string& 
   info.version = std::to_string(version);
   info.max_batch_request = cfg.max_batch_size;
   BatcherOptions batching = options_.batching;
-  if (file_fingerprint(config_path(options_.dir, name)) != "") {  // Triton's rule: no dynamic_batching, no batching
-    batching.max_delay_us = cfg.dynamic_batching ? cfg.max_queue_delay_us : 0;
-    if (cfg.preferred_batch > 0) batching.max_batch = cfg.preferred_batch;
+  if (file_fingerprint(config_path(options_.dir, name)) != "") {
+    if (!cfg.dynamic_batching) {  // Triton's rule: no dynamic_batching, no batching (one request per run)
+      batching.max_delay_us = 0;
+      batching.max_batch = 1;
+    } else {
+      batching.max_delay_us = cfg.max_queue_delay_us;
+      if (cfg.preferred_batch > 0) batching.max_batch = cfg.preferred_batch;
+    }
   }
   if (!cfg.ignored.empty())
     log_("model '" + name + "' version " + std::to_string(version) + ": config.pbtxt fields not honoured: " + join(cfg.ignored));
