@@ -66,7 +66,8 @@ wait_status() {  # wait_status SERVER STATUS [SECONDS]
 start_replica() {  # start_replica I PORT: serve on 127.0.0.1:PORT (0 = any), waits until it listens
   local i=$1 p=$2 log="$dir/replica-$1.log" pid
   : > "$log"
-  "$(cat "$dir/cli")" serve --model "$(cat "$dir/model")" --host 127.0.0.1 --port "$p" --drain-s "$(cat "$dir/drain_s")" \
+  # HAProxy fronts HTTP; the replicas' gRPC endpoints are off (one port each would be needed).
+  "$(cat "$dir/cli")" serve --model "$(cat "$dir/model")" --host 127.0.0.1 --port "$p" --grpc-port 0 --drain-s "$(cat "$dir/drain_s")" \
     $(cat "$dir/serve_args") >> "$log" 2>&1 < /dev/null &
   pid=$!
   echo "$pid" > "$dir/replica-$i.pid"

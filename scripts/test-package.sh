@@ -74,7 +74,7 @@ fi
 port=$(( 20000 + RANDOM % 40000 ))
 # chroot, env and setpriv each exec the next, so $! is the server itself.
 chroot "$root" env -i PATH=/usr/bin:/bin setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
-  moe-mnist serve --model "$MOE_MNIST_MODEL" --host 127.0.0.1 --port "$port" --drain-s 0.2 > "$work/serve.log" 2>&1 &
+  moe-mnist serve --model "$MOE_MNIST_MODEL" --host 127.0.0.1 --port "$port" --grpc-port $((port + 1)) --drain-s 0.2 > "$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do
   curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break

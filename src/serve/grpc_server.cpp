@@ -361,6 +361,9 @@ GrpcServer::GrpcServer(const std::string& host, GrpcOptions o, const ModelRegist
   b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, o.max_concurrent_streams);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, o.keepalive_time_ms);
   b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o.keepalive_timeout_ms);
+  // gRPC sets SO_REUSEPORT by default, so a second server on a busy port would silently share its
+  // traffic with the first (as HTTP does not): refuse the port instead.
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   impl_->server = b.BuildAndStart();
   if (!impl_->server || port_ == 0)
     throw InputError("cannot listen for gRPC on " + host + ":" + std::to_string(o.port) + " (port in use, or not allowed; try another --grpc-port)");

@@ -46,7 +46,7 @@ logits() { curl -fs -H 'Content-Type: application/json' --data-binary "@$tmp/jso
            python3 -c 'import json,sys; print(" ".join("%.5f" % x for x in next(o for o in json.load(sys.stdin)["outputs"] if o["name"] == "logits")["data"]))'; }
 
 # The drain itself: after SIGTERM with --drain-s, /v2/health/ready answers 503 while inference still answers 200.
-"$cli" serve --model "$tmp/model-v1.onnx" --host 127.0.0.1 --port 0 --drain-s 30 2> "$tmp/drain.log" &
+"$cli" serve --model "$tmp/model-v1.onnx" --host 127.0.0.1 --port 0 --grpc-port 0 --drain-s 30 2> "$tmp/drain.log" &
 pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$tmp/drain.log" && break; sleep 0.05; done
 direct=$(grep -o 'http://127.0.0.1:[0-9]*' "$tmp/drain.log" | head -1)

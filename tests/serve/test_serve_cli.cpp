@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -96,6 +97,8 @@ void start(Server& s, const std::vector<std::string>& args, rlim_t as_bytes, con
   s.log = test::temp_dir(tag) + "/serve.log";
   std::vector<std::string> argv = {MOE_MNIST_CLI, "serve", "--model", model_path(), "--port", "0"};
   argv.insert(argv.end(), args.begin(), args.end());
+  // gRPC on a free port unless the test names one: 8001 may be taken on a developer's machine.
+  if (std::find(args.begin(), args.end(), "--grpc-port") == args.end()) argv.insert(argv.end(), {"--grpc-port", "0"});
   s.pid = ::fork();
   ASSERT_GE(s.pid, 0);
   if (s.pid == 0) {
