@@ -13,6 +13,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "model/reference.h"
 #include "random_model.h"
+#include "base/errors.h"
 #include "serve/service.h"
 
 namespace moe::serve {
@@ -311,5 +312,26 @@ TEST(Grpc, ShutdownUnderLoadAnswersOrRefusesEveryCall) {
   EXPECT_EQ(other, 0);
 }
 
+}  // namespace
+}  // namespace moe::serve
+
+namespace moe::serve {
+namespace {
+// A second server on a gRPC port in use is a start-up error, as for HTTP: gRPC's default
+// SO_REUSEPORT would otherwise let it silently take half of the first one's connections.
+TEST(Grpc, ABusyPortIsRefusedNotShared) {
+  auto first = start();
+  ServiceOptions o;
+  o.http.port = 0;
+  o.grpc.port = first->grpc_port();
+  std::vector<std::unique_ptr<Classifier>> e;
+  e.push_back(std::make_unique<ReferenceClassifier>(checkpoint()));
+  try {
+    Service second(o, std::move(e));
+    ADD_FAILURE() << "a second server listened on gRPC port " << o.grpc.port;
+  } catch (const InputError& err) {
+    EXPECT_NE(std::string(err.what()).find("cannot listen for gRPC"), std::string::npos) << err.what();
+  }
+}
 }  // namespace
 }  // namespace moe::serve
