@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/atomic_file.h"
 #include "base/errors.h"
 #include "data/exif_orientation.h"
 #include "test_util.h"
@@ -633,3 +634,35 @@ TEST_F(ImageTest, MalformedExifIsIgnored) {
   }
   EXPECT_EQ(moe::jpeg_exif_orientation(jpg.substr(0, 2 + good.size())), 6);
 }
+
+namespace moe {
+namespace {
+// fuzz_predict_image found a JPEG whose Huffman table (DHT) claims more than 256 codes: Debian's
+// stb_image 2.27 writes past its tables for it. It is refused before stb_image sees it, naming why.
+TEST(JpegGuard, AHuffmanTableOfOver256CodesIsRefused) {
+  const std::string bytes =
+      read_file(std::string(MOE_MNIST_SOURCE_DIR) + "/tests/fuzz/regressions/image/jpeg-dht-claims-over-256-codes");
+  try {
+    decode_grey_image(bytes, "x.jpg");
+    ADD_FAILURE() << "decoded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("x.jpg: malformed JPEG"), std::string::npos) << e.what();
+  }
+  // The smallest such table, in an otherwise well-formed header: 16 counts of 17 codes each.
+  std::string dht = "\xFF\xD8\xFF\xC4";
+  const size_t length = 2 + 17 + 272;
+  dht += char(length >> 8);
+  dht += char(length & 0xFF);
+  dht += '\x00';
+  dht += std::string(16, '\x11');
+  dht += std::string(272, '\x00');
+  dht += "\xFF\xD9";
+  try {
+    decode_grey_image(dht, "y.jpg");
+    ADD_FAILURE() << "decoded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("claims 272 codes, at most 256"), std::string::npos) << e.what();
+  }
+}
+}  // namespace
+}  // namespace moe

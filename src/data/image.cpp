@@ -139,10 +139,27 @@ void check_png(const std::string& bytes, const std::string& path, int64_t max_pi
   throw InputError(path + ": truncated PNG: the file ends after " + std::to_string(bytes.size()) + " bytes, before its IEND chunk");
 }
 
+// A DHT segment's tables: each is a class/id byte, 16 code counts and as many symbols as the counts
+// sum to, at most 256. stb_image 2.27 (Debian's) does not check that sum and writes past its tables
+// when it is larger (found by fuzz_predict_image), so the file is refused before it gets there.
+void check_huffman_tables(const unsigned char* p, size_t len, const std::string& path) {
+  while (len > 0) {
+    if (len < 17) throw InputError(path + ": malformed JPEG: a Huffman table (DHT) ends inside its 16 code counts");
+    size_t codes = 0;
+    for (int i = 1; i <= 16; ++i) codes += p[i];
+    if (codes > 256)
+      throw InputError(path + ": malformed JPEG: a Huffman table (DHT) claims " + std::to_string(codes) + " codes, at most 256");
+    if (len < 17 + codes) throw InputError(path + ": malformed JPEG: a Huffman table (DHT) ends inside its symbols");
+    p += 17 + codes;
+    len -= 17 + codes;
+  }
+}
+
 // A JPEG must reach its end-of-image marker: stb_image decodes a cut-off file as if the missing data
 // were zeros, giving a grey smear that the model would still call a digit. The walk follows the
 // marker segments (whose lengths it trusts only as far as the bytes go) and the entropy-coded scans
 // (where a 0xFF data byte is always followed by 0x00 or a restart marker).
+// A segment that runs past the file or a malformed Huffman table is refused too, saying where.
 void check_jpeg(const std::string& bytes, const std::string& path) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
@@ -151,7 +168,8 @@ void check_jpeg(const std::string& bytes, const std::string& path) {
   size_t at = 2;
   for (;;) {
     if (at + 2 > n) throw InputError(truncated);
-    if (b[at] != 0xFF) return;  // not a structure we follow: stb_image judges it
+    if (b[at] != 0xFF)  // stb_image would fail here too ("expected marker"); say where
+      throw InputError(path + ": malformed JPEG: byte " + std::to_string(at) + " should start a marker (0xFF)");
     const unsigned marker = b[at + 1];
     if (marker == 0xFF) {  // fill byte
       ++at;
@@ -164,7 +182,9 @@ void check_jpeg(const std::string& bytes, const std::string& path) {
     }
     if (at + 4 > n) throw InputError(truncated);
     const size_t length = size_t(b[at + 2]) << 8 | b[at + 3];
+    if (length < 2) throw InputError(path + ": malformed JPEG: a marker segment at byte " + std::to_string(at) + " has length " + std::to_string(length));
     if (at + 2 + length > n) throw InputError(truncated);
+    if (marker == 0xC4) check_huffman_tables(b + at + 4, length - 2, path);
     at += 2 + length;
     if (marker != 0xDA) continue;
     while (at + 1 < n && !(b[at] == 0xFF && b[at + 1] != 0x00 && !(b[at + 1] >= 0xD0 && b[at + 1] <= 0xD7))) ++at;
