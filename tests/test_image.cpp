@@ -648,6 +648,13 @@ TEST(JpegGuard, AHuffmanTableOfOver256CodesIsRefused) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("x.jpg: malformed JPEG"), std::string::npos) << e.what();
   }
+  // The same after 0xFF fill bytes before SOI, which stb_image skips too.
+  try {
+    decode_grey_image(std::string(40, '\xFF') + bytes, "f.jpg");
+    ADD_FAILURE() << "decoded";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("f.jpg: malformed JPEG"), std::string::npos) << e.what();
+  }
   // The smallest such table, in an otherwise well-formed header: 16 counts of 17 codes each.
   std::string dht = "\xFF\xD8\xFF\xC4";
   const size_t length = 2 + 17 + 272;

@@ -163,9 +163,12 @@ void check_huffman_tables(const unsigned char* p, size_t len, const std::string&
 void check_jpeg(const std::string& bytes, const std::string& path) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
-  if (n < 2 || b[0] != 0xFF || b[1] != 0xD8) return;
+  // stb_image takes a file as JPEG when its first marker is SOI, after any 0xFF fill bytes.
+  size_t start = 0;
+  while (start + 1 < n && b[start] == 0xFF && b[start + 1] == 0xFF) ++start;
+  if (start + 1 >= n || b[start] != 0xFF || b[start + 1] != 0xD8) return;
   const std::string truncated = path + ": truncated JPEG: the file ends after " + std::to_string(n) + " bytes, before its end-of-image marker";
-  size_t at = 2;
+  size_t at = start + 2;
   for (;;) {
     if (at + 2 > n) throw InputError(truncated);
     if (b[at] != 0xFF)  // stb_image would fail here too ("expected marker"); say where
