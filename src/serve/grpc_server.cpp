@@ -311,10 +311,7 @@ struct GrpcServer::Impl final : AsyncInferService {
   // Load and unload run on the repository's thread; the call waits for them (as Triton's does).
   Status change(const std::string& action, const std::string& name, const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& params) {
     if (!repository) return Status(StatusCode::UNIMPLEMENTED, unserved("model_repository"));
-    if (repository->options().control != ModelControl::explicit_)
-      return Status(StatusCode::INVALID_ARGUMENT, "explicit model " + action + " is not allowed: the server runs with --model-control-mode " +
-                                                      (repository->options().control == ModelControl::poll ? "poll" : "none") +
-                                                      " (start it with --model-control-mode explicit)");
+    if (const std::string why = repository->refusal_of_explicit(action); !why.empty()) return Status(StatusCode::INVALID_ARGUMENT, why);
     for (const auto& [key, value] : params)
       if (!(action == "unload" && key == "unload_dependents" && value.has_bool_param()))
         return Status(StatusCode::INVALID_ARGUMENT, "parameters: '" + key + "' is not supported (the model is " + action + "ed from its folder as it is)");

@@ -21,6 +21,7 @@ struct VersionPolicy {
 
 struct RepositoryModelConfig {
   std::string name;                   // the model's folder name
+  bool from_file = false;             // the model folder has a config.pbtxt (set by the repository, which reads it)
   int64_t max_batch_size = 1024;      // images one request may carry (max_batch_size; 0 or absent: this)
   std::string input_datatype;         // "FP32", "UINT8", or "" when the config declares no input
   VersionPolicy policy;

@@ -189,6 +189,7 @@ void RepositoryManager::sync_model(const std::string& name, bool retry_failed) {
   RepositoryModelConfig cfg;
   try {
     cfg = parse_model_config(cfg_print.empty() ? "" : read_file(cfg_file, kMaxConfigBytes, "config.pbtxt"), name, cfg_file);
+    cfg.from_file = !cfg_print.empty();
   } catch (const std::exception& e) {
     config_failed_[name] = cfg_print;
     registry_.set_state(name, 0, "UNAVAILABLE", e.what());
@@ -292,7 +293,7 @@ std::shared_ptr<ServedModel> RepositoryManager::load_version(const std::string& 
   info.version = std::to_string(version);
   info.max_batch_request = cfg.max_batch_size;
   BatcherOptions batching = options_.batching;
-  if (file_fingerprint(config_path(options_.dir, name)) != "") {
+  if (cfg.from_file) {
     if (!cfg.dynamic_batching) {  // Triton's rule: no dynamic_batching, no batching (one request per run)
       batching.max_delay_us = 0;
       batching.max_batch = 1;
@@ -349,6 +350,12 @@ void RepositoryManager::reap(bool all) {
     r = retiring_.erase(r);
     registry_.set_state(name, v, "UNAVAILABLE", "unloaded");
   }
+}
+
+std::string RepositoryManager::refusal_of_explicit(const std::string& action) const {
+  if (options_.control == ModelControl::explicit_) return "";
+  return "explicit model " + action + " is not allowed: the server runs with --model-control-mode " +
+         (options_.control == ModelControl::poll ? "poll" : "none") + " (start it with --model-control-mode explicit)";
 }
 
 std::vector<VersionState> RepositoryManager::index(bool ready_only) const {

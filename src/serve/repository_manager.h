@@ -68,6 +68,9 @@ class RepositoryManager {
   // (a model present but never loaded has no version and no state).
   std::vector<VersionState> index(bool ready_only) const;
   const RepositoryOptions& options() const { return options_; }
+  // Why load/unload (`action`) through the API is refused in this control mode, as Triton refuses it
+  // outside explicit mode; "" when it is allowed. The HTTP and gRPC handlers answer with it.
+  std::string refusal_of_explicit(const std::string& action) const;
 
  private:
   struct Command {

@@ -347,10 +347,7 @@ void Service::repository(const std::vector<std::string>& p, HttpRequest& req, Re
     return reply(json_response(200, out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
   }
   if (p.size() == 5 && p[2] == "models" && (p[4] == "load" || p[4] == "unload")) {
-    if (repository_->options().control != ModelControl::explicit_)
-      return reply(error(400, "explicit model " + p[4] + " is not allowed: the server runs with --model-control-mode " +
-                                  std::string(repository_->options().control == ModelControl::poll ? "poll" : "none") +
-                                  " (start it with --model-control-mode explicit)"));
+    if (const std::string why = repository_->refusal_of_explicit(p[4]); !why.empty()) return reply(error(400, why));
     if (body.contains("parameters")) {
       if (!body["parameters"].is_object()) return reply(error(400, "parameters: expected a JSON object"));
       for (const auto& [key, value] : body["parameters"].items())
