@@ -42,12 +42,17 @@ def main():
         cmd = [args.cli, "export", "--checkpoint", args.checkpoint, "--triton-repo", repo, "--name", "mnist-moe",
                "--max-batch", "256"]
         subprocess.run(cmd, check=True)
-        config = model_config_pb2.ModelConfig()
-        with open(os.path.join(repo, "mnist-moe", "config.pbtxt")) as f:
-            text_format.Parse(f.read(), config)
-        model = onnx_pb2.ModelProto()
-        with open(os.path.join(repo, "mnist-moe", "1", "model.onnx"), "rb") as f:
-            model.ParseFromString(f.read())
+        def read_model(name):
+            """A model's config.pbtxt (strict text format) and its version 1 graph."""
+            config = model_config_pb2.ModelConfig()
+            with open(os.path.join(repo, name, "config.pbtxt")) as f:
+                text_format.Parse(f.read(), config)
+            model = onnx_pb2.ModelProto()
+            with open(os.path.join(repo, name, "1", "model.onnx"), "rb") as f:
+                model.ParseFromString(f.read())
+            return config, model
+
+        config, model = read_model("mnist-moe")
 
         failures = []
 
@@ -92,12 +97,7 @@ def main():
 
         # The UINT8 graph is its own model (one input, one datatype): moe-mnist-u8 unless --name says otherwise.
         subprocess.run([args.cli, "export", "--checkpoint", args.checkpoint, "--triton-repo", repo, "--input", "uint8"], check=True)
-        u8 = model_config_pb2.ModelConfig()
-        with open(os.path.join(repo, "moe-mnist-u8", "config.pbtxt")) as f:
-            text_format.Parse(f.read(), u8)
-        u8_model = onnx_pb2.ModelProto()
-        with open(os.path.join(repo, "moe-mnist-u8", "1", "model.onnx"), "rb") as f:
-            u8_model.ParseFromString(f.read())
+        u8, u8_model = read_model("moe-mnist-u8")
         check(u8.name == "moe-mnist-u8", "--input uint8 writes the model moe-mnist-u8")
         matches(u8, u8_model, model_config_pb2.TYPE_UINT8, "moe-mnist-u8")
     if failures:

@@ -86,15 +86,20 @@ def main():
             raise AssertionError("accepted")
         check(name + " is refused", run)
 
-    try:
+    def connect(started):
+        """Both clients, once `started(http)` holds (the server listens): up to 10 s."""
         http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
         grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
         for _ in range(100):
             try:
-                if http.is_server_live():
+                if started(http):
                     break
             except Exception:  # noqa: BLE001 - not listening yet
                 time.sleep(0.1)
+        return http, grpc
+
+    try:
+        http, grpc = connect(lambda h: h.is_server_live())
         rng = np.random.default_rng(0)
         x = rng.random((4, 1, 28, 28), dtype=np.float32)
         results = {}
@@ -191,14 +196,7 @@ def main():
     server = subprocess.Popen([a.cli, "serve", "--model-repository", repo, "--model-control-mode", "explicit", "--load-model", "moe-mnist",
                                "--port", str(http_port), "--grpc-port", str(grpc_port)], stderr=subprocess.PIPE, text=True)
     try:
-        http = httpclient.InferenceServerClient(f"127.0.0.1:{http_port}")
-        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
-        for _ in range(100):
-            try:
-                if http.is_server_ready():
-                    break
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.1)
+        http, grpc = connect(lambda h: h.is_server_ready())
         for proto, mod, c in (("http", httpclient, http), ("grpc", grpcclient, grpc)):
             def index(c=c, proto=proto):
                 idx = c.get_model_repository_index()
