@@ -6,7 +6,9 @@
 # and the server's CPU time per request (from /proc, so the client's own cost is left out).
 #   bench/serve/grpc_vs_http.sh MODEL.onnx [ROUNDS=3] [SECONDS=3] [CONC=64]
 #   env: MOE_MNIST_CLI (default build-rt/bin/moe-mnist), GRPC_LOAD (default build-rt/bin/grpc_load),
-#        PA (perf_analyzer binary, optional), SERVE_FLAGS (extra serve flags)
+#        PA (perf_analyzer binary, optional), SERVE_FLAGS (extra serve flags),
+#        SERVER_CPUS / CLIENT_CPUS (taskset CPU lists: the server and the clients on separate cores, so
+#        a client that costs more CPU per request does not take it from the server)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 model=${1:?usage: grpc_vs_http.sh MODEL.onnx [ROUNDS] [SECONDS] [CONC]}
@@ -14,6 +16,8 @@ rounds=${2:-3} secs=${3:-3} conc=${4:-64}
 cli=${MOE_MNIST_CLI:-$root/build-rt/bin/moe-mnist}
 load=${GRPC_LOAD:-$root/build-rt/bin/grpc_load}
 pa=${PA:-}
+server_pin=(); [ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
+client_pin=(); [ -n "${CLIENT_CPUS:-}" ] && client_pin=(taskset -c "$CLIENT_CPUS")
 command -v wrk >/dev/null || { echo "grpc_vs_http.sh: wrk not found (apt install wrk)" >&2; exit 3; }
 tmp=$(mktemp -d)
 pid=""
@@ -24,7 +28,7 @@ hlen=$(awk '$1 == "binary-fp32" {print $2}' "$tmp/bodies")
 for _ in 1 2 3 4 5; do  # a random port may be taken (other servers, or a client's ephemeral port): try another
   port=$((20000 + RANDOM % 30000))
   # shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
-  "$cli" serve --model "$model" --port "$port" --grpc-port $((port + 1)) ${SERVE_FLAGS:-} 2> "$tmp/server.log" &
+  "${server_pin[@]}" "$cli" serve --model "$model" --port "$port" --grpc-port $((port + 1)) ${SERVE_FLAGS:-} 2> "$tmp/server.log" &
   pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$tmp/server.log" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   grep -q "listening on" "$tmp/server.log" && break
@@ -37,7 +41,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 child_cpu() { times > "$tmp/times"; awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$tmp/times"; }
 images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total / {print $2}' || true; }
 hz=$(getconf CLK_TCK)
-echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); ${secs}s per cell, concurrency $conc"
+echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); ${secs}s per cell, concurrency $conc${SERVER_CPUS:+; server on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, clients on CPUs $CLIENT_CPUS}"
 echo "| round | client | protocol | req/s | p50 ms | p99 ms | server CPU us/req | client CPU us/req | errors |"
 echo "|---:|---|---|---:|---:|---:|---:|---:|---:|"
 cell() {  # cell ROUND CLIENT PROTOCOL COMMAND...: runs the command, parses its output into a row
@@ -45,7 +49,7 @@ cell() {  # cell ROUND CLIENT PROTOCOL COMMAND...: runs the command, parses its 
   local c0 i0 c1 i1 out
   c0=$(cpu_ticks); i0=$(images)
   child_cpu > "$tmp/k0"
-  out=$("$@" 2>&1) || true
+  out=$("${client_pin[@]}" "$@" 2>&1) || true
   child_cpu > "$tmp/k1"
   k0=$(cat "$tmp/k0") k1=$(cat "$tmp/k1")
   c1=$(cpu_ticks); i1=$(images)

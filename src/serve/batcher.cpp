@@ -93,18 +93,21 @@ void Batcher::work(Classifier& engine) {
   for (;;) {
     cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stopping, and everything queued has run
-    // Wait for the batch to fill, but never past the oldest request's deadline.
-    // Wait for the batch to fill, but never past the oldest request's deadline. The default
-    // (adaptive) target is the number of requests the last batch joined: as many clients as were
-    // concurrent then are expected back, so the worker runs as soon as they are (a lone client never
-    // waits, and a few clients never wait for a batch they cannot fill). --fixed-delay targets a full
-    // batch, as Triton's max_queue_delay does.
-    const size_t target = options_.adaptive_delay ? last_batch_requests_ : SIZE_MAX;
+    // Wait for the batch to fill, but never past the oldest request's deadline: for as many requests
+    // as AdaptiveWait says (adaptive_wait.h), or with --fixed-delay for a full batch, as Triton's
+    // max_queue_delay does.
+    const size_t target = options_.adaptive_delay ? adaptive_.target() : SIZE_MAX;
     if (options_.max_delay_us > 0 && target > 1) {
       const auto deadline = queue_.front().enqueued + delay;
+      const size_t before = queue_.size();
+      const auto waited_from = clock::now();
       while (!stopping_ && !queue_.empty() && queued_images_ < options_.max_batch && queue_.size() < target && clock::now() < deadline)
         cv_.wait_until(lock, deadline);
       if (queue_.empty()) continue;  // another worker took them
+      // Judged only when the wait had most of the delay to itself: one that began near the oldest
+      // request's deadline (the worker was busy meanwhile) had no time to gather anyone.
+      if (queue_.size() > before) adaptive_.waited(true);
+      else if (clock::now() - waited_from >= delay / 2) adaptive_.waited(false);
     }
     jobs.clear();
     int64_t n = 0;
@@ -131,7 +134,7 @@ void Batcher::work(Classifier& engine) {
       queue_.pop_front();
     }
     if (jobs.empty()) continue;
-    last_batch_requests_ = jobs.size();
+    adaptive_.ran(jobs.size());
     lock.unlock();
     for (const Job& j : jobs) metrics_.queue_wait(std::chrono::duration<double>(now - j.enqueued).count());
     run(engine, jobs, n, now);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "model/classifier.h"
+#include "serve/adaptive_wait.h"
 #include "serve/metrics.h"
 #include "serve/model_stats.h"
 
@@ -24,10 +25,9 @@ struct BatcherOptions {
   // How long the oldest request may wait for others. 0 = never wait: a worker that becomes free runs
   // whatever is queued then (up to max_batch) as one batch; max_batch 1 = no batching at all.
   int64_t max_delay_us = 200;
-  // true: wait (at most max_delay_us) only until as many requests are queued as the last batch
-  // joined, so a lone client or a few clients are never held for a batch they cannot fill
-  // (measured in docs/service-protocol.md). false: wait for a full batch or the delay (what
-  // Triton's max_queue_delay does).
+  // true: wait (at most max_delay_us) only for as many requests as the last batch joined, and skip
+  // waits for a while after one that gathered nobody (AdaptiveWait, adaptive_wait.h). false: wait
+  // for a full batch or the delay (what Triton's max_queue_delay does).
   bool adaptive_delay = true;
   int64_t max_queue_images = 16384;  // submissions beyond this are refused (the caller answers 503)
   int64_t timeout_us = 10'000'000;   // a request still queued after this is answered with an error
@@ -90,7 +90,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   int64_t queued_images_ = 0;
-  size_t last_batch_requests_ = 1;  // requests joined in the last model run: the adaptive target
+  AdaptiveWait adaptive_;  // how many requests to wait for (with adaptive_delay)
   bool stopping_ = false;
   std::vector<std::thread> workers_;
 };

@@ -11,30 +11,22 @@
 #include <thread>
 
 #include "grpc_service.grpc.pb.h"
-#include "model/reference.h"
-#include "random_model.h"
 #include "base/errors.h"
 #include "serve/service.h"
+#include "serve/service_fixture.h"
 
 namespace moe::serve {
 namespace {
 
 using json = nlohmann::json;
 
-const Checkpoint& checkpoint() {
-  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 11);
-  return ck;
-}
+const Checkpoint& checkpoint() { return test::served_checkpoint(); }
 
 std::unique_ptr<Service> start(int64_t max_delay_us = 200) {
-  ServiceOptions o;
-  o.http.port = 0;
+  ServiceOptions o = test::service_options();
   o.grpc.port = 0;
-  o.model.max_batch_request = 16;
   o.batching.max_delay_us = max_delay_us;
-  std::vector<std::unique_ptr<Classifier>> e;
-  e.push_back(std::make_unique<ReferenceClassifier>(checkpoint()));
-  return std::make_unique<Service>(o, std::move(e));
+  return std::make_unique<Service>(o, test::reference_engines(1));
 }
 
 std::unique_ptr<inference::GRPCInferenceService::Stub> stub(const Service& s) {

@@ -21,32 +21,18 @@
 
 #include "data/image.h"
 #include "model/reference.h"
-#include "random_model.h"
 #include "serve/classification.h"
 #include "serve/service.h"
+#include "serve/service_fixture.h"
 
 namespace moe::serve {
 namespace {
 
 using json = nlohmann::json;
 
-const Checkpoint& checkpoint() {
-  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 11);
-  return ck;
-}
-
-std::vector<std::unique_ptr<Classifier>> engines(int n) {
-  std::vector<std::unique_ptr<Classifier>> v;
-  for (int i = 0; i < n; ++i) v.push_back(std::make_unique<ReferenceClassifier>(checkpoint()));
-  return v;
-}
-
-ServiceOptions options() {
-  ServiceOptions o;
-  o.http.port = 0;
-  o.model.max_batch_request = 16;
-  return o;
-}
+const Checkpoint& checkpoint() { return test::served_checkpoint(); }
+std::vector<std::unique_ptr<Classifier>> engines(int n) { return test::reference_engines(n); }
+ServiceOptions options() { return test::service_options(); }
 
 // What the model says for these images, run alone.
 std::pair<std::vector<float>, std::vector<float>> expected(const std::vector<float>& x) {

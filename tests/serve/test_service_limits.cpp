@@ -22,9 +22,8 @@
 #include <vector>
 
 #include "base/errors.h"
-#include "model/reference.h"
-#include "random_model.h"
 #include "serve/service.h"
+#include "serve/service_fixture.h"
 #include "socket_util.h"
 
 namespace moe::serve {
@@ -36,23 +35,8 @@ using test::connect_from;
 using test::rss_kib;
 using test::send_all;
 
-const Checkpoint& checkpoint() {
-  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 11);
-  return ck;
-}
-
-std::vector<std::unique_ptr<Classifier>> engine() {
-  std::vector<std::unique_ptr<Classifier>> v;
-  v.push_back(std::make_unique<ReferenceClassifier>(checkpoint()));
-  return v;
-}
-
-ServiceOptions options() {
-  ServiceOptions o;
-  o.http.port = 0;
-  o.model.max_batch_request = 16;
-  return o;
-}
+std::vector<std::unique_ptr<Classifier>> engine() { return test::reference_engines(1); }
+ServiceOptions options() { return test::service_options(); }
 
 // Everything the server sends until it closes or `seconds` pass.
 std::string read_until_close(int fd, double seconds) {

@@ -12,8 +12,8 @@
 
 #include "native/folded_model.h"
 #include "native/native_classifier.h"
-#include "random_model.h"
 #include "serve/service.h"
+#include "serve/service_fixture.h"
 #if MOE_MNIST_WITH_GRPC
 #include <grpcpp/grpcpp.h>
 
@@ -25,10 +25,7 @@ namespace {
 
 using json = nlohmann::json;
 
-const Checkpoint& checkpoint() {
-  static const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 23);
-  return ck;
-}
+const Checkpoint& checkpoint() { return test::served_checkpoint(); }
 
 // `native` behind a counter of how its images arrive.
 struct Counts {
@@ -58,12 +55,10 @@ class Counted final : public Classifier {
 };
 
 std::unique_ptr<Service> start(const char* datatype, Counts& counts) {
-  ServiceOptions o;
-  o.http.port = 0;
+  ServiceOptions o = test::service_options();
 #if MOE_MNIST_WITH_GRPC
   o.grpc.port = 0;
 #endif
-  o.model.max_batch_request = 16;
   o.batching.max_delay_us = 2000;  // concurrent requests join one batch: the batcher's byte concatenation runs too
   o.input_datatype = datatype;
   std::vector<std::unique_ptr<Classifier>> e;
