@@ -39,7 +39,8 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 # CPU seconds (user + system) of this shell's finished children: the client's, around one command.
 # (`times` must run in this shell, not in a command substitution's subshell.)
 child_cpu() { times > "$tmp/times"; awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$tmp/times"; }
-images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total / {print $2}' || true; }
+# Images served, summed over the model series (they carry model and version labels).
+images() { curl -s "127.0.0.1:$port/metrics" | awk '/^moe_mnist_images_total[{ ]/ {n += $2} END {printf "%d\n", n}' || true; }
 hz=$(getconf CLK_TCK)
 echo "# $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC'); ${secs}s per cell, concurrency $conc${SERVER_CPUS:+; server on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, clients on CPUs $CLIENT_CPUS}"
 echo "| round | client | protocol | req/s | p50 ms | p99 ms | server CPU us/req | client CPU us/req | errors |"

@@ -313,8 +313,8 @@ struct GrpcServer::Impl final : AsyncInferService {
     if (!repository) return Status(StatusCode::UNIMPLEMENTED, unserved("model_repository"));
     if (const std::string why = repository->refusal_of_explicit(action); !why.empty()) return Status(StatusCode::INVALID_ARGUMENT, why);
     for (const auto& [key, value] : params)
-      if (!(action == "unload" && key == "unload_dependents" && value.has_bool_param()))
-        return Status(StatusCode::INVALID_ARGUMENT, "parameters: '" + key + "' is not supported (the model is " + action + "ed from its folder as it is)");
+      if (const std::string why = RepositoryManager::refusal_of_parameter(action, key, value.has_bool_param()); !why.empty())
+        return Status(StatusCode::INVALID_ARGUMENT, why);
     auto result = std::make_shared<std::promise<Status>>();
     auto done = [result](int status, const std::string& message) {
       result->set_value(status == 200 ? Status::OK : grpc_status(HttpError(status, message)));

@@ -358,6 +358,11 @@ std::string RepositoryManager::refusal_of_explicit(const std::string& action) co
          (options_.control == ModelControl::poll ? "poll" : "none") + " (start it with --model-control-mode explicit)";
 }
 
+std::string RepositoryManager::refusal_of_parameter(const std::string& action, const std::string& key, bool is_bool) {
+  if (action == "unload" && key == "unload_dependents" && is_bool) return "";
+  return "parameters: '" + key + "' is not supported (the model is " + action + "ed from its folder as it is)";
+}
+
 std::vector<VersionState> RepositoryManager::index(bool ready_only) const {
   std::vector<VersionState> out = registry_.index(ready_only);
   if (ready_only) return out;

@@ -71,6 +71,9 @@ class RepositoryManager {
   // Why load/unload (`action`) through the API is refused in this control mode, as Triton refuses it
   // outside explicit mode; "" when it is allowed. The HTTP and gRPC handlers answer with it.
   std::string refusal_of_explicit(const std::string& action) const;
+  // Why a load/unload request parameter is refused, or "" when it is accepted: only Triton's
+  // `unload_dependents` (a boolean) on unload, which changes nothing here (no ensembles).
+  static std::string refusal_of_parameter(const std::string& action, const std::string& key, bool is_bool);
 
  private:
   struct Command {

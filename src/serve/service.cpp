@@ -351,8 +351,8 @@ void Service::repository(const std::vector<std::string>& p, HttpRequest& req, Re
     if (body.contains("parameters")) {
       if (!body["parameters"].is_object()) return reply(error(400, "parameters: expected a JSON object"));
       for (const auto& [key, value] : body["parameters"].items())
-        if (!(p[4] == "unload" && key == "unload_dependents" && value.is_boolean()))
-          return reply(error(400, "parameters: '" + key + "' is not supported (the model is " + p[4] + "ed from its folder as it is)"));
+        if (const std::string why = RepositoryManager::refusal_of_parameter(p[4], key, value.is_boolean()); !why.empty())
+          return reply(error(400, why));
     }
     auto shared = std::make_shared<Reply>(std::move(reply));
     auto done = [shared](int status, const std::string& message) {
