@@ -345,7 +345,11 @@ TEST(ModelRepository, ExplicitLoadAndUnloadThroughTheApi) {
   EXPECT_EQ(wrong, 0);
   EXPECT_GT(answered, 0);
 
-  EXPECT_EQ(c.Post("/v2/repository/models/a/unload", "", "application/json")->status, 200);
+  // Triton's one unload parameter is accepted as a boolean; anything else is refused, naming it.
+  auto typo = c.Post("/v2/repository/models/a/unload", R"({"parameters":{"unload_dependents":"yes"}})", "application/json");
+  EXPECT_EQ(typo->status, 400);
+  EXPECT_NE(typo->body.find("'unload_dependents' is not supported"), std::string::npos) << typo->body;
+  EXPECT_EQ(c.Post("/v2/repository/models/a/unload", R"({"parameters":{"unload_dependents":false}})", "application/json")->status, 200);
   ASSERT_TRUE(eventually([&] { return state_of(index_of(c), "a", "1") == "UNAVAILABLE"; }));
   EXPECT_EQ(c.Get("/v2/models/a/ready")->status, 503);
   EXPECT_EQ(infer(c, "/v2/models/a/infer").status, 503);
@@ -415,6 +419,7 @@ TEST(ModelRepository, GrpcServesEveryVersionAndTheRepositoryRpcs) {
     if (unload) {
       inference::RepositoryModelUnloadRequest q;
       q.set_model_name(name);
+      (*q.mutable_parameters())["unload_dependents"].set_bool_param(true);  // Triton's one unload parameter
       inference::RepositoryModelUnloadResponse out;
       return st->RepositoryModelUnload(&c, q, &out);
     }
