@@ -635,6 +635,57 @@ TEST_F(ImageTest, MalformedExifIsIgnored) {
   EXPECT_EQ(moe::jpeg_exif_orientation(jpg.substr(0, 2 + good.size())), 6);
 }
 
+namespace {
+// A PNG chunk with its CRC-32 (ISO 3309, over type and data, as PNG requires).
+std::string png_chunk(const std::string& type, const std::string& data) {
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char ch : type + data) {
+    crc ^= ch;
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc ^= 0xFFFFFFFFu;
+  auto be32 = [](uint32_t v) { return std::string{char(v >> 24), char(v >> 16 & 255), char(v >> 8 & 255), char(v & 255)}; };
+  return be32(uint32_t(data.size())) + type + data + be32(crc);
+}
+
+// The 48x24 image of jpeg_with as a PNG with an eXIf chunk holding `tiff` right after IHDR.
+std::string png_with_exif(const std::string& tiff) {
+  Canvas c(48, 24, 0);
+  c.rect(0, 0, 16, 8, 255);
+  std::string png;
+  stbi_write_png_to_func([](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size_t(size)); },
+                         &png, c.w, c.h, 1, c.px.data(), c.w);
+  const size_t after_ihdr = 8 + 12 + 13;
+  return png.substr(0, after_ihdr) + png_chunk("eXIf", tiff) + png.substr(after_ihdr);
+}
+}  // namespace
+
+// A PNG's eXIf chunk is honoured as JPEG's Exif segment is (the TIFF structure without "Exif\0\0").
+TEST_F(ImageTest, PngExifOrientationIsApplied) {
+  for (unsigned o : {1u, 3u, 6u, 8u}) {
+    const std::string tiff = exif_segment(o).substr(4 + 6);
+    const std::string png = png_with_exif(tiff);
+    EXPECT_EQ(moe::png_exif_orientation(png), int(o));
+    const moe::GreyImage img = moe::load_grey_image(write_bytes("o.png", png));
+    ASSERT_EQ(img.width, o >= 5 ? 24 : 48) << o;
+    const auto [in, out] = inside_outside(img, o == 3 ? 32 : o == 8 ? 0 : o == 6 ? 16 : 0, o == 3 ? 16 : o == 8 ? 32 : 0,
+                                          o >= 5 ? 8 : 16, o >= 5 ? 16 : 8);
+    EXPECT_GT(in, 230) << o;
+    EXPECT_LT(out, 25) << o;
+  }
+  // Every prefix, and a chunk claiming more bytes than the file has: 1, never a read past the bytes.
+  const std::string png = png_with_exif(exif_segment(6).substr(10));
+  for (size_t n = 0; n < 80; ++n) {
+    const int o = moe::png_exif_orientation(png.substr(0, n));
+    EXPECT_TRUE(o == 1 || (o == 6 && n >= 33 + 12 + 26)) << n;
+  }
+  std::string huge = png;
+  huge[33] = char(0x7F);
+  EXPECT_EQ(moe::png_exif_orientation(huge), 1);
+  EXPECT_EQ(moe::exif_orientation(png), 6);
+  EXPECT_EQ(moe::exif_orientation(jpeg_with(exif_segment(3))), 3);
+}
+
 namespace moe {
 namespace {
 // fuzz_predict_image found a JPEG whose Huffman table (DHT) claims more than 256 codes: Debian's

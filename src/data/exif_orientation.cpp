@@ -60,6 +60,28 @@ int jpeg_exif_orientation(const std::string& bytes) {
   return 1;
 }
 
+int png_exif_orientation(const std::string& bytes) {
+  static const char kSignature[] = "\x89PNG\r\n\x1a\n";
+  if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return 1;
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  size_t at = 8;
+  while (at + 12 <= n) {  // length (4, big-endian), type (4), data, CRC (4)
+    const uint64_t length = uint64_t(b[at]) << 24 | uint64_t(b[at + 1]) << 16 | uint64_t(b[at + 2]) << 8 | b[at + 3];
+    if (length > n - at - 12) return 1;
+    if (bytes.compare(at + 4, 4, "eXIf") == 0) return tiff_orientation(b + at + 8, size_t(length));
+    if (bytes.compare(at + 4, 4, "IEND") == 0) return 1;
+    at += 12 + size_t(length);
+  }
+  return 1;
+}
+
+int exif_orientation(const std::string& bytes) {
+  if (bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0xFF && static_cast<unsigned char>(bytes[1]) == 0xD8)
+    return jpeg_exif_orientation(bytes);
+  return png_exif_orientation(bytes);
+}
+
 GreyImage apply_exif_orientation(const GreyImage& img, int orientation) {
   if (orientation < 2 || orientation > 8 || img.pixels.size() != size_t(img.width) * size_t(img.height)) return img;
   const int w = img.width, h = img.height;

@@ -364,8 +364,9 @@ GreyImage decode_grey_image(const std::string& bytes, const std::string& path, i
   } else {
     std::copy(px.get(), px.get() + n, img.pixels.begin());
   }
-  // stb_image returns the pixels as stored; a phone's JPEG says in EXIF how to turn them upright.
-  return apply_exif_orientation(img, jpeg_exif_orientation(bytes));
+  // stb_image returns the pixels as stored; a phone's JPEG (or a PNG's eXIf chunk) says in EXIF how
+  // to turn them upright.
+  return apply_exif_orientation(img, exif_orientation(bytes));
 }
 
 std::vector<float> to_mnist_input(const GreyImage& img, bool invert) {
