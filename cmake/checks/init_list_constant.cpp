@@ -34,7 +34,11 @@ __attribute__((noinline)) int run_checks() {
 }
 
 int main() {
-#if defined(__AVX512F__)
+#if defined(__AMX_INT8__)
+  if (!__builtin_cpu_supports("amx-int8") || !__builtin_cpu_supports("avx512f")) return 77;
+#elif defined(__AVX512VNNI__)
+  if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) return 77;
+#elif defined(__AVX512F__)
   if (!__builtin_cpu_supports("avx512f")) return 77;
 #elif defined(__AVX2__)
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 77;
