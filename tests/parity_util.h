@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/classifier.h"
+#include "native/native_kernel.h"
 
 namespace moe::test {
 
@@ -24,11 +25,30 @@ inline Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, in
   return o;
 }
 
-// Rows whose k-th and (k+1)-th gate probabilities are within 1e-6: the chosen experts may differ.
-inline bool near_tie(const float* p, int64_t E, int64_t k) {
+// Rows whose k-th and (k+1)-th gate probabilities are within `gap`: the chosen experts may differ.
+inline bool near_tie(const float* p, int64_t E, int64_t k, float gap = 1e-6f) {
   std::vector<float> s(p, p + E);
   std::sort(s.begin(), s.end(), std::greater<float>());
-  return k < E && s[size_t(k - 1)] - s[size_t(k)] < 1e-6f;
+  return k < E && s[size_t(k - 1)] - s[size_t(k)] < gap;
+}
+
+// How close an engine's outputs must be to the reference's: max |logit diff|, max |gate probability
+// diff|, and the gate gap below which a row counts as a near tie (reported, not compared).
+struct ParityBounds {
+  float logit, prob, tie_gap;
+};
+// The float kernels: rounding only.
+inline constexpr ParityBounds kFloatBounds{1e-4f, 1e-5f, 1e-6f};
+// The integer embedding of byte input (16-bit weights; tests/test_native_int8.cpp measured 4.8e-5
+// and 3.5e-5 on the 10,000 test images): about 6x that.
+inline constexpr ParityBounds kInt8Bounds{3e-4f, 2e-4f, 1e-4f};
+
+// Whether `native` (and the fused operator) with the path from the environment reads byte input
+// through the integer embedding on this CPU: the AVX-512 path with VNNI or AMX, not forced off it.
+inline bool bytes_take_integer_embedding() {
+  const Embed e = embed_from_env();
+  return isa_from_env() == Isa::avx512 && (int8_support().vnni || int8_support().amx) &&
+         (e == Embed::auto_ || e == Embed::vnni || e == Embed::amx);
 }
 
 }  // namespace moe::test

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <string>
 
 #include "base/errors.h"
 #include "bench/evaluate.h"
@@ -29,12 +30,10 @@ using test::run_all;
 
 // Measured (printed by the tests below): with the default random model (ModelConfig{}, seed 13) on
 // the 10,000 test images, the 16-bit weights move a logit by at most 4.8e-5 and a gate probability
-// by 3.5e-5 (other sizes: up to 1.6e-5 and 2.0e-5). The bounds leave a margin of about 6x.
-constexpr float kLogitTolerance = 3e-4f;
-constexpr float kProbTolerance = 2e-4f;
-// Rows whose k-th and (k+1)-th gate probabilities are this close may route differently after the
-// weights' rounding: counted, not compared.
-constexpr float kTieGap = 1e-4f;
+// by 3.5e-5 (other sizes: up to 1.6e-5 and 2.0e-5). test::kInt8Bounds leave a margin of about 6x,
+// and rows whose k-th and (k+1)-th gate probabilities lie within its tie gap may route differently
+// after the weights' rounding: counted, not compared.
+constexpr test::ParityBounds kBound = test::kInt8Bounds;
 
 const std::vector<uint8_t>& mnist_test_bytes() {
   static const std::vector<uint8_t> x = [] {
@@ -44,12 +43,6 @@ const std::vector<uint8_t>& mnist_test_bytes() {
     return b;
   }();
   return x;
-}
-
-bool near_tie(const float* p, int64_t E, int64_t k) {
-  std::vector<float> s(p, p + E);
-  std::sort(s.begin(), s.end(), std::greater<float>());
-  return k < E && s[size_t(k - 1)] - s[size_t(k)] < kTieGap;
 }
 
 using Forward = std::function<void(const uint8_t*, int64_t, float*, float*)>;
@@ -75,7 +68,7 @@ float expect_close(const Outputs& got, const Outputs& want, int64_t n, int64_t C
   for (int64_t i = 0; i < n; ++i) {
     for (int64_t e = 0; e < E; ++e)
       max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - want.probs[size_t(i * E + e)]));
-    if (near_tie(&want.probs[size_t(i * E)], E, K)) {
+    if (test::near_tie(&want.probs[size_t(i * E)], E, K, kBound.tie_gap)) {
       ++ties;
       continue;
     }
@@ -85,9 +78,9 @@ float expect_close(const Outputs& got, const Outputs& want, int64_t n, int64_t C
   }
   std::printf("%s: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld images; %lld near-tie rows (gap < %.0e) "
               "reported, not compared\n",
-              what.c_str(), double(max_logit), double(max_prob), (long long)n, (long long)ties, double(kTieGap));
-  EXPECT_LE(max_logit, kLogitTolerance) << what;
-  EXPECT_LE(max_prob, kProbTolerance) << what;
+              what.c_str(), double(max_logit), double(max_prob), (long long)n, (long long)ties, double(kBound.tie_gap));
+  EXPECT_LE(max_logit, kBound.logit) << what;
+  EXPECT_LE(max_prob, kBound.prob) << what;
   EXPECT_LE(ties, n / 100 + 2) << what;  // measured: up to 0.8% with 16 experts, top 4
   return max_logit;
 }
