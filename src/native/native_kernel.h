@@ -98,7 +98,7 @@ Embed choose_embed(const PackedModel& model, int64_t batch, bool bytes = false);
 // the formulation chosen for the whole batch. Within one formulation an image's outputs do not
 // depend on the batch it came in or the threads; the formulations differ in rounding only (vnni and
 // amx: the same integer sums, so the same outputs). vnni or amx for float input, or for bytes where
-// the model does not allow them, run as choose_embed's float rule (dense where it fits, else sparse).
+// the model or this process does not allow them, run the dense formulation where it fits, else sparse.
 void native_forward(const PackedModel& model, const float* images, int64_t n, float* logits, float* gate_probs,
                     Embed embed);
 void native_forward(const PackedModel& model, const uint8_t* images, int64_t n, float* logits, float* gate_probs,
