@@ -7,16 +7,20 @@
 # instruction-set target of the build and run here: a wrong answer stops the configure step. A target
 # this CPU cannot run is reported as not run; CTest runs the same programs again (`codegen_*`).
 #
-# Sets MOE_MNIST_AVX2_FLAGS, MOE_MNIST_AVX512_FLAGS (per-file options of the kernel files) and
-# MOE_MNIST_BASE_FLAGS (every other file).
+# Sets MOE_MNIST_AVX2_FLAGS, MOE_MNIST_AVX512_FLAGS, MOE_MNIST_VNNI_FLAGS, MOE_MNIST_AMX_FLAGS
+# (per-file options of the kernel files) and MOE_MNIST_BASE_FLAGS (every other file).
 
 set(MOE_MNIST_AVX2_FLAGS -mavx2 -mfma)
 set(MOE_MNIST_AVX512_FLAGS -mavx512f -mavx2 -mfma)
+set(MOE_MNIST_VNNI_FLAGS -mavx512f -mavx512bw -mavx512vnni -mavx2 -mfma)
+set(MOE_MNIST_AMX_FLAGS -mamx-tile -mamx-int8 -mavx512f -mavx2 -mfma)
 set(MOE_MNIST_BASE_FLAGS)
 set(moe_slp_fix)
 if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 12.3)
   set(moe_slp_fix -fno-tree-slp-vectorize)
   list(APPEND MOE_MNIST_AVX512_FLAGS ${moe_slp_fix})
+  list(APPEND MOE_MNIST_VNNI_FLAGS ${moe_slp_fix})
+  list(APPEND MOE_MNIST_AMX_FLAGS ${moe_slp_fix})
 endif()
 if(MOE_MNIST_NATIVE)
   # -march=native may enable AVX-512 for every file: the fix then applies to every file.
@@ -57,3 +61,5 @@ endfunction()
 moe_check_codegen(base ${MOE_MNIST_BASE_FLAGS})
 moe_check_codegen(avx2 ${MOE_MNIST_AVX2_FLAGS})
 moe_check_codegen(avx512 ${MOE_MNIST_AVX512_FLAGS})
+moe_check_codegen(vnni ${MOE_MNIST_VNNI_FLAGS})
+moe_check_codegen(amx ${MOE_MNIST_AMX_FLAGS})

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves a portable build portable: no object file of BUILD_DIR outside the run-time-dispatched kernel
-# files holds a VEX (AVX/AVX2) or EVEX (AVX-512) instruction, and the AVX2 kernel holds no EVEX one.
+# files holds a VEX (AVX/AVX2; AMX is VEX-encoded too) or EVEX (AVX-512) instruction, and the AVX2
+# kernel holds no EVEX one.
 # In 64-bit code the first opcode byte 0xc4/0xc5 is always a VEX prefix and 0x62 always EVEX, so
 # this reads objdump's bytes rather than guessing from mnemonics.
 #
@@ -29,6 +30,8 @@ while IFS= read -r -d '' obj; do
   n_objects=$((n_objects + 1))
   case "$obj" in
     */kernel_avx512.cpp.o) continue ;;           # AVX-512 by design, entered only after cpuid
+    */kernel_vnni.cpp.o) continue ;;             # AVX-512 VNNI by design, entered only after cpuid
+    */kernel_amx.cpp.o) continue ;;              # AMX (VEX-encoded) + AVX-512, only after cpuid and Linux's permission
     */kernel_avx2.cpp.o) kinds='^EVEX$' ;;        # AVX2 by design; AVX-512 would be a bug
     */codegen-check/*|*/init_list_constant.cpp.o) continue ;;  # the compiler checks, per target
     *) kinds='^(VEX|EVEX)$' ;;
@@ -44,4 +47,4 @@ if [ "$bad" -gt 0 ]; then
   echo "check-isa: $bad of $n_objects objects carry vector instructions outside the run-time-dispatched kernels" >&2
   exit 1
 fi
-echo "check-isa: $n_objects objects in $build: no AVX/AVX-512 outside the kernel files (kernel_avx2: no AVX-512)"
+echo "check-isa: $n_objects objects in $build: no AVX/AVX-512/AMX outside the kernel files (kernel_avx2: no AVX-512)"

@@ -3,6 +3,10 @@
 // program is compiled with the exact flags of each instruction-set target of the build and run at
 // configure time (cmake/compiler_check.cmake); exit 0 = right answer, 1 = wrong code, 77 = this CPU
 // cannot run the target. The float and int variants cover the other element types the code uses.
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <cstdio>
 #include <vector>
 
@@ -34,7 +38,17 @@ __attribute__((noinline)) int run_checks() {
 }
 
 int main() {
-#if defined(__AVX512F__)
+#if defined(__AMX_INT8__)
+  // cpuid leaf 7, EDX bits 24 and 25 (AMX-TILE, AMX-INT8): not every compiler's
+  // __builtin_cpu_supports knows their names. The program runs no tile instruction, so the
+  // process's tile permission (src/native/cpu_int8.cpp) is not needed.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25)) ||
+      !__builtin_cpu_supports("avx512f"))
+    return 77;
+#elif defined(__AVX512VNNI__)
+  if (!__builtin_cpu_supports("avx512vnni") || !__builtin_cpu_supports("avx512bw")) return 77;
+#elif defined(__AVX512F__)
   if (!__builtin_cpu_supports("avx512f")) return 77;
 #elif defined(__AVX2__)
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return 77;

@@ -5,13 +5,24 @@
 #pragma once
 #include <cstdint>
 
+namespace moe {
+struct PackedModel;
+}
+
 namespace moe::native_paths {
 
 struct PackedView {
   int64_t I, D, E, K, C, GP, DP, CP;
   const float *embed_gate_w, *embed_gate_b, *fc1_w, *fc1_b, *out_w, *out_b_expert, *out_b;
   const float* embed_gate_w_u8;  // embed_gate_w / 255, for byte input
+  // The integer embedding of byte input (kernel_int8.h), GQ = 0 where the model has none.
+  int64_t GQ;
+  const int8_t* embed_gate_q;
+  const float *embed_gate_qscale, *embed_gate_qbias;
 };
+
+// The view of a packed model (defined in native_kernel.cpp).
+PackedView view_of(const PackedModel& m);
 
 // images [n, I] as floats in [0, 1] or as bytes 0..255; `dense`: the tile-of-images embedding
 // (kernel_impl.h) where the model allows it, else the per-image sparse one.
@@ -22,5 +33,11 @@ MOE_NATIVE_PATH(forward_scalar)
 MOE_NATIVE_PATH(forward_avx2)
 MOE_NATIVE_PATH(forward_avx512)
 #undef MOE_NATIVE_PATH
+
+// Byte input through the integer embedding (kernel_int8.h): AVX-512 VNNI (kernel_vnni.cpp) and
+// AMX-INT8 (kernel_amx.cpp, only after the process was granted the tile state). Both need GQ > 0
+// and a model packed for the AVX-512 path.
+void forward_vnni(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs);
+void forward_amx(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs);
 
 }  // namespace moe::native_paths

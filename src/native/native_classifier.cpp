@@ -52,7 +52,7 @@ class NativeClassifier final : public Classifier {
   // The formulation is chosen for the whole batch, so every chunk computes the same way.
   template <class X>
   void run(const X* images, int64_t n, float* logits, float* gate_probs) {
-    const Embed embed = choose_embed(model_, n);
+    const Embed embed = choose_embed(model_, n, sizeof(X) == 1);
     if (pool_.n_threads() == 1 || n < 2 * kRowsPerChunk) {
       native_forward(model_, images, n, logits, gate_probs, embed);
       return;

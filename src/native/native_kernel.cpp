@@ -5,6 +5,7 @@
 #include "base/errors.h"
 #include "model/model_config.h"
 #include "native/kernel_paths.h"
+#include "native/quantize_int8.h"
 
 namespace moe {
 
@@ -54,6 +55,8 @@ std::string to_string(Embed embed) {
     case Embed::auto_: return "auto";
     case Embed::sparse: return "sparse";
     case Embed::dense: return "dense";
+    case Embed::vnni: return "vnni";
+    case Embed::amx: return "amx";
   }
   return "?";
 }
@@ -61,9 +64,9 @@ std::string to_string(Embed embed) {
 Embed embed_from_env() {
   const char* v = std::getenv("MOE_MNIST_NATIVE_EMBED");
   if (!v || !*v) return Embed::auto_;
-  for (Embed e : {Embed::auto_, Embed::sparse, Embed::dense})
+  for (Embed e : {Embed::auto_, Embed::sparse, Embed::dense, Embed::vnni, Embed::amx})
     if (to_string(e) == v) return e;
-  throw InputError(std::string("MOE_MNIST_NATIVE_EMBED: expected one of auto, sparse, dense, got '") + v + "'");
+  throw InputError(std::string("MOE_MNIST_NATIVE_EMBED: expected one of auto, sparse, dense, vnni, amx, got '") + v + "'");
 }
 
 namespace {
@@ -82,6 +85,10 @@ std::vector<float> pad_rows(const std::vector<float>& src, int64_t rows, int64_t
 }  // namespace
 
 PackedModel pack_model(const FoldedModel& f, Isa isa, Embed embed) {
+  return pack_model(f, isa, embed, isa == Isa::avx512 ? int8_support() : Int8Support{});
+}
+
+PackedModel pack_model(const FoldedModel& f, Isa isa, Embed embed, Int8Support support) {
   f.check("native model");
   PackedModel m;
   m.isa = isa;
@@ -103,6 +110,27 @@ PackedModel pack_model(const FoldedModel& f, Isa isa, Embed embed) {
                            " inputs and at most 4 vectors of embedding + gate outputs; this model has " +
                            std::to_string(m.I) + " inputs and " + std::to_string(m.GP / L) + " vectors (" +
                            to_string(isa) + ")");
+  m.int8 = isa == Isa::avx512 ? support : Int8Support{};
+  if (isa == Isa::avx512 && m.I == kInputSize && f.D + f.E <= 64) {  // the integer kernels finish on AVX-512
+    QuantizedEmbed q = quantize_embed(m.embed_gate_w_u8.data(), m.I, m.GP, f.D + f.E, m.embed_gate_b.data());
+    m.GQ = q.GQ;
+    m.embed_gate_q = std::move(q.w);
+    m.embed_gate_qscale = std::move(q.scale);
+    m.embed_gate_qbias = std::move(q.bias);
+  }
+  if (embed == Embed::vnni || embed == Embed::amx) {
+    const std::string what = "native: the " + to_string(embed) + " embedding (integer, byte input) ";
+    if (isa != Isa::avx512)
+      throw UnavailableError(what + "runs on the avx512 path only, not " + to_string(isa));
+    if (!int8_fits(m))
+      throw UnavailableError(what + "needs " + std::to_string(kInputSize) + " inputs and at most 64 embedding + gate outputs; this model has " +
+                             std::to_string(m.I) + " inputs and " + std::to_string(f.D + f.E) + " outputs");
+    if (embed == Embed::vnni && !m.int8.vnni)
+      throw UnavailableError(what + "needs AVX-512 VNNI, which this CPU lacks");
+    if (embed == Embed::amx && !m.int8.amx)
+      throw UnavailableError(what + "needs AMX-INT8 and the kernel's permission for its tile state: this CPU lacks it, "
+                             "or Linux refused (arch_prctl ARCH_REQ_XCOMP_PERM; Linux >= 5.16)");
+  }
   return m;
 }
 
@@ -111,8 +139,20 @@ bool dense_available(const PackedModel& m) {
   return m.I == kInputSize && nv >= 1 && nv <= 4;
 }
 
-Embed choose_embed(const PackedModel& m, int64_t batch) {
-  if (m.embed != Embed::auto_) return m.embed;
+bool int8_fits(const PackedModel& m) { return m.GQ >= 16 && m.GQ <= 64 && m.I == kInputSize; }
+
+Embed choose_embed(const PackedModel& m, int64_t batch, bool bytes) {
+  const bool integer = m.embed == Embed::vnni || m.embed == Embed::amx;
+  if (m.embed != Embed::auto_ && (bytes || !integer)) return m.embed;
+  // Byte input: AMX from one tile (16 images), else VNNI from batch 8 (where the AVX-512 float path
+  // turns dense). Never measured (no such CPU was at hand): chosen by instruction count. A dpbusd
+  // does 64 byte multiply-adds, 32 weight products once hi and lo are both counted, where an FMA
+  // does 16, and reads the bytes as they are; an AMX TDPBUSD does 16 x 16 x 64. To be confirmed on
+  // such a machine (docs/benchmarks.md).
+  if (bytes && m.embed == Embed::auto_ && int8_fits(m)) {
+    if (m.int8.amx && batch >= 16) return Embed::amx;
+    if (m.int8.vnni && batch >= 8) return Embed::vnni;
+  }
   if (!dense_available(m)) return Embed::sparse;
   // AVX-512 (32 registers of 16 floats): a tile of 8 images over every pixel; issue #24 measured such
   // a dense blocked kernel at 2.0M images/s against 1.27M for the per-image sparse sweep (Xeon, batch
@@ -128,10 +168,16 @@ namespace {
 
 template <class X>
 void forward_any(const PackedModel& m, const X* images, int64_t n, float* logits, float* gate_probs, Embed embed) {
-  const native_paths::PackedView v{m.I, m.D, m.E, m.K, m.C, m.GP, m.DP, m.CP,
-                                   m.embed_gate_w.data(), m.embed_gate_b.data(), m.fc1_w.data(), m.fc1_b.data(),
-                                   m.out_w.data(), m.out_b_expert.data(), m.out_b.data(), m.embed_gate_w_u8.data()};
-  const bool dense = embed == Embed::dense;
+  const native_paths::PackedView v = native_paths::view_of(m);
+#if defined(__x86_64__)
+  if constexpr (sizeof(X) == 1) {
+    if (m.isa == Isa::avx512 && int8_fits(m)) {
+      if (embed == Embed::amx && m.int8.amx) return native_paths::forward_amx(v, images, n, logits, gate_probs);
+      if (embed == Embed::vnni && m.int8.vnni) return native_paths::forward_vnni(v, images, n, logits, gate_probs);
+    }
+  }
+#endif
+  const bool dense = embed == Embed::dense || ((embed == Embed::vnni || embed == Embed::amx) && dense_available(m));
   switch (m.isa) {
 #if defined(__x86_64__)
     case Isa::avx512: native_paths::forward_avx512(v, images, n, logits, gate_probs, dense); return;
@@ -142,6 +188,17 @@ void forward_any(const PackedModel& m, const X* images, int64_t n, float* logits
 }
 
 }  // namespace
+
+namespace native_paths {
+
+PackedView view_of(const PackedModel& m) {
+  return PackedView{m.I, m.D, m.E, m.K, m.C, m.GP, m.DP, m.CP,
+                    m.embed_gate_w.data(), m.embed_gate_b.data(), m.fc1_w.data(), m.fc1_b.data(),
+                    m.out_w.data(), m.out_b_expert.data(), m.out_b.data(), m.embed_gate_w_u8.data(),
+                    m.GQ, m.embed_gate_q.data(), m.embed_gate_qscale.data(), m.embed_gate_qbias.data()};
+}
+
+}  // namespace native_paths
 
 void native_forward(const PackedModel& m, const float* images, int64_t n, float* logits, float* gate_probs, Embed embed) {
   forward_any(m, images, n, logits, gate_probs, embed);

@@ -108,7 +108,7 @@ struct MoeMnistKernel {
       return error(ORT_INVALID_ARGUMENT, "input must be [N, 1, 28, 28] or [N, " + std::to_string(m.I) + "], got " + shape_string(shape));
     const int64_t n = shape[0];
     Job<X> job{&m, input.GetTensorData<X>(), n, ctx.GetOutput(0, {n, m.C}).GetTensorMutableData<float>(),
-            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>(), choose_embed(m, n)};
+            ctx.GetOutput(1, {n, m.E}).GetTensorMutableData<float>(), choose_embed(m, n, sizeof(X) == 1)};
     const int64_t n_tasks = (n + kRowsPerTask - 1) / kRowsPerTask;
     if (n_tasks <= 1) {
       native_forward(m, job.x, n, job.logits, job.probs, job.embed);
