@@ -12,7 +12,7 @@ struct TritonModelConfig {
   int64_t n_classes = 10, n_experts = 8;
   int64_t max_batch = 1024;           // max_batch_size: the largest batch Triton forms or accepts
   int64_t preferred_batch = 64;       // dynamic_batching.preferred_batch_size
-  int64_t max_queue_delay_us = 200;   // dynamic_batching.max_queue_delay_microseconds
+  int64_t max_queue_delay_us = 0;     // dynamic_batching.max_queue_delay_microseconds (serve's default)
   int64_t instances = 1;              // instance_group count (KIND_CPU)
   std::string version_policy = "latest:1";  // version_policy: "latest:N", "all" or "specific:V[,V...]"
   bool uint8_input = false;           // the graph takes the image bytes (export --input uint8): input TYPE_UINT8

@@ -22,9 +22,12 @@ namespace moe::serve {
 
 struct BatcherOptions {
   int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
-  // How long the oldest request may wait for others. 0 = never wait: a worker that becomes free runs
-  // whatever is queued then (up to max_batch) as one batch; max_batch 1 = no batching at all.
-  int64_t max_delay_us = 200;
+  // How long the oldest request may wait for others. 0 (the default) = never wait: a worker that
+  // becomes free runs whatever queued meanwhile (up to max_batch) as one batch, so a request that
+  // finds the worker idle runs at once, as without batching, and batches form only from requests
+  // that would have waited anyway (measured against waiting rules in docs/service-protocol.md).
+  // max_batch 1 = no batching at all.
+  int64_t max_delay_us = 0;
   // true: wait (at most max_delay_us) only for as many requests as the last batch joined, and skip
   // waits for a while after one that gathered nobody (AdaptiveWait, adaptive_wait.h). false: wait
   // for a full batch or the delay (what Triton's max_queue_delay does).

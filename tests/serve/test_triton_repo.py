@@ -64,8 +64,8 @@ def main():
         check(config.name == "mnist-moe", "name equals the model's folder")
         check(config.platform == "onnxruntime_onnx", "platform onnxruntime_onnx")
         check(config.max_batch_size == 256, "max_batch_size from --max-batch")
-        check(config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds > 0,
-              "dynamic batching with a queue delay")
+        check(config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 0,
+              "dynamic batching without a queue delay (serve's default)")
 
         def tensors(values):
             out = []
