@@ -13,6 +13,8 @@
 # UINT8 payloads go to the UINT8 model (moe-mnist-u8: a KServe v2 input has one datatype):
 # --model-u8, by default M-u8.onnx beside M.onnx, else exported from M.onnx's checkpoint folder.
 # --check: exit 1 on any error response or socket error (CI's bounded smoke run).
+# env SERVER_CPUS / CLIENT_CPUS: taskset CPU lists for the servers and wrk (separate cores, so the
+# client does not take the server's CPU: less noise between rounds).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cli="${MOE_MNIST_CLI:-$root/build/bin/moe-mnist}"
@@ -37,6 +39,8 @@ done
 command -v wrk >/dev/null || { echo "serve-bench.sh: wrk not found (apt install wrk)" >&2; exit 3; }
 [ -f "$model" ] || { echo "serve-bench.sh: $model not found (train and export first: scripts/demo.sh)" >&2; exit 1; }
 
+server_pin=(); [ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
+client_pin=(); [ -n "${CLIENT_CPUS:-}" ] && client_pin=(taskset -c "$CLIENT_CPUS")
 tmp=$(mktemp -d)
 trap 'cleanup' EXIT
 cleanup() { rm -rf "$tmp"; }
@@ -55,7 +59,7 @@ metric() { awk -v n="$1" '$1 == n || index($1, n "{") == 1 { s += $2 } END { pri
 scrape() { curl -s "$url/metrics" > "$tmp/metrics"; }
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
-echo "# serve-bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; wrk -t1, ${seconds}s per cell; $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "# serve-bench: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; wrk -t1, ${seconds}s per cell; $(date -u '+%Y-%m-%d %H:%M UTC')${SERVER_CPUS:+; servers on CPUs $SERVER_CPUS}${CLIENT_CPUS:+, wrk on CPUs $CLIENT_CPUS}"
 echo "# server: $cli serve --model $model${model_u8:+ (UINT8 payloads: $model_u8)} $*"
 errors_total=0
 mode_flags() {  # the serve flags of a --batching mode
@@ -73,7 +77,7 @@ declare -A url_of pid_of rss_of
 start_server() {  # start_server KEY MODEL NAME MODE EXTRA...
   local key=$1 m=$2 name=$3 mode=$4; shift 4
   # shellcheck disable=SC2046  # the mode's flags are words
-  "$cli" serve --model "$m" --name "$name" --port 0 --grpc-port 0 $(mode_flags "$mode") "$@" 2> "$tmp/server-$key.log" &
+  "${server_pin[@]}" "$cli" serve --model "$m" --name "$name" --port 0 --grpc-port 0 $(mode_flags "$mode") "$@" 2> "$tmp/server-$key.log" &
   pid_of[$key]=$!
   local u=""
   for _ in $(seq 100); do grep -q "listening on" "$tmp/server-$key.log" && break; sleep 0.1; done
@@ -104,7 +108,7 @@ for p in $payloads; do
         q0=$(metric moe_mnist_queue_wait_seconds_sum); m0=$(metric moe_mnist_model_run_seconds_sum)
         d0=$(awk '/^moe_mnist_http_request_duration_seconds_sum{route="infer"}/ {print $2}' "$tmp/metrics"); d0=${d0:-0}
         BODY="$tmp/$p" HLEN="$hlen" CTYPE="$ctype" URLPATH="/v2/models/$name/infer" \
-          wrk -t1 -c"$c" -d"${seconds}s" --latency -s "$root/bench/serve/request.lua" "$url" > "$tmp/wrk.txt"
+          "${client_pin[@]}" wrk -t1 -c"$c" -d"${seconds}s" --latency -s "$root/bench/serve/request.lua" "$url" > "$tmp/wrk.txt"
         scrape
         r1=$(metric moe_mnist_model_runs_total); i1=$(metric moe_mnist_images_total)
         q1=$(metric moe_mnist_queue_wait_seconds_sum); m1=$(metric moe_mnist_model_run_seconds_sum)
