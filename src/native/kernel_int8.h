@@ -38,6 +38,16 @@ inline void dequantize(const PackedView& m, const int32_t* hi, const int32_t* lo
     eg[c] = float(int64_t(hi[c]) * 256 + lo[c]) * m.embed_gate_qscale[c] + m.embed_gate_qbias[c];
 }
 
+// The `rows` image rows a tile reads, starting at `x`, of which only `n` exist: `x` itself when the
+// tile is full, else a copy of the `n` rows into `scratch` (rows x kInputSize bytes) followed by
+// zero rows, so no tile reads past the caller's buffer.
+inline const uint8_t* tile_rows(const uint8_t* x, int64_t n, int64_t rows, uint8_t* scratch) {
+  if (n == rows) return x;
+  std::memcpy(scratch, x, size_t(n * kInputSize));
+  std::memset(scratch + n * kInputSize, 0, size_t((rows - n) * kInputSize));
+  return scratch;
+}
+
 // ---- AVX-512 VNNI: a tile of B images, 2 x NV accumulators each (hi and lo per 16 columns) ----
 
 // Images per tile: the largest power of two up to 16 whose accumulators, the 2 x NV weight vectors
@@ -86,12 +96,7 @@ inline void forward_vnni_fixed(const PackedView& m, const uint8_t* images, int64
   alignas(64) float eg[kMaxGQ];
   for (int64_t r0 = 0; r0 < n; r0 += B) {
     const int64_t nb = n - r0 < B ? n - r0 : B;
-    const uint8_t* xt = images + r0 * kInputSize;
-    if (nb < B) {
-      std::memcpy(xs, xt, size_t(nb * kInputSize));
-      std::memset(xs + nb * kInputSize, 0, size_t((B - nb) * kInputSize));
-      xt = xs;
-    }
+    const uint8_t* xt = tile_rows(images + r0 * kInputSize, nb, B, xs);
     vnni_tile<Ops, NV, B>(m, xt, hi, lo);
     for (int64_t b = 0; b < nb; ++b) {
       dequantize(m, hi + b * GQ, lo + b * GQ, eg);
@@ -153,12 +158,7 @@ inline void forward_amx_rows(const PackedView& m, const uint8_t* images, int64_t
   Amx::configure(config);
   for (int64_t r0 = 0; r0 < n; r0 += kAmxRows) {
     const int64_t nb = n - r0 < kAmxRows ? n - r0 : kAmxRows;
-    const uint8_t* xt = images + r0 * kInputSize;
-    if (nb < kAmxRows) {
-      std::memcpy(xs, xt, size_t(nb * kInputSize));
-      std::memset(xs + nb * kInputSize, 0, size_t((kAmxRows - nb) * kInputSize));
-      xt = xs;
-    }
+    const uint8_t* xt = tile_rows(images + r0 * kInputSize, nb, kAmxRows, xs);
     for (int64_t cb = 0; cb < GQ / 16; ++cb) {
       Amx::template zero<kCHi>();
       Amx::template zero<kCLo>();
