@@ -32,7 +32,7 @@ while [ $# -gt 0 ]; do
     --rounds) rounds=$2; shift 2 ;;
     --check) check=1; shift ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "serve-bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,8 +42,9 @@ command -v wrk >/dev/null || { echo "serve-bench.sh: wrk not found (apt install 
 server_pin=(); [ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
 client_pin=(); [ -n "${CLIENT_CPUS:-}" ] && client_pin=(taskset -c "$CLIENT_CPUS")
 tmp=$(mktemp -d)
-trap 'cleanup' EXIT
-cleanup() { rm -rf "$tmp"; }
+declare -A url_of pid_of rss_of  # per server (KEY = mode-model): its URL, process and RSS at start
+cleanup() { for p in "${pid_of[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
+trap cleanup EXIT
 python3 "$root/bench/serve/make_bodies.py" "$data" "$tmp" > "$tmp/bodies"
 if [[ " $payloads " == *uint8* ]]; then
   [ -n "$model_u8" ] || model_u8="${model%.onnx}-u8.onnx"
@@ -73,7 +74,6 @@ mode_flags() {  # the serve flags of a --batching mode
 # One server per batching mode and model, all started first and idle but for the one under load, so
 # the modes take turns within each cell (same minute, same machine load): a fair comparison on a
 # noisy machine, where cells minutes apart differ by more than the rules do.
-declare -A url_of pid_of rss_of
 start_server() {  # start_server KEY MODEL NAME MODE EXTRA...
   local key=$1 m=$2 name=$3 mode=$4; shift 4
   # shellcheck disable=SC2046  # the mode's flags are words
@@ -86,7 +86,6 @@ start_server() {  # start_server KEY MODEL NAME MODE EXTRA...
   url_of[$key]=$u
   rss_of[$key]=$(rss_kib "${pid_of[$key]}")
 }
-cleanup() { for p in "${pid_of[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$tmp"; }
 for b in $batching; do
   mode_flags "$b" > /dev/null
   [[ " $payloads " == *" json-fp32 "* || " $payloads " == *" binary-fp32 "* ]] && start_server "$b-fp32" "$model" moe-mnist "$b" "$@"

@@ -85,6 +85,7 @@ for r in $(seq "$rounds"); do
   cell "$r" grpc_load "gRPC streams" "$load" "127.0.0.1:$((port + 1))" "$conc" "$secs" --streaming
   if [ -n "$pa" ]; then
     for mode in "http 0" "grpc 1" "grpc-stream 1"; do
+      # shellcheck disable=SC2086  # two words: protocol and port offset
       set -- $mode
       flags=(-i "${1%-stream}"); [ "$1" = grpc-stream ] && flags+=(--streaming)
       cell "$r" perf_analyzer "$1" "$pa" -m moe-mnist -u "127.0.0.1:$((port + $2))" "${flags[@]}" --concurrency-range "$conc" \
