@@ -77,25 +77,7 @@ PY
   done
 done
 echo
-python3 - "$tmp/rows" <<'PY'
-import re, statistics as st, sys
-cells = {}
-for line in open(sys.argv[1]):
-    f = [x.strip() for x in line.strip().strip("|").split("|")]
-    if len(f) != 10 or not f[1].isdigit() or f[4] == "-":
-        continue
-    cells.setdefault((f[0], int(f[1])), {}).setdefault(f[2], {})[int(f[3])] = [float(x) for x in f[4:9]]
-print("| kind | conc | infer/s off | infer/s on | on/off per round | p50 us off / on | p99 us off / on | server queue us off / on | server compute us off / on |")
-print("|---|---:|---:|---:|---|---|---|---|---|")
-for (kind, c), m in cells.items():
-    if "off" not in m or "on" not in m:
-        continue
-    med = {k: [st.median(r[i] for r in m[k].values()) for i in range(5)] for k in ("off", "on")}
-    ratios = sorted(m["on"][r][0] / m["off"][r][0] for r in set(m["on"]) & set(m["off"]) if m["off"][r][0] > 0)
-    ratio = f"{st.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})" if ratios else "-"
-    print(f"| {kind} | {c} | {med['off'][0]:.0f} | {med['on'][0]:.0f} | {ratio} | " +
-          " | ".join(f"{med['off'][i]:.0f} / {med['on'][i]:.0f}" for i in (1, 2, 3, 4)) + " |")
-PY
+python3 "$root/bench/serve/bench_summary.py" "$tmp/rows"
 for key in "${!pid_of[@]}"; do
   kill -TERM "${pid_of[$key]}"; wait "${pid_of[$key]}" || { echo "serve exited non-zero after SIGTERM ($key)" >&2; exit 1; }
   unset "pid_of[$key]"

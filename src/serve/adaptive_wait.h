@@ -4,10 +4,11 @@
 //   expected back, so the worker runs as soon as they are queued; a lone client (last run 1) never
 //   waits, and a few clients never wait for a batch they cannot fill.
 // - Back-off: a wait that ran out its time (at least half the delay) with nobody joining means
-//   requests arrive further apart than the delay (a few clients, or JSON bodies that take longer to parse than the delay), where
-//   waiting only adds latency. The next 1, then 2, 4 ... 64 waits are skipped (the worker runs at
-//   once, as without batching); a wait that gathers someone ends the back-off, and the skipped ones
-//   keep probing whether the load has changed. Measured in docs/service-protocol.md.
+//   requests arrive further apart than the delay (a few clients, or JSON bodies that take longer to
+//   parse than the delay), where waiting only adds latency. The next 1, then 2, 4 ... 64 waits are
+//   skipped (the worker runs at once, as without batching); a wait that gathers someone ends the
+//   back-off, and the skipped ones keep probing whether the load has changed. Measured in
+//   docs/service-protocol.md.
 // Not thread-safe: the batcher calls it under its queue lock.
 #pragma once
 #include <algorithm>
