@@ -84,7 +84,7 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
                   what.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)rows, (long long)ties);
       EXPECT_LE(max_logit, bound.logit_limit(want)) << what;
       EXPECT_LE(max_prob, bound.prob) << what;
-      EXPECT_LE(ties, bound.tie_gap > 1e-6f ? rows / 20 : 10) << what;
+      EXPECT_LE(ties, bound.max_ties(rows)) << what;
     }
 }
 

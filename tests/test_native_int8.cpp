@@ -80,7 +80,7 @@ float expect_close(const Outputs& got, const Outputs& want, int64_t n, int64_t C
               what.c_str(), double(max_logit), double(max_prob), (long long)n, (long long)ties, double(kBound.tie_gap));
   EXPECT_LE(max_logit, kBound.logit_limit(want.logits)) << what;
   EXPECT_LE(max_prob, kBound.prob) << what;
-  EXPECT_LE(ties, n / 20) << what;  // measured: up to 2.7% (16 experts, top 4: small, close probabilities)
+  EXPECT_LE(ties, kBound.max_ties(n)) << what;  // measured: up to 2.7% (16 experts, top 4: small, close probabilities)
   return max_logit;
 }
 
