@@ -1,9 +1,14 @@
-// What the parity tests share: running a Classifier over many images in batches, and the rule for
-// rows whose chosen experts may legitimately differ between engines.
+// What the parity tests share: running a Classifier over many images in batches, the rule for rows
+// whose chosen experts may legitimately differ between engines, and the comparison with its bounds.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "model/classifier.h"
@@ -54,6 +59,37 @@ inline constexpr ParityBounds kFloatBounds{1e-4f, 0.f, 1e-5f, 1e-6f, 10, 0};
 // |logit| 23) 3.0e-4 and 6.4e-5, i.e. about 2e-5 of the largest logit: limits about 4x that. A
 // routing flip needs a gate gap under twice the probability error: the tie gap is 3e-4.
 inline constexpr ParityBounds kInt8Bounds{1e-4f, 5e-5f, 3e-4f, 3e-4f, 0, 20};
+
+// `got` against `want` (the reference's outputs) over their first `rows` images, top-k routing over
+// E experts: every image that is not a near tie (bounds.tie_gap) predicts the same class, and the
+// largest logit and gate-probability differences and the number of near ties are within `bounds`.
+// Prints the figures after `what`; returns the largest logit difference.
+inline float expect_parity_within(const Outputs& got, const Outputs& want, int64_t rows, int64_t C, int64_t E, int64_t K,
+                                  const ParityBounds& bounds, const std::string& what) {
+  int64_t ties = 0, wrong = 0, first_wrong = -1;
+  float max_logit = 0, max_prob = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* gp = &got.probs[size_t(i * E)];
+    const float* wp = &want.probs[size_t(i * E)];
+    for (int64_t e = 0; e < E; ++e) max_prob = std::max(max_prob, std::fabs(gp[e] - wp[e]));
+    if (near_tie(wp, E, K, bounds.tie_gap)) {
+      ++ties;
+      continue;
+    }
+    const float* gl = &got.logits[size_t(i * C)];
+    const float* wl = &want.logits[size_t(i * C)];
+    for (int64_t c = 0; c < C; ++c) max_logit = std::max(max_logit, std::fabs(gl[c] - wl[c]));
+    if (std::max_element(gl, gl + C) - gl != std::max_element(wl, wl + C) - wl && wrong++ == 0) first_wrong = i;
+  }
+  std::printf("%s: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld images; %lld near-tie rows (gap < %.0e) "
+              "reported, not compared\n",
+              what.c_str(), double(max_logit), double(max_prob), (long long)rows, (long long)ties, double(bounds.tie_gap));
+  EXPECT_EQ(wrong, 0) << what << ": predictions differ from the reference's, the first at image " << first_wrong;
+  EXPECT_LE(max_logit, bounds.logit_limit(want.logits)) << what;
+  EXPECT_LE(max_prob, bounds.prob) << what;
+  EXPECT_LE(ties, bounds.max_ties(rows)) << what;
+  return max_logit;
+}
 
 // Whether `native` (and the fused operator) with the path from the environment reads byte input
 // through the integer embedding on this CPU: the AVX-512 path with VNNI or AMX, not forced off it.

@@ -44,7 +44,6 @@ const std::vector<uint8_t>& mnist_test_bytes() {
   return x;
 }
 
-using test::near_tie;
 
 // uint8_input: the images go in as their bytes (Classifier::classify_u8), which a --input uint8
 // model reads as they are; the reference runs on bytes / 255, which are the float images exactly.
@@ -52,8 +51,8 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
   const std::vector<float>& x = mnist_test_images();
   const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
   ReferenceClassifier ref(ck);
-  std::vector<float> want(size_t(n * C)), want_p(size_t(n * E)), got(size_t(n * C)), got_p(size_t(n * E));
-  ref.classify(x.data(), n, want.data(), want_p.data());
+  test::Outputs want{std::vector<float>(size_t(n * C)), std::vector<float>(size_t(n * E))}, got = want;
+  ref.classify(x.data(), n, want.logits.data(), want.probs.data());
   // Byte input on a CPU with VNNI or AMX runs the integer embedding: its bounds.
   const test::ParityBounds bound = uint8_input && test::bytes_take_integer_embedding() ? test::kInt8Bounds : test::kFloatBounds;
   for (int threads : {1, 2})
@@ -65,26 +64,11 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
       const int64_t rows = batch == 1 ? 500 : n;  // batch 1 on the first 500 images keeps the test short
       for (int64_t i = 0; i < rows; i += batch) {
         const int64_t b = std::min(batch, rows - i);
-        if (uint8_input) m->classify_u8(mnist_test_bytes().data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
-        else m->classify(x.data() + i * 784, b, got.data() + i * C, got_p.data() + i * E);
+        if (uint8_input) m->classify_u8(mnist_test_bytes().data() + i * 784, b, got.logits.data() + i * C, got.probs.data() + i * E);
+        else m->classify(x.data() + i * 784, b, got.logits.data() + i * C, got.probs.data() + i * E);
       }
-      int64_t ties = 0;
-      float max_logit = 0, max_prob = 0;
-      for (int64_t i = 0; i < rows; ++i) {
-        for (int64_t e = 0; e < E; ++e) max_prob = std::max(max_prob, std::fabs(got_p[size_t(i * E + e)] - want_p[size_t(i * E + e)]));
-        if (near_tie(&want_p[size_t(i * E)], E, K, bound.tie_gap)) {
-          ++ties;
-          continue;
-        }
-        for (int64_t c = 0; c < C; ++c) max_logit = std::max(max_logit, std::fabs(got[size_t(i * C + c)] - want[size_t(i * C + c)]));
-        ASSERT_EQ(argmax(&got[size_t(i * C)], C), argmax(&want[size_t(i * C)], C)) << what << " image " << i;
-      }
-      std::printf("%s: through ONNX Runtime, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e "
-                  "over %lld images; %lld near-tie rows reported, not compared\n",
-                  what.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)rows, (long long)ties);
-      EXPECT_LE(max_logit, bound.logit_limit(want)) << what;
-      EXPECT_LE(max_prob, bound.prob) << what;
-      EXPECT_LE(ties, bound.max_ties(rows)) << what;
+      test::expect_parity_within(got, want, rows, C, E, K, bound,
+                                 what + ": through ONNX Runtime, " + std::to_string(threads) + " thread(s), batch " + std::to_string(batch));
     }
 }
 

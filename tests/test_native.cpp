@@ -22,7 +22,6 @@
 namespace moe {
 namespace {
 
-using test::near_tie;
 using test::Outputs;
 using test::run_all;
 
@@ -79,26 +78,9 @@ void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std:
             const Outputs got = u8 ? run_all_u8(*m, bytes, n, batch) : run_all(*m, x, n, batch);
             const Outputs& w = u8 ? want_u8 : want;
             const std::string path = to_string(isa) + " " + to_string(embed) + (u8 ? " uint8" : " fp32");
-            int64_t ties = 0;
-            float max_logit = 0, max_prob = 0;
-            for (int64_t i = 0; i < n; ++i) {
-              for (int64_t e = 0; e < E; ++e)
-                max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - w.probs[size_t(i * E + e)]));
-              if (near_tie(&w.probs[size_t(i * E)], E, K)) {
-                ++ties;
-                continue;
-              }
-              for (int64_t c = 0; c < C; ++c)
-                max_logit = std::max(max_logit, std::fabs(got.logits[size_t(i * C + c)] - w.logits[size_t(i * C + c)]));
-              ASSERT_EQ(argmax(&got.logits[size_t(i * C)], C), argmax(&w.logits[size_t(i * C)], C)) << what << " " << path << " image " << i;
-            }
-            std::printf("%s: native %s, %d thread(s), batch %lld: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld "
-                        "images; %lld near-tie rows reported, not compared\n",
-                        what.c_str(), path.c_str(), threads, (long long)batch, double(max_logit), double(max_prob), (long long)n,
-                        (long long)ties);
-            EXPECT_LE(max_logit, 1e-4f) << what << " " << path;
-            EXPECT_LE(max_prob, 1e-5f) << what << " " << path;
-            EXPECT_LE(ties, 10) << what << " " << path;
+            test::expect_parity_within(got, w, n, C, E, K, test::kFloatBounds,
+                                       what + ": native " + path + ", " + std::to_string(threads) + " thread(s), batch " +
+                                           std::to_string(batch));
           }
 }
 

@@ -59,29 +59,9 @@ Outputs run_bytes(const Forward& fwd, const std::vector<uint8_t>& x, int64_t n, 
   return o;
 }
 
-// Max |logit diff| over the compared rows, with the same predictions; near ties counted.
 float expect_close(const Outputs& got, const Outputs& want, int64_t n, int64_t C, int64_t E, int64_t K,
                    const std::string& what) {
-  int64_t ties = 0;
-  float max_logit = 0, max_prob = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t e = 0; e < E; ++e)
-      max_prob = std::max(max_prob, std::fabs(got.probs[size_t(i * E + e)] - want.probs[size_t(i * E + e)]));
-    if (test::near_tie(&want.probs[size_t(i * E)], E, K, kBound.tie_gap)) {
-      ++ties;
-      continue;
-    }
-    for (int64_t c = 0; c < C; ++c)
-      max_logit = std::max(max_logit, std::fabs(got.logits[size_t(i * C + c)] - want.logits[size_t(i * C + c)]));
-    EXPECT_EQ(argmax(&got.logits[size_t(i * C)], C), argmax(&want.logits[size_t(i * C)], C)) << what << " image " << i;
-  }
-  std::printf("%s: max |logit diff| %.2e, max |gate prob diff| %.2e over %lld images; %lld near-tie rows (gap < %.0e) "
-              "reported, not compared\n",
-              what.c_str(), double(max_logit), double(max_prob), (long long)n, (long long)ties, double(kBound.tie_gap));
-  EXPECT_LE(max_logit, kBound.logit_limit(want.logits)) << what;
-  EXPECT_LE(max_prob, kBound.prob) << what;
-  EXPECT_LE(ties, kBound.max_ties(n)) << what;  // measured: up to 2.7% (16 experts, top 4: small, close probabilities)
-  return max_logit;
+  return test::expect_parity_within(got, want, n, C, E, K, kBound, what);
 }
 
 // The emulated VNNI and AMX kernels (and the real ones where this CPU has them) against the
