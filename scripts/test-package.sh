@@ -33,9 +33,10 @@ fi
 
 work=$(mktemp -d)
 root="$work/root"
-server=""
+server="" ns=""
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  if [ -n "$ns" ]; then ip netns del "$ns" 2>/dev/null || true; fi
   for m in proc dev sys; do mountpoint -q "$root/$m" && umount -l "$root/$m"; done
   rm -rf --one-file-system "$work"  # never into a mount that failed to go
 }
@@ -70,20 +71,33 @@ if command -v systemd-analyze >/dev/null; then
   [ -n "$score" ] && say "systemd-analyze security: exposure $score"
 fi
 
-# Serve as the service would: an unprivileged user, the settings from /etc/default, a loopback port.
-port=$(( 20000 + RANDOM % 40000 ))
-# chroot, env and setpriv each exec the next, so $! is the server itself.
-chroot "$root" env -i PATH=/usr/bin:/bin setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
-  moe-mnist serve --model "$MOE_MNIST_MODEL" --host 127.0.0.1 --port "$port" --grpc-port $((port + 1)) --drain-s 0.2 > "$work/serve.log" 2>&1 &
+# Serve as the service would: an unprivileged user, the settings from /etc/default, its default ports
+# in a network namespace of its own (so no other program's port can be in the way: a random port on
+# the host's loopback collided with tests running beside it). Without `ip netns`: any free port (0),
+# read back from the server's "listening on" line, and no gRPC.
+if ip netns add "moe-pkg-$$" 2>/dev/null; then
+  ns="moe-pkg-$$"
+  ip -n "$ns" link set lo up
+  in_ns=(ip netns exec "$ns")
+  ports=(--port 8000 --grpc-port 8001)
+else
+  in_ns=()
+  ports=(--port 0 --grpc-port 0)
+fi
+# ip netns exec, chroot, env and setpriv each exec the next, so $! is the server itself.
+"${in_ns[@]}" chroot "$root" env -i PATH=/usr/bin:/bin setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
+  moe-mnist serve --model "$MOE_MNIST_MODEL" --host 127.0.0.1 "${ports[@]}" --drain-s 0.2 > "$work/serve.log" 2>&1 &
 server=$!
+port=""
 for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
+  [ -n "$port" ] || port=$(sed -n 's|^listening on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$work/serve.log")
+  [ -n "$port" ] && "${in_ns[@]}" curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null 2>&1 && break
   kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; fail "serve exited at start"; }
   sleep 0.1
 done
-curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$work/serve.log" >&2; fail "serve never became ready"; }
+[ -n "$port" ] && "${in_ns[@]}" curl -fs "http://127.0.0.1:$port/v2/health/ready" >/dev/null || { cat "$work/serve.log" >&2; fail "serve never became ready"; }
 python3 -c 'import json; print(json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": [0.0] * 1568}]}))' > "$work/req.json"
-reply=$(curl -fsS -H 'Content-Type: application/json' --data-binary "@$work/req.json" "http://127.0.0.1:$port/v2/models/moe-mnist/infer") ||
+reply=$("${in_ns[@]}" curl -fsS -H 'Content-Type: application/json' --data-binary "@$work/req.json" "http://127.0.0.1:$port/v2/models/moe-mnist/infer") ||
   fail "the inference request failed: $(cat "$work/serve.log")"
 python3 - "$reply" <<'PY' || fail "unexpected inference reply: $reply"
 import json, sys
@@ -96,7 +110,7 @@ kill -TERM "$server"
 rc=0; wait "$server" || rc=$?
 server=""
 [ "$rc" = 0 ] || { cat "$work/serve.log" >&2; fail "serve exited $rc on SIGTERM, expected 0"; }
-say "served the sample model in the chroot on 127.0.0.1:$port: 2 images answered, SIGTERM -> exit 0"
+say "served the sample model in the chroot on 127.0.0.1:$port${ns:+ (network namespace $ns)}: 2 images answered, SIGTERM -> exit 0"
 in_root apt-get purge -y -q moe-mnist > "$work/purge.log" 2>&1 || fail "apt-get purge moe-mnist failed"
 [ ! -e "$root/usr/bin/moe-mnist" ] && [ ! -e "$root/etc/default/moe-mnist" ] || fail "purge left files behind"
 say "PASS: $(basename "$deb") installs with apt-get into a clean $suite root, serves, and purges"

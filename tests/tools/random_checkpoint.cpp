@@ -10,9 +10,10 @@
 #include "random_model.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3) {
-    std::fprintf(stderr, "usage: random_checkpoint DIR [SEED]\n");
-    return 2;
+  // An option where DIR goes (--help) is not a folder to create.
+  if (argc < 2 || argc > 3 || argv[1][0] == '-') {
+    std::fprintf(stderr, "usage: random_checkpoint DIR [SEED]  (writes a random-weights checkpoint to DIR)\n");
+    return argc == 2 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") ? 0 : 2;
   }
   try {
     const std::string dir = argv[1];
