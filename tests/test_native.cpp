@@ -125,6 +125,31 @@ TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
   }
 }
 
+// A non-finite pixel (the server accepts any IEEE-754 value, as Triton does) gives that image NaN
+// logits on every path and formulation, never a crash or an out-of-range expert, and leaves the
+// other images of its batch, routed side by side with it, exactly as they are alone.
+TEST(Native, NonFinitePixelsStayInTheirImage) {
+  const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
+  std::vector<float> x = test::random_images(20, 7);
+  const float bad[] = {std::nanf(""), INFINITY, -INFINITY};
+  for (int i = 0; i < 3; ++i) x[size_t((3 + 5 * i) * 784 + 400)] = bad[i];  // images 3, 8, 13
+  for (Isa isa : paths_here())
+    for (Embed embed : embeds_here(fold_model(ck), isa)) {
+      auto m = make_native_classifier(fold_model(ck), NativeOptions{1, isa, embed});
+      const Outputs all = run_all(*m, x, 20, 20);
+      for (int64_t i = 0; i < 20; ++i) {
+        const bool poisoned = i == 3 || i == 8 || i == 13;
+        const std::vector<float> one(x.begin() + i * 784, x.begin() + (i + 1) * 784);
+        const Outputs alone = run_all(*m, one, 1, 1);
+        for (int64_t c = 0; c < 10; ++c) {
+          const float got = all.logits[size_t(i * 10 + c)];
+          if (poisoned) EXPECT_TRUE(std::isnan(got)) << to_string(isa) << " " << to_string(embed) << " image " << i << " class " << c << ": " << got;
+          else EXPECT_EQ(got, alone.logits[size_t(c)]) << to_string(isa) << " " << to_string(embed) << " image " << i << " class " << c;
+        }
+      }
+    }
+}
+
 // The automatic choice is one of the formulations, per path and batch size; forcing one is honoured,
 // and forcing dense where the model does not fit it is refused with the reason.
 TEST(Native, EmbeddingChoice) {

@@ -93,15 +93,13 @@ inline void forward_vnni_fixed(const PackedView& m, const uint8_t* images, int64
   constexpr int64_t GQ = NV * 16;
   alignas(64) uint8_t xs[B * kInputSize];
   alignas(64) int32_t hi[B * GQ], lo[B * GQ];
-  alignas(64) float eg[kMaxGQ];
+  alignas(64) float eg[B * GQ];
   for (int64_t r0 = 0; r0 < n; r0 += B) {
     const int64_t nb = n - r0 < B ? n - r0 : B;
     const uint8_t* xt = tile_rows(images + r0 * kInputSize, nb, B, xs);
     vnni_tile<Ops, NV, B>(m, xt, hi, lo);
-    for (int64_t b = 0; b < nb; ++b) {
-      dequantize(m, hi + b * GQ, lo + b * GQ, eg);
-      finish_row<T>(m, eg, r0 + b, logits, gate_probs);
-    }
+    for (int64_t b = 0; b < nb; ++b) dequantize(m, hi + b * GQ, lo + b * GQ, eg + b * GQ);
+    finish_rows<T>(m, eg, GQ, nb, r0, logits, gate_probs);
   }
 }
 
@@ -153,7 +151,7 @@ inline void forward_amx_rows(const PackedView& m, const uint8_t* images, int64_t
   const int64_t GQ = m.GQ, pitch = 2 * GQ * 4;  // bytes per group of the weights
   alignas(64) uint8_t xs[kAmxRows * kInputSize];
   alignas(64) int32_t hi[kAmxRows * kMaxGQ], lo[kAmxRows * kMaxGQ];
-  alignas(64) float eg[kMaxGQ];
+  alignas(64) float eg[kAmxRows * kMaxGQ];
   const TileConfig config = amx_config();
   Amx::configure(config);
   for (int64_t r0 = 0; r0 < n; r0 += kAmxRows) {
@@ -178,10 +176,8 @@ inline void forward_amx_rows(const PackedView& m, const uint8_t* images, int64_t
       Amx::template store<kCHi>(hi + cb * 16, GQ * 4);
       Amx::template store<kCLo>(lo + cb * 16, GQ * 4);
     }
-    for (int64_t b = 0; b < nb; ++b) {
-      dequantize(m, hi + b * GQ, lo + b * GQ, eg);
-      finish_row<T>(m, eg, r0 + b, logits, gate_probs);
-    }
+    for (int64_t b = 0; b < nb; ++b) dequantize(m, hi + b * GQ, lo + b * GQ, eg + b * GQ);
+    finish_rows<T>(m, eg, GQ, nb, r0, logits, gate_probs);
   }
   Amx::release();
 }

@@ -18,11 +18,17 @@ struct Scalar {
   static V add(V a, V b) { return a + b; }
   static V fmadd(V a, V b, V c) { return a * b + c; }
   template <class X>
-  static int64_t compress8(const X* x, int32_t base, float* values, int32_t* index) {
+  static bool nonzero32(const X* x) {
+    for (int i = 0; i < 32; ++i)
+      if (x[i] != 0) return true;  // NaN included
+    return false;
+  }
+  template <class X>
+  static int64_t compress8(const X* x, int32_t base, int32_t stride, float* values, int32_t* offset) {
     int64_t n = 0;
     for (int i = 0; i < 8; ++i) {
       values[n] = float(x[i]);
-      index[n] = base + i;
+      offset[n] = (base + i) * stride;
       n += values[n] != 0.f;
     }
     return n;
