@@ -92,11 +92,13 @@ inline float expect_parity_within(const Outputs& got, const Outputs& want, int64
 }
 
 // Whether `native` (and the fused operator) with the path from the environment reads byte input
-// through the integer embedding on this CPU: the AVX-512 path with VNNI or AMX, not forced off it.
+// through an integer embedding (16-bit weights) on this CPU: the AVX2 path (int16), or the AVX-512
+// path with VNNI or AMX, not forced off it.
 inline bool bytes_take_integer_embedding() {
   const Embed e = embed_from_env();
-  return isa_from_env() == Isa::avx512 && (int8_support().vnni || int8_support().amx) &&
-         (e == Embed::auto_ || e == Embed::vnni || e == Embed::amx);
+  const Isa isa = isa_from_env();
+  if (isa == Isa::avx2) return e == Embed::auto_ || e == Embed::int16;
+  return isa == Isa::avx512 && (int8_support().vnni || int8_support().amx) && (e == Embed::auto_ || e == Embed::vnni || e == Embed::amx);
 }
 
 }  // namespace moe::test

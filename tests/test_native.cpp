@@ -38,10 +38,14 @@ const std::vector<float>& mnist_test_images() {
   return x;
 }
 
-// The formulations of the embedding that exist for this model on this path (sparse always).
+// The formulations of the embedding that exist for this model on this path (sparse always; int16
+// reads bytes only: forced for float input, the float rule runs). The AVX-512 integer ones run
+// emulated in test_native_int8.cpp.
 std::vector<Embed> embeds_here(const FoldedModel& folded, Isa isa) {
   std::vector<Embed> v = {Embed::sparse};
-  if (dense_available(pack_model(folded, isa))) v.push_back(Embed::dense);
+  const PackedModel m = pack_model(folded, isa);
+  if (dense_available(m)) v.push_back(Embed::dense);
+  if (int16_fits(m)) v.push_back(Embed::int16);
   return v;
 }
 
@@ -78,7 +82,9 @@ void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std:
             const Outputs got = u8 ? run_all_u8(*m, bytes, n, batch) : run_all(*m, x, n, batch);
             const Outputs& w = u8 ? want_u8 : want;
             const std::string path = to_string(isa) + " " + to_string(embed) + (u8 ? " uint8" : " fp32");
-            test::expect_parity_within(got, w, n, C, E, K, test::kFloatBounds,
+            // The integer embedding quantizes the weights to 16 bits: the AVX-512 integer kernels' bounds.
+            const test::ParityBounds& bounds = u8 && embed == Embed::int16 ? test::kInt8Bounds : test::kFloatBounds;
+            test::expect_parity_within(got, w, n, C, E, K, bounds,
                                        what + ": native " + path + ", " + std::to_string(threads) + " thread(s), batch " +
                                            std::to_string(batch));
           }
@@ -113,14 +119,18 @@ TEST(NativeParity, TrainedCheckpoint) {
 TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
   const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
   const std::vector<float> x = test::random_images(100, 5);
+  std::vector<uint8_t> bytes(x.size());
+  for (size_t i = 0; i < x.size(); ++i) bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
   for (Embed embed : embeds_here(fold_model(ck), best_isa())) {
     auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa(), embed});
     auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa(), embed});
-    const Outputs a = run_all(*one, x, 100, 100);
+    const Outputs a = run_all(*one, x, 100, 100), a8 = run_all_u8(*one, bytes, 100, 100);
     for (int64_t batch : {1, 3, 9, 16, 17, 63, 100}) {
-      const Outputs b = run_all(*two, x, 100, batch);
+      const Outputs b = run_all(*two, x, 100, batch), b8 = run_all_u8(*two, bytes, 100, batch);
       EXPECT_EQ(a.logits, b.logits) << to_string(embed) << " batch " << batch;
       EXPECT_EQ(a.probs, b.probs) << to_string(embed) << " batch " << batch;
+      EXPECT_EQ(a8.logits, b8.logits) << to_string(embed) << " bytes, batch " << batch;
+      EXPECT_EQ(a8.probs, b8.probs) << to_string(embed) << " bytes, batch " << batch;
     }
   }
 }
@@ -161,7 +171,11 @@ TEST(Native, EmbeddingChoice) {
       EXPECT_TRUE(e == Embed::sparse || (e == Embed::dense && dense_available(m))) << to_string(isa) << " batch " << batch;
     }
     EXPECT_EQ(choose_embed(m, 1), Embed::sparse) << "one image never pays for a padded tile";
-    for (Embed forced : embeds_here(f, isa)) EXPECT_EQ(choose_embed(pack_model(f, isa, forced), 64), forced);
+    for (Embed forced : embeds_here(f, isa)) EXPECT_EQ(choose_embed(pack_model(f, isa, forced), 64, forced == Embed::int16), forced);
+    if (int16_fits(m)) {
+      for (int64_t batch : {1, 64}) EXPECT_EQ(choose_embed(m, batch, true), Embed::int16) << "bytes on " << to_string(isa);
+      EXPECT_EQ(choose_embed(pack_model(f, isa, Embed::int16), 64, false), Embed::sparse) << "floats never take the integer embedding";
+    }
   }
   ModelConfig wide;
   wide.emb_size = 64;  // 64 + 8 outputs: more than 4 vectors on every path

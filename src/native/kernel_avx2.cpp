@@ -26,6 +26,7 @@ struct Avx2 : Pack8Avx2 {
 }  // namespace moe::native_paths
 
 #include "native/kernel_impl.h"
+#include "native/kernel_int16.h"
 
 namespace moe::native_paths {
 
@@ -35,6 +36,10 @@ void forward_avx2(const PackedView& m, const float* images, int64_t n, float* lo
 
 void forward_avx2(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs, bool dense) {
   forward_rows<Avx2>(m, images, n, logits, gate_probs, dense);
+}
+
+void forward_avx2_int16(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs) {
+  forward_int16(m, images, n, logits, gate_probs);
 }
 
 }  // namespace moe::native_paths

@@ -19,9 +19,10 @@
 namespace moe {
 
 enum class Isa { scalar, avx2, avx512 };
-// How the embedding is computed: auto = choose_embed's rule; the others force one. vnni and amx are
-// the integer embedding of byte input (AVX-512 path only); float input then takes the auto rule.
-enum class Embed { auto_, sparse, dense, vnni, amx };
+// How the embedding is computed: auto = choose_embed's rule; the others force one. int16, vnni and
+// amx are integer embeddings of byte input (int16: AVX2 path, kernel_int16.h; vnni and amx: AVX-512
+// path, kernel_int8.h); float input then takes the auto rule.
+enum class Embed { auto_, sparse, dense, int16, vnni, amx };
 
 // The integer dot-product instructions this process may use (besides the vector width).
 struct Int8Support {
@@ -74,6 +75,9 @@ struct PackedModel {
   std::vector<int8_t> embed_gate_q;           // [I/4][hi, lo][GQ][4]
   std::vector<float> embed_gate_qscale;       // [GQ]
   std::vector<float> embed_gate_qbias;        // [GQ]
+  // The AVX2 integer embedding of byte input (quantize_int16.h), where the model fits it (int16_fits).
+  std::vector<int16_t> embed_gate_q16;        // [I/2][GP][2]
+  std::vector<float> embed_gate_q16_scale;    // [GP]
 };
 
 // Throws InputError (via FoldedModel::check) for inconsistent sizes, UnavailableError when `embed`
@@ -85,20 +89,24 @@ PackedModel pack_model(const FoldedModel& model, Isa isa, Embed embed, Int8Suppo
 
 // Whether the dense formulation fits this packed model.
 bool dense_available(const PackedModel& model);
-// Whether the integer embedding fits it: the avx512 path, 784 inputs and D+E at most 64 (its weights
+// Whether the AVX2 integer embedding fits it: the avx2 path, 784 inputs and D+E at most 32.
+bool int16_fits(const PackedModel& model);
+// Whether the AVX-512 integer embedding fits it: the avx512 path, 784 inputs and D+E at most 64 (its weights
 // are packed then, whatever the CPU has, so tests can run them emulated).
 bool int8_fits(const PackedModel& model);
 // The formulation for a call of `batch` images (the whole batch, before any split between threads)
 // of bytes (`bytes`) or floats: the forced one, else per path, input and batch size, the one measured
-// (or, for VNNI and AMX, expected) faster (docs/benchmarks.md). Float input never gets vnni or amx.
+// (or, for VNNI and AMX, expected) faster (docs/benchmarks.md). Float input never gets int16, vnni
+// or amx.
 Embed choose_embed(const PackedModel& model, int64_t batch, bool bytes = false);
 
 // images [n, I] -> logits [n, C] and, when not null, gate_probs [n, E]. On the calling thread, no
 // allocation; rows are independent, so callers split a batch between threads by rows and pass
 // the formulation chosen for the whole batch. Within one formulation an image's outputs do not
 // depend on the batch it came in or the threads; the formulations differ in rounding only (vnni and
-// amx: the same integer sums, so the same outputs). vnni or amx for float input, or for bytes where
-// the model or this process does not allow them, run the dense formulation where it fits, else sparse.
+// amx: the same integer sums, so the same outputs; int16 quantizes the weights to 16 bits as they
+// do). vnni or amx for float input, or for bytes where the model or this process does not allow
+// them, run the dense formulation where it fits, else sparse; int16 there runs sparse.
 void native_forward(const PackedModel& model, const float* images, int64_t n, float* logits, float* gate_probs,
                     Embed embed);
 void native_forward(const PackedModel& model, const uint8_t* images, int64_t n, float* logits, float* gate_probs,
