@@ -42,7 +42,8 @@ void add_bench_command(CLI::App& app) {
                   "Which of reference, native, torch, cpu, cuda, tensorrt. native (the fused hand-written kernel) is the "
                   "yardstick: every ONNX Runtime row's 'x native' is its images/s over native's in the same configuration "
                   "(single-threaded engines: timed in alternation with native, so both see the same machine load; "
-                  "intra-op threads: native's own row). With native: native on the image bytes too (row 'native uint8'), ONNX "
+                  "intra-op threads: native's own row). With native: native on the image bytes too (row 'native uint8', whose 'x native' "
+                  "is over native on floats, timed in alternation with one thread), ONNX "
                   "Runtime on bytes where model.fp32[-fused]-u8.onnx were exported (export --input uint8), and the memory read "
                   "bound for float and byte images on a working set >= 4x the last-level cache ('x read bound' column; "
                   "docs/benchmarks.md)")

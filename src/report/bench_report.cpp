@@ -314,10 +314,13 @@ void target_lines(const std::vector<BenchRow>& rows, std::vector<std::string>& o
   {
     const BenchRow* f = best([&](const BenchRow& r) { return r.backend == "native" && r.precision == "fp32" && r.batch == 64 && r.threads == 1; });
     const BenchRow* u = best([&](const BenchRow& r) { return r.backend == "native" && r.precision == "uint8" && r.batch == 64 && r.threads == 1; });
-    if (f && u)
-      out.push_back("batch 64, 1 thread: native reading bytes " + grouped(u->images_per_second) + " images/s = " +
-                    fmt("%.2f", u->images_per_second / f->images_per_second) + "x native on floats; target >= 1.5: " +
-                    verdict(u->images_per_second >= 1.5 * f->images_per_second));
+    if (f && u) {
+      // Timed in alternation with native on floats where it could be (vs_native), else the two rows.
+      const bool paired = u->vs_native > 0;
+      const double ratio = paired ? u->vs_native : u->images_per_second / f->images_per_second;
+      out.push_back("batch 64, 1 thread: native reading bytes " + grouped(u->images_per_second) + " images/s = " + fmt("%.2f", ratio) +
+                    "x native on floats" + (paired ? ", measured in alternation" : "") + "; target >= 1.5: " + verdict(ratio >= 1.5));
+    }
   }
   for (const char* input : {"fp32", "uint8"}) {  // issue #24: the fused operator >= 0.95x native, on floats and on bytes
     const BenchRow* ort = nullptr;
