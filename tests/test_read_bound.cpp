@@ -59,6 +59,19 @@ TEST(ReadBound, RatiosAreAgainstTheBoundOfTheSameInputAndThreads) {
   EXPECT_DOUBLE_EQ(rows[5].vs_read_bound, 0.25);  // bytes against the byte bound
   EXPECT_DOUBLE_EQ(rows[6].vs_read_bound, 0.25);  // a float-input graph against the float bound
   EXPECT_EQ(rows[0].vs_read_bound, 0);            // the bound itself has none
+  // A ratio measured in alternation with the bound (bench does so for native's rows) is kept.
+  rows[3].read_bound_ips = 800, rows[3].vs_read_bound = 500.0 / 800;
+  set_read_bound_ratios(rows);
+  EXPECT_DOUBLE_EQ(rows[3].vs_read_bound, 0.625);
+}
+
+// The working set once, read as often as asked: what bench times in alternation with native.
+TEST(ReadBound, OneWorkingSetTimedRunByRun) {
+  std::vector<float> floats(784 * 10, 0.5f);
+  ReadBound bound(floats.data(), 784 * 4, 10);
+  EXPECT_EQ(bound.images() * 784 * 4, read_bound_bytes(784 * 4, 10));
+  for (int threads : {1, 2}) EXPECT_GT(bound.run(threads, 1), 0) << threads;
+  EXPECT_NE(bound.describe(3).find("x 3 passes"), std::string::npos) << bound.describe(3);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <thread>
 
 #include "base/atomic_file.h"
@@ -111,9 +112,13 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
 // machine whose load drifts over minutes, rows measured minutes apart are not comparable, pairs are.
 // Only single-threaded engines are paired: with intra-op threads, one engine's pool still spinning
 // after its run takes a core from the other's (measured: native 40% slower right after ONNX Runtime).
+// With a `bound`, each timed run is also paired with a timed read of the memory read bound's working
+// set at the same thread count, and vs_read_bound is the ratio of the two medians (read_bound_ips
+// says it was measured so): the read bound's own row is timed minutes later, and this machine's
+// speed drifted 1.3x over such a span.
 BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t batch, const BenchConfig& a,
                  const OpenEngine& open, const std::vector<float>& x, const std::vector<uint8_t>& bytes,
-                 const std::vector<uint8_t>& y, const Variant* yardstick = nullptr) {
+                 const std::vector<uint8_t>& y, const Variant* yardstick = nullptr, ReadBound* bound = nullptr) {
   auto run = [&](const std::vector<Classifier*>& engines, int64_t passes, bool record, bool uint8_input) {
     return uint8_input ? evaluate_parallel(engines, bytes, y, batch, passes, record)
                        : evaluate_parallel(engines, x, y, batch, passes, record);
@@ -136,10 +141,12 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
     run(paired_ptrs, 1, false, yardstick->uint8_input);
   }
   run(ptrs, 1, false, v.uint8_input);  // warm-up pass, untimed
-  std::vector<double> ips, seconds, latencies, paired_ips;
+  std::vector<double> ips, seconds, latencies, paired_ips, bound_ips;
   int64_t correct = 0, images = 0;
+  if (bound) bound->run(threads, a.passes);  // warm-up
   for (int64_t r = 0; r < a.repeats; ++r) {
     if (yardstick) paired_ips.push_back(run(paired_ptrs, a.passes, false, yardstick->uint8_input).images_per_second());
+    if (bound) bound_ips.push_back(bound->run(threads, a.passes));
     const EvalResult e = run(ptrs, a.passes, true, v.uint8_input);
     ips.push_back(e.images_per_second());
     seconds.push_back(e.seconds);
@@ -153,6 +160,10 @@ BenchRow measure(const Variant& v, const std::string& mode, int threads, int64_t
   row.ips_min = *std::min_element(ips.begin(), ips.end());
   row.ips_max = *std::max_element(ips.begin(), ips.end());
   if (yardstick) row.vs_native = row.images_per_second / median(paired_ips);
+  if (bound) {
+    row.read_bound_ips = median(bound_ips);
+    row.vs_read_bound = row.images_per_second / row.read_bound_ips;
+  }
   row.p50_us = 1e6 * quantile(latencies, 0.5);
   row.p90_us = 1e6 * quantile(latencies, 0.9);
   row.p99_us = 1e6 * quantile(latencies, 0.99);
@@ -295,6 +306,13 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
   const Variant *yardstick = nullptr, *yardstick_u8 = nullptr;  // native on floats, native on bytes
   for (const Variant& v : vs)
     if (v.backend == "native") (v.uint8_input ? yardstick_u8 : yardstick) = &v;
+  // The memory read bound's working sets (float and byte images), built once: native's rows are
+  // timed in alternation with them, and the memory rows at the end read them.
+  std::unique_ptr<ReadBound> bound_fp32, bound_u8;
+  if (has(a.backends, "native")) {
+    bound_fp32 = std::make_unique<ReadBound>(x.data(), 784 * 4, d.n);
+    bound_u8 = std::make_unique<ReadBound>(d.pixels.data(), 784, d.n);
+  }
   for (const Variant& v : vs) {
     // GPU engines do not use CPU threads for the work; measure them once per batch size.
     const bool gpu = v.backend == "cuda" || v.backend == "tensorrt";
@@ -337,7 +355,8 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
           // floats (issue #24's byte target is that ratio), each timed in alternation with its yardstick.
           const bool native_bytes = v.backend == "native" && v.uint8_input;
           const Variant* paired = native_bytes ? yardstick : v.uint8_input ? yardstick_u8 : yardstick;
-          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime || native_bytes ? paired : nullptr);
+          ReadBound* bound = v.backend == "native" ? (v.uint8_input ? bound_u8 : bound_fp32).get() : nullptr;
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime || native_bytes ? paired : nullptr, bound);
           std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
           report.rows.push_back(row);
         }
@@ -349,8 +368,7 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
       for (int threads : a.threads) {
         std::fprintf(stderr, "bench: %-22s %-7s threads %d             ", uint8_input ? "memory uint8 read-bound" : "memory fp32 read-bound",
                      "intra", threads);
-        report.rows.push_back(uint8_input ? measure_read_bound(threads, a.repeats, a.passes, d.pixels.data(), 784, d.n)
-                                          : measure_read_bound(threads, a.repeats, a.passes, x.data(), 784 * 4, d.n));
+        report.rows.push_back(measure_read_bound(uint8_input ? *bound_u8 : *bound_fp32, threads, a.repeats, a.passes));
         std::fprintf(stderr, "%12.0f images/s (%s)\n", report.rows.back().images_per_second, report.rows.back().working_set.c_str());
       }
   set_native_ratios(report.rows);

@@ -62,48 +62,57 @@ int64_t read_bound_bytes(int64_t image_bytes, int64_t n_images) {
   return (want + image_bytes - 1) / image_bytes * image_bytes;
 }
 
-BenchRow measure_read_bound(int threads, int64_t repeats, int64_t passes, const void* images, int64_t image_bytes,
-                            int64_t n_images) {
-  BenchRow row = BenchRow::of("memory", image_bytes == 784 ? "uint8" : "fp32", "read-bound", "intra", threads, 0);
-  const int64_t bytes = read_bound_bytes(image_bytes, n_images), src_bytes = image_bytes * n_images;
-  // The images repeated; 64-bit words (every image size here is a multiple of 8 bytes).
-  std::vector<uint64_t> buf(size_t(bytes / 8));
-  for (int64_t off = 0; off < bytes; off += src_bytes)
-    std::memcpy(reinterpret_cast<char*>(buf.data()) + off, images, size_t(std::min(src_bytes, bytes - off)));
-  const size_t n = buf.size();
+ReadBound::ReadBound(const void* images, int64_t image_bytes, int64_t n_images)
+    : image_bytes_(image_bytes), bytes_(read_bound_bytes(image_bytes, n_images)), buf_(size_t(bytes_ / 8)) {
+  const int64_t src_bytes = image_bytes * n_images;
+  for (int64_t off = 0; off < bytes_; off += src_bytes)
+    std::memcpy(reinterpret_cast<char*>(buf_.data()) + off, images, size_t(std::min(src_bytes, bytes_ - off)));
+}
+
+double ReadBound::run(int threads, int64_t passes) {
+  const size_t n = buf_.size();
   std::vector<uint64_t> sink(size_t(threads) * 8, 0);  // one cache line per thread
   auto read_share = [&](int t) {
-    const uint64_t* p = buf.data();
+    const uint64_t* p = buf_.data();
     const size_t begin = n * size_t(t) / size_t(threads), end = n * size_t(t + 1) / size_t(threads);
     uint64_t acc = 0;
     for (int64_t pass = 0; pass < passes; ++pass)
       for (size_t i = begin; i < end; ++i) acc ^= p[i];
     sink[size_t(t) * 8] ^= acc;
   };
-  auto run_once = [&] {
-    const auto t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads; ++t) pool.emplace_back(read_share, t);
-    read_share(0);
-    for (auto& th : pool) th.join();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  };
-  run_once();  // warm-up
-  std::vector<double> ips, seconds;
-  const double n_read = double(bytes / image_bytes) * double(passes);
-  for (int64_t r = 0; r < repeats; ++r) {
-    seconds.push_back(run_once());
-    ips.push_back(n_read / seconds.back());
-  }
-  row.seconds = median(seconds);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) pool.emplace_back(read_share, t);
+  read_share(0);
+  for (auto& th : pool) th.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (uint64_t s : sink) g_read_sink = g_read_sink ^ s;  // the sums are used, so the reads cannot be optimised away
+  return double(bytes_ / image_bytes_) * double(passes) / seconds;
+}
+
+std::string ReadBound::describe(int64_t passes) const {
+  const int64_t llc = last_level_cache_bytes();
+  return std::to_string(bytes_ >> 20) + " MiB = " + std::to_string(bytes_ / image_bytes_) + " images x " + std::to_string(passes) +
+         " passes; LLC " + (llc > 0 ? std::to_string(llc >> 20) + " MiB" : "unknown");
+}
+
+BenchRow measure_read_bound(ReadBound& bound, int threads, int64_t repeats, int64_t passes) {
+  BenchRow row = BenchRow::of("memory", bound.image_bytes() == 784 ? "uint8" : "fp32", "read-bound", "intra", threads, 0);
+  bound.run(threads, passes);  // warm-up
+  std::vector<double> ips;
+  for (int64_t r = 0; r < repeats; ++r) ips.push_back(bound.run(threads, passes));
   row.images_per_second = median(ips);
+  row.seconds = double(bound.images()) * double(passes) / row.images_per_second;
   row.ips_min = *std::min_element(ips.begin(), ips.end());
   row.ips_max = *std::max_element(ips.begin(), ips.end());
-  const int64_t llc = last_level_cache_bytes();
-  row.working_set = std::to_string(bytes >> 20) + " MiB = " + std::to_string(bytes / image_bytes) + " images x " +
-                    std::to_string(passes) + " passes; LLC " + (llc > 0 ? std::to_string(llc >> 20) + " MiB" : "unknown");
-  for (uint64_t s : sink) g_read_sink = g_read_sink ^ s;  // the sums are used, so the reads cannot be optimised away
+  row.working_set = bound.describe(passes);
   return row;
+}
+
+BenchRow measure_read_bound(int threads, int64_t repeats, int64_t passes, const void* images, int64_t image_bytes,
+                            int64_t n_images) {
+  ReadBound bound(images, image_bytes, n_images);
+  return measure_read_bound(bound, threads, repeats, passes);
 }
 
 }  // namespace moe

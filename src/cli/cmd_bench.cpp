@@ -45,7 +45,8 @@ void add_bench_command(CLI::App& app) {
                   "intra-op threads: native's own row). With native: native on the image bytes too (row 'native uint8', whose 'x native' "
                   "is over native on floats, timed in alternation with one thread), ONNX "
                   "Runtime on bytes where model.fp32[-fused]-u8.onnx were exported (export --input uint8), and the memory read "
-                  "bound for float and byte images on a working set >= 4x the last-level cache ('x read bound' column; "
+                  "bound for float and byte images on a working set >= 4x the last-level cache ('x read bound' column; native's "
+                  "rows are timed in alternation with it; "
                   "docs/benchmarks.md)")
       ->delimiter(',')
       ->check(CLI::IsMember({"reference", "native", "torch", "cpu", "cuda", "tensorrt"}))

@@ -184,6 +184,7 @@ std::string to_json(const BenchReport& r) {
                 {"first_run_ms", x.first_run_ms}});
     }
     if (!x.working_set.empty()) j["working_set"] = x.working_set;
+    if (x.read_bound_ips > 0) j["read_bound_in_alternation"] = x.read_bound_ips;
     rows.push_back(j);
   }
   nlohmann::json j = {{"context", ctx}, {"results", rows}, {"summary", r.summary}};
@@ -249,7 +250,7 @@ void set_native_ratios(std::vector<BenchRow>& rows) {
 
 void set_read_bound_ratios(std::vector<BenchRow>& rows) {
   for (auto& r : rows) {
-    if (!r.available || r.backend == "memory") continue;
+    if (!r.available || r.backend == "memory" || r.read_bound_ips > 0) continue;  // > 0: measured in alternation
     const std::string input = r.precision == "uint8" ? "uint8" : "fp32";
     for (const auto& m : rows)
       if (m.available && m.backend == "memory" && m.precision == input && m.threads == r.threads && m.images_per_second > 0)
@@ -305,11 +306,14 @@ void target_lines(const std::vector<BenchRow>& rows, std::vector<std::string>& o
       return r.backend == "native" && r.precision == "fp32" && r.batch == 64 && r.threads == mem.threads;
     });
     if (!native) continue;
-    const double ratio = native->images_per_second / mem.images_per_second, target = mem.threads == 1 ? 0.8 : 0.7;
+    // The read bound timed in alternation with native where bench did so, else its own row.
+    const bool paired = native->read_bound_ips > 0;
+    const double bound = paired ? native->read_bound_ips : mem.images_per_second;
+    const double ratio = native->images_per_second / bound, target = mem.threads == 1 ? 0.8 : 0.7;
     out.push_back("batch 64, " + std::to_string(mem.threads) + " thread(s): native fp32 " + grouped(native->images_per_second) +
-                  " images/s; reading float images from memory (" + mem.working_set + ") runs at " +
-                  grouped(mem.images_per_second) + " images/s: native = " + fmt("%.2f", ratio) + "x the read bound; target >= " +
-                  fmt("%.1f", target) + ": " + verdict(ratio >= target));
+                  " images/s; reading float images from memory (" + mem.working_set + ") runs at " + grouped(bound) +
+                  " images/s" + (paired ? " in alternation with it" : "") + ": native = " + fmt("%.2f", ratio) +
+                  "x the read bound; target >= " + fmt("%.1f", target) + ": " + verdict(ratio >= target));
   }
   {
     const BenchRow* f = best([&](const BenchRow& r) { return r.backend == "native" && r.precision == "fp32" && r.batch == 64 && r.threads == 1; });

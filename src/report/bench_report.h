@@ -28,6 +28,9 @@ struct BenchRow {
   // images/s over the memory read bound (the "memory ... read-bound" row) at the same threads, for
   // the same input type (uint8 rows over the uint8 bound, the others over the float bound); 0: none
   double vs_read_bound = 0;
+  // native rows: the read bound timed in alternation with this row (images/s, median), whose ratio
+  // vs_read_bound then is; 0 where it was not (the ratio comes from the memory row)
+  double read_bound_ips = 0;
   std::string working_set;  // read-bound rows: what was read (bytes, how it compares with the LLC)
   double p50_us = 0, p90_us = 0, p99_us = 0;  // latency of one batch
   double session_ms = 0;   // creating the engine(s): session / engine build / weight loading
