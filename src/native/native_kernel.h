@@ -6,9 +6,10 @@
 // at once over all pixels; choose_embed() picks one per path and batch size, as measured faster.
 // Images come as floats in [0, 1] or as the bytes 0..255 (1/255 folded into the weights).
 // The vector code is compiled per file for AVX2+FMA and AVX-512 (not with -march=native) and picked
-// at run time by CPU detection; the scalar path runs anywhere. Byte input on the AVX-512 path has
-// two more formulations, integer dot products (kernel_int8.h): AVX-512 VNNI and AMX-INT8, where the
-// CPU has them (and, for AMX, Linux grants the process the tile state).
+// at run time by CPU detection; the scalar path runs anywhere. Byte input has integer formulations:
+// on the AVX2 path pixel-pair multiply-adds on int16 weights (kernel_int16.h); on the AVX-512 path
+// dot products (kernel_int8.h), AVX-512 VNNI and AMX-INT8, where the CPU has them (and, for AMX,
+// Linux grants the process the tile state).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -51,7 +52,7 @@ Isa best_isa();
 Isa isa_from_env();
 
 std::string to_string(Embed embed);
-// $MOE_MNIST_NATIVE_EMBED (auto, sparse, dense, vnni or amx) when set, else auto. InputError for
+// $MOE_MNIST_NATIVE_EMBED (auto, sparse, dense, int16, vnni or amx) when set, else auto. InputError for
 // another name.
 Embed embed_from_env();
 
