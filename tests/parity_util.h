@@ -21,13 +21,29 @@ struct Outputs {
   std::vector<float> probs;   // [n, E] gate probabilities
 };
 
-inline Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch = 1000) {
-  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
+// The n images of x (784 floats or bytes each), `batch` at a time, through fwd(rows, b, logits,
+// probs). Each batch is copied into a buffer of exactly its size, so a kernel reading past the
+// caller's rows reads outside the allocation (and fails under the sanitizer build).
+template <class X, class Forward>
+Outputs run_batches(const Forward& fwd, const std::vector<X>& x, int64_t n, int64_t C, int64_t E, int64_t batch) {
+  Outputs o{std::vector<float>(size_t(n * C)), std::vector<float>(size_t(n * E))};
   for (int64_t i = 0; i < n; i += batch) {
     const int64_t b = std::min(batch, n - i);
-    m.classify(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
+    const std::vector<X> rows(x.begin() + i * 784, x.begin() + (i + b) * 784);
+    fwd(rows.data(), b, o.logits.data() + i * C, o.probs.data() + i * E);
   }
   return o;
+}
+
+inline Outputs run_all(Classifier& m, const std::vector<float>& x, int64_t n, int64_t batch = 1000) {
+  return run_batches([&](const float* p, int64_t b, float* l, float* g) { m.classify(p, b, l, g); }, x, n, m.n_classes(),
+                     m.n_experts(), batch);
+}
+
+// The same for image bytes (Classifier::classify_u8).
+inline Outputs run_all(Classifier& m, const std::vector<uint8_t>& x, int64_t n, int64_t batch = 1000) {
+  return run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { m.classify_u8(p, b, l, g); }, x, n, m.n_classes(),
+                     m.n_experts(), batch);
 }
 
 // Rows whose k-th and (k+1)-th gate probabilities are within `gap`: the chosen experts may differ.

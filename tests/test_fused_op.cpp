@@ -51,9 +51,9 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
   const std::vector<float>& x = mnist_test_images();
   const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
   ReferenceClassifier ref(ck);
-  test::Outputs want{std::vector<float>(size_t(n * C)), std::vector<float>(size_t(n * E))}, got = want;
+  test::Outputs want{std::vector<float>(size_t(n * C)), std::vector<float>(size_t(n * E))};
   ref.classify(x.data(), n, want.logits.data(), want.probs.data());
-  // Byte input on a CPU with VNNI or AMX runs the integer embedding: its bounds.
+  // Byte input through an integer embedding (AVX2 int16, AVX-512 VNNI or AMX): its bounds.
   const test::ParityBounds bound = uint8_input && test::bytes_take_integer_embedding() ? test::kInt8Bounds : test::kFloatBounds;
   for (int threads : {1, 2})
     for (int64_t batch : {int64_t(1000), int64_t(1), int64_t(37)}) {
@@ -62,11 +62,7 @@ void expect_parity(const Checkpoint& ck, const std::string& model, const std::st
       auto m = make_ort_classifier(model, o);
       ASSERT_EQ(m->reads_uint8(), uint8_input) << what;
       const int64_t rows = batch == 1 ? 500 : n;  // batch 1 on the first 500 images keeps the test short
-      for (int64_t i = 0; i < rows; i += batch) {
-        const int64_t b = std::min(batch, rows - i);
-        if (uint8_input) m->classify_u8(mnist_test_bytes().data() + i * 784, b, got.logits.data() + i * C, got.probs.data() + i * E);
-        else m->classify(x.data() + i * 784, b, got.logits.data() + i * C, got.probs.data() + i * E);
-      }
+      const test::Outputs got = uint8_input ? test::run_all(*m, mnist_test_bytes(), rows, batch) : test::run_all(*m, x, rows, batch);
       test::expect_parity_within(got, want, rows, C, E, K, bound,
                                  what + ": through ONNX Runtime, " + std::to_string(threads) + " thread(s), batch " + std::to_string(batch));
     }

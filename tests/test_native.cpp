@@ -49,15 +49,6 @@ std::vector<Embed> embeds_here(const FoldedModel& folded, Isa isa) {
   return v;
 }
 
-Outputs run_all_u8(Classifier& m, const std::vector<uint8_t>& x, int64_t n, int64_t batch) {
-  Outputs o{std::vector<float>(size_t(n * m.n_classes())), std::vector<float>(size_t(n * m.n_experts()))};
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
-    m.classify_u8(x.data() + i * 784, b, o.logits.data() + i * m.n_classes(), o.probs.data() + i * m.n_experts());
-  }
-  return o;
-}
-
 // Every path x every formulation x float and byte input, 1 and 2 threads, batches 1000 and 37 (a
 // remainder that splits unevenly and leaves partial dense tiles), against the reference (for bytes:
 // the reference on bytes / 255).
@@ -79,7 +70,7 @@ void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std:
         for (int threads : {1, 2})
           for (int64_t batch : {int64_t(1000), int64_t(37)}) {
             auto m = make_native_classifier(folded, NativeOptions{threads, isa, embed});
-            const Outputs got = u8 ? run_all_u8(*m, bytes, n, batch) : run_all(*m, x, n, batch);
+            const Outputs got = u8 ? run_all(*m, bytes, n, batch) : run_all(*m, x, n, batch);
             const Outputs& w = u8 ? want_u8 : want;
             const std::string path = to_string(isa) + " " + to_string(embed) + (u8 ? " uint8" : " fp32");
             // The integer embedding quantizes the weights to 16 bits: the AVX-512 integer kernels' bounds.
@@ -124,9 +115,9 @@ TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
   for (Embed embed : embeds_here(fold_model(ck), best_isa())) {
     auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa(), embed});
     auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa(), embed});
-    const Outputs a = run_all(*one, x, 100, 100), a8 = run_all_u8(*one, bytes, 100, 100);
+    const Outputs a = run_all(*one, x, 100, 100), a8 = run_all(*one, bytes, 100, 100);
     for (int64_t batch : {1, 3, 9, 16, 17, 63, 100}) {
-      const Outputs b = run_all(*two, x, 100, batch), b8 = run_all_u8(*two, bytes, 100, batch);
+      const Outputs b = run_all(*two, x, 100, batch), b8 = run_all(*two, bytes, 100, batch);
       EXPECT_EQ(a.logits, b.logits) << to_string(embed) << " batch " << batch;
       EXPECT_EQ(a.probs, b.probs) << to_string(embed) << " batch " << batch;
       EXPECT_EQ(a8.logits, b8.logits) << to_string(embed) << " bytes, batch " << batch;

@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <string>
 
 #include "base/errors.h"
@@ -44,21 +43,6 @@ const std::vector<uint8_t>& mnist_test_bytes() {
   return x;
 }
 
-using Forward = std::function<void(const uint8_t*, int64_t, float*, float*)>;
-
-// Runs `fwd` over the images in batches of `batch` (a partial last one included).
-Outputs run_bytes(const Forward& fwd, const std::vector<uint8_t>& x, int64_t n, int64_t C, int64_t E, int64_t batch) {
-  Outputs o{std::vector<float>(size_t(n * C)), std::vector<float>(size_t(n * E))};
-  for (int64_t i = 0; i < n; i += batch) {
-    const int64_t b = std::min(batch, n - i);
-    // Each batch in a buffer of exactly its size, so a tile reading past the caller's rows would
-    // read outside the allocation (and fail under the sanitizer build).
-    const std::vector<uint8_t> rows(x.begin() + i * 784, x.begin() + (i + b) * 784);
-    fwd(rows.data(), b, o.logits.data() + i * C, o.probs.data() + i * E);
-  }
-  return o;
-}
-
 float expect_close(const Outputs& got, const Outputs& want, int64_t n, int64_t C, int64_t E, int64_t K,
                    const std::string& what) {
   return test::expect_parity_within(got, want, n, C, E, K, kBound, what);
@@ -76,16 +60,16 @@ void expect_int8_parity(const Checkpoint& ck, const std::vector<uint8_t>& bytes,
   const FoldedModel folded = fold_model(ck);
   const PackedModel m = pack_model(folded, Isa::avx512, Embed::auto_, Int8Support{});
   ASSERT_TRUE(int8_fits(m)) << what;
-  const Outputs vnni = run_bytes([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_vnni_emulated(m, p, b, l, g); },
+  const Outputs vnni = test::run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_vnni_emulated(m, p, b, l, g); },
                                  bytes, n, C, E, 1000);
   expect_close(vnni, want, n, C, E, K, what + ": emulated vnni, batch 1000");
   for (int64_t batch : {int64_t(1000), int64_t(37)}) {
-    const Outputs amx = run_bytes([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_amx_emulated(m, p, b, l, g); },
+    const Outputs amx = test::run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_amx_emulated(m, p, b, l, g); },
                                   bytes, n, C, E, batch);
     EXPECT_EQ(amx.logits, vnni.logits) << what << ": emulated amx and vnni differ, batch " << batch;
     EXPECT_EQ(amx.probs, vnni.probs) << what << ": emulated amx and vnni differ, batch " << batch;
   }
-  const Outputs vnni37 = run_bytes([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_vnni_emulated(m, p, b, l, g); },
+  const Outputs vnni37 = test::run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { test::forward_vnni_emulated(m, p, b, l, g); },
                                    bytes, n, C, E, 37);
   EXPECT_EQ(vnni37.logits, vnni.logits) << what << ": vnni depends on the batch";
   // The real instructions, forced through the classifier (1 and 2 threads), where this CPU has them.
@@ -100,7 +84,7 @@ void expect_int8_parity(const Checkpoint& ck, const std::vector<uint8_t>& bytes,
     for (int threads : {1, 2}) {
       auto c = make_native_classifier(folded, NativeOptions{threads, Isa::avx512, e});
       for (int64_t batch : {int64_t(1000), int64_t(37)}) {
-        const Outputs got = run_bytes([&](const uint8_t* p, int64_t b, float* l, float* g) { c->classify_u8(p, b, l, g); },
+        const Outputs got = test::run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { c->classify_u8(p, b, l, g); },
                                       bytes, n, C, E, batch);
         expect_close(got, want, n, C, E, K,
                      what + ": real " + to_string(e) + ", " + std::to_string(threads) + " thread(s), batch " + std::to_string(batch));
