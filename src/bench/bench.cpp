@@ -353,10 +353,10 @@ BenchReport run_bench(const BenchConfig& a, const OpenEngine& open,
           const bool onnx_runtime = v.backend == "cpu" || v.backend == "cuda" || v.backend == "tensorrt";
           // ONNX Runtime rows against native on the same input; native on bytes against native on
           // floats (issue #24's byte target is that ratio), each timed in alternation with its yardstick.
-          const bool native_bytes = v.backend == "native" && v.uint8_input;
-          const Variant* paired = native_bytes ? yardstick : v.uint8_input ? yardstick_u8 : yardstick;
-          ReadBound* bound = v.backend == "native" ? (v.uint8_input ? bound_u8 : bound_fp32).get() : nullptr;
-          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, onnx_runtime || native_bytes ? paired : nullptr, bound);
+          const bool native = v.backend == "native";
+          const Variant* paired = onnx_runtime ? (v.uint8_input ? yardstick_u8 : yardstick) : native && v.uint8_input ? yardstick : nullptr;
+          ReadBound* bound = native ? (v.uint8_input ? bound_u8 : bound_fp32).get() : nullptr;
+          BenchRow row = measure(v, mode, threads, batch, a, open, x, d.pixels, d.labels, paired, bound);
           std::fprintf(stderr, "%12.0f images/s  accuracy %.2f%%\n", row.images_per_second, 100 * row.accuracy);
           report.rows.push_back(row);
         }

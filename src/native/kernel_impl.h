@@ -259,7 +259,6 @@ inline void experts_row(const PackedView& m, const float* __restrict eg, const B
     const float* const w1[2] = {m.fc1_w + e0 * D * DP, m.fc1_w + e1 * D * DP};
     const float* const b1[2] = {m.fc1_b + e0 * DP, m.fc1_b + e1 * DP};
     float* const hid[2] = {hidden[0], hidden[1]};
-    const float* const hid_in[2] = {hidden[0], hidden[1]};
     const float* const w2[2] = {m.out_w + e0 * D * CP, m.out_w + e1 * D * CP};
     const float* const init[2] = {y, y};
     if (pair) matvecs<T, 2, false>(h, D, w1, b1, DP, hid);
@@ -268,8 +267,8 @@ inline void experts_row(const PackedView& m, const float* __restrict eg, const B
       const float wq = rt.weight[j + q][b];
       for (int64_t d = 0; d < D; ++d) hidden[q][d] = (hidden[q][d] > 0.f ? hidden[q][d] : 0.f) * wq;
     }
-    if (pair) matvecs<T, 2, true>(hid_in, D, w2, init, CP, out);
-    else matvecs<T, 1, true>(hid_in, D, w2, init, CP, out);
+    if (pair) matvecs<T, 2, true>(hid, D, w2, init, CP, out);
+    else matvecs<T, 1, true>(hid, D, w2, init, CP, out);
   }
   for (int64_t c = 0; c < C; ++c) logits[c] = y[c];
 }

@@ -32,12 +32,7 @@ inline void embed_int16(const PackedView& m, const uint8_t* __restrict x, const 
     }
     const __m256i v = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + p)));
     const int zero = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(v, _mm256_setzero_si256())));
-    const int mask = ~zero & 0xff;
-    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[mask]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pairs + nnz), _mm256_permutevar8x32_epi32(v, perm));
-    const __m256i pair = _mm256_add_epi32(perm, _mm256_set1_epi32(int32_t(p / 2)));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset + nnz), _mm256_mullo_epi32(pair, _mm256_set1_epi32(int32_t(row))));
-    nnz += __builtin_popcount(unsigned(mask));
+    nnz += Pack8Avx2::pack8(v, ~zero & 0xff, int32_t(p / 2), int32_t(row), pairs + nnz, offset + nnz);
   }
   pairs[nnz] = 0, offset[nnz] = 0;  // pads to an even count: a zero pair adds nothing
   const int16_t* W = m.embed_gate_q16;

@@ -37,12 +37,12 @@ MOE_NATIVE_PATH(forward_avx2)
 MOE_NATIVE_PATH(forward_avx512)
 #undef MOE_NATIVE_PATH
 
-// Byte input through the integer embedding (kernel_int8.h): AVX-512 VNNI (kernel_vnni.cpp) and
-// AMX-INT8 (kernel_amx.cpp, only after the process was granted the tile state). Both need GQ > 0
-// and a model packed for the AVX-512 path.
 // Byte input through the AVX2 integer embedding (kernel_int16.h, in kernel_avx2.cpp): needs
 // I = 784 and GP at most 32, packed for the AVX2 path.
 void forward_avx2_int16(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs);
+// Byte input through the AVX-512 integer embedding (kernel_int8.h): VNNI (kernel_vnni.cpp) and
+// AMX-INT8 (kernel_amx.cpp, only after the process was granted the tile state). Both need GQ > 0
+// and a model packed for the AVX-512 path.
 void forward_vnni(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs);
 void forward_amx(const PackedView& m, const uint8_t* images, int64_t n, float* logits, float* gate_probs);
 

@@ -47,10 +47,16 @@ struct Pack8Avx2 {
     // follows the digit's shape, so that branch was mispredicted often enough to cost more than
     // the two stores it saved; the caller skips whole background runs of 32 (nonzero32) instead,
     // which are mostly the image's top and bottom rows, a pattern the branch predictor learns.
+    return pack8(_mm256_castps_si256(v), mask, base, stride, values, offset);
+  }
+  // The lanes of v (eight 32-bit values) whose `mask` bit is set, packed to the front of `values`,
+  // and (base + their lane) * stride to `offset`; 8 values are written to each whatever the count.
+  // Returns the count. compress8 packs floats with it, the int16 embedding (kernel_int16.h) pixel pairs.
+  static int64_t pack8(__m256i v, int mask, int32_t base, int32_t stride, void* values, int32_t* offset) {
     const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kPack.lanes[mask]));
-    _mm256_storeu_ps(values, _mm256_permutevar8x32_ps(v, perm));
-    const __m256i pixel = _mm256_add_epi32(perm, _mm256_set1_epi32(base));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset), _mm256_mullo_epi32(pixel, _mm256_set1_epi32(stride)));
+    _mm256_storeu_si256(static_cast<__m256i*>(values), _mm256_permutevar8x32_epi32(v, perm));
+    const __m256i lane = _mm256_add_epi32(perm, _mm256_set1_epi32(base));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(offset), _mm256_mullo_epi32(lane, _mm256_set1_epi32(stride)));
     return __builtin_popcount(unsigned(mask));
   }
 };
