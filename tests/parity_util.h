@@ -46,6 +46,13 @@ inline Outputs run_all(Classifier& m, const std::vector<uint8_t>& x, int64_t n, 
                      m.n_experts(), batch);
 }
 
+// Float images in [0, 1] as the bytes 0..255 they round to (values outside clamped).
+inline std::vector<uint8_t> to_bytes(const std::vector<float>& x) {
+  std::vector<uint8_t> b(x.size());
+  for (size_t i = 0; i < x.size(); ++i) b[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
+  return b;
+}
+
 // Rows whose k-th and (k+1)-th gate probabilities are within `gap`: the chosen experts may differ.
 inline bool near_tie(const float* p, int64_t E, int64_t k, float gap = 1e-6f) {
   std::vector<float> s(p, p + E);

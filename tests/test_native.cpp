@@ -56,12 +56,9 @@ void expect_parity(const Checkpoint& ck, const std::vector<float>& x, const std:
   const int64_t n = int64_t(x.size() / 784), C = ck.meta.model.n_classes, E = ck.meta.model.n_experts, K = ck.meta.model.top_k;
   ReferenceClassifier ref(ck);
   const Outputs want = run_all(ref, x, n, 1000);
-  std::vector<uint8_t> bytes(x.size());
+  const std::vector<uint8_t> bytes = test::to_bytes(x);
   std::vector<float> from_bytes(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
-    from_bytes[i] = float(bytes[i]) / 255.f;
-  }
+  for (size_t i = 0; i < x.size(); ++i) from_bytes[i] = float(bytes[i]) / 255.f;
   const Outputs want_u8 = from_bytes == x ? want : run_all(ref, from_bytes, n, 1000);
   const FoldedModel folded = fold_model(ck);
   for (Isa isa : paths_here())
@@ -110,8 +107,7 @@ TEST(NativeParity, TrainedCheckpoint) {
 TEST(Native, ThreadsAndBatchSizesGiveTheSameBits) {
   const Checkpoint ck = test::random_checkpoint(ModelConfig{}, 3);
   const std::vector<float> x = test::random_images(100, 5);
-  std::vector<uint8_t> bytes(x.size());
-  for (size_t i = 0; i < x.size(); ++i) bytes[i] = uint8_t(std::lround(std::clamp(x[i], 0.f, 1.f) * 255.f));
+  const std::vector<uint8_t> bytes = test::to_bytes(x);
   for (Embed embed : embeds_here(fold_model(ck), best_isa())) {
     auto one = make_native_classifier(fold_model(ck), NativeOptions{1, best_isa(), embed});
     auto two = make_native_classifier(fold_model(ck), NativeOptions{2, best_isa(), embed});

@@ -34,12 +34,7 @@ using test::run_all;
 constexpr test::ParityBounds kBound = test::kInt8Bounds;
 
 const std::vector<uint8_t>& mnist_test_bytes() {
-  static const std::vector<uint8_t> x = [] {
-    const std::vector<float> f = load_dataset("mnist", test::mnist_dir(), "test").to_float();
-    std::vector<uint8_t> b(f.size());
-    for (size_t i = 0; i < f.size(); ++i) b[i] = uint8_t(std::lround(std::clamp(f[i], 0.f, 1.f) * 255.f));
-    return b;
-  }();
+  static const std::vector<uint8_t> x = test::to_bytes(load_dataset("mnist", test::mnist_dir(), "test").to_float());
   return x;
 }
 

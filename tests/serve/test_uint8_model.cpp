@@ -134,7 +134,8 @@ TEST(Uint8Model, BytesReachTheEngineAsBytesAndAnswerAsTheFloatModel) {
         bool same = !a.empty() && a.size() == b.size();
         // Bytes through an integer embedding (16-bit weights) agree as test::kInt8Bounds says; else as floats.
         for (size_t k = 0; same && k < a.size(); ++k)
-          same = std::fabs(a[k] - b[k]) <= (integer ? 1e-4f + 5e-5f * std::fabs(b[k]) : 1e-5f * std::max(1.f, std::fabs(b[k])));
+          same = std::fabs(a[k] - b[k]) <= (integer ? test::kInt8Bounds.logit_abs + test::kInt8Bounds.logit_rel * std::fabs(b[k])
+                                                    : 1e-5f * std::max(1.f, std::fabs(b[k])));
         if (same) ++good;
       }
     });
