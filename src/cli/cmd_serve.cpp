@@ -66,8 +66,9 @@ void add_serve_command(CLI::App& app) {
       "(--model-repository, docs/model-repository.md), over HTTP and gRPC: the KServe v2 protocol as Triton speaks it (JSON, Triton's binary tensor,\n"
       "statistics and classification extensions) at /v2 and on --grpc-port (docs/service-protocol.md),\n"
       "POST /v1/predict for a PNG/JPEG, Prometheus metrics at /metrics and a drawing page at /.\n"
-      "Requests are batched dynamically: a free worker runs whatever queued while it was busy, up to --max-batch images,\n"
-      "and never waits for more (so batching never holds a request back). With --max-delay-us N it waits up to N us for\n"
+      "Requests are batched dynamically: a free worker runs what queued while it was busy, up to --max-batch images,\n"
+      "but the newest request, which runs next, and never waits for more (so batching never holds a request back);\n"
+      "idle workers share the queue. With --max-delay-us N it waits up to N us for\n"
       "as many requests as its last batch joined (skipping waits for a while after one that gathered nobody);\n"
       "--fixed-delay waits for a full batch.\n"
       "Defaults were measured on a 2-core machine (docs/service.md):\n"
@@ -119,7 +120,7 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--max-delay-us", a->service.batching.max_delay_us,
                   "How long the oldest queued request may wait for others to join its batch (0 = never wait: a free worker\n"
-                  "runs whatever queued while it was busy; measured the better rule, docs/service-protocol.md)")
+                  "runs what queued while it was busy, the newest request next; measured the better rule, docs/service-protocol.md)")
       ->capture_default_str()->check(CLI::Range(0, 1'000'000));
   cmd->add_flag("!--fixed-delay", a->service.batching.adaptive_delay,
                 "Hold the oldest queued request up to --max-delay-us for a full batch (Triton's max_queue_delay); by default\n"

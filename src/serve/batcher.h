@@ -1,6 +1,7 @@
 // Dynamic batching: requests join one bounded queue; each worker owns one inference engine and runs
 // the requests that arrive within `max_delay_us` of the oldest waiting one as a single batch of up to
-// `max_batch` images, then hands every request its own rows back.
+// `max_batch` images, then hands every request its own rows back. Idle workers share the queue, so
+// batching never puts in one batch what free engines would run side by side.
 #pragma once
 #include <chrono>
 #include <condition_variable>
@@ -23,10 +24,10 @@ namespace moe::serve {
 struct BatcherOptions {
   int64_t max_batch = 64;            // images per model run (a larger request runs alone, whole)
   // How long the oldest request may wait for others. 0 (the default) = never wait: a worker that
-  // becomes free runs whatever queued meanwhile (up to max_batch) as one batch, so a request that
-  // finds the worker idle runs at once, as without batching, and batches form only from requests
-  // that would have waited anyway (measured against waiting rules in docs/service-protocol.md).
-  // max_batch 1 = no batching at all.
+  // becomes free runs what queued meanwhile (up to max_batch) as one batch, all but the newest
+  // request, which runs next, so a request that finds the worker idle runs at once, as without
+  // batching, and batches form only from requests that would have waited anyway (measured against
+  // waiting rules and taking all in docs/service-protocol.md). max_batch 1 = no batching at all.
   int64_t max_delay_us = 0;
   // true: wait (at most max_delay_us) only for as many requests as the last batch joined, and skip
   // waits for a while after one that gathered nobody (AdaptiveWait, adaptive_wait.h). false: wait
@@ -69,6 +70,7 @@ class Batcher {
 
   int64_t queued_requests() const;
   int64_t queued_images() const;
+  int64_t idle_workers() const;  // workers waiting for work
 
  private:
   using clock = std::chrono::steady_clock;
@@ -93,6 +95,7 @@ class Batcher {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   int64_t queued_images_ = 0;
+  int64_t idle_workers_ = 0;  // workers waiting for work (the share of the queue a worker takes)
   AdaptiveWait adaptive_;  // how many requests to wait for (with adaptive_delay)
   bool stopping_ = false;
   std::vector<std::thread> workers_;
