@@ -33,6 +33,7 @@
 #include "base/user_tasks.h"
 #include "model/reference.h"
 #include "onnx_export/export_model.h"
+#include "parity_util.h"
 #include "random_model.h"
 #include "socket_util.h"
 #include "test_util.h"
@@ -160,9 +161,13 @@ json infer_request(const std::vector<float>& x) {
   ReferenceClassifier(checkpoint()).classify(x.data(), n, logits.data(), probs.data());
   const auto got = j["outputs"][0]["data"].get<std::vector<float>>();
   if (got.size() != logits.size()) return ::testing::AssertionFailure() << got.size() << " logits, expected " << logits.size();
-  for (size_t i = 0; i < got.size(); ++i)
+  for (size_t i = 0; i < got.size(); ++i) {
+    // An image whose 2nd and 3rd gate probabilities tie to rounding may be routed either way by ONNX
+    // Runtime and by the reference (the soak met one: two experts at 0.170792): not compared.
+    if (test::near_tie(probs.data() + (i / 10) * 8, 8, 2, test::kFloatBounds.tie_gap)) continue;
     if (std::fabs(got[i] - logits[i]) > 1e-3f)
       return ::testing::AssertionFailure() << "logit " << i << ": " << got[i] << " vs " << logits[i];
+  }
   return ::testing::AssertionSuccess();
 }
 
