@@ -110,8 +110,9 @@ start_servers() {  # start_servers KIND...: one server per mode for each kind (f
     done
   done
 }
+read -ra modes <<< "$batching"
 kinds=()
-for b in $batching; do mode_flags "$b" > /dev/null; done
+for b in "${modes[@]}"; do mode_flags "$b" > /dev/null; done
 [[ " $payloads " == *" json-fp32 "* || " $payloads " == *" binary-fp32 "* ]] && kinds+=(fp32)
 [[ " $payloads " == *uint8* ]] && kinds+=(u8)
 start_servers "${kinds[@]}"
@@ -130,7 +131,6 @@ for p in $payloads; do
       fi
       # Each round starts with the next mode, so no mode always runs first (or right after another):
       # a cell's position in the round biased identical servers by 5-10% here.
-      read -ra modes <<< "$batching"
       shift_by=$(( (round - 1) % ${#modes[@]} ))
       for b in "${modes[@]:shift_by}" "${modes[@]:0:shift_by}"; do
         url=${url_of[$b-$kind]}

@@ -79,8 +79,7 @@ void expect_int8_parity(const Checkpoint& ck, const std::vector<uint8_t>& bytes,
     for (int threads : {1, 2}) {
       auto c = make_native_classifier(folded, NativeOptions{threads, Isa::avx512, e});
       for (int64_t batch : {int64_t(1000), int64_t(37)}) {
-        const Outputs got = test::run_batches([&](const uint8_t* p, int64_t b, float* l, float* g) { c->classify_u8(p, b, l, g); },
-                                      bytes, n, C, E, batch);
+        const Outputs got = run_all(*c, bytes, n, batch);
         expect_close(got, want, n, C, E, K,
                      what + ": real " + to_string(e) + ", " + std::to_string(threads) + " thread(s), batch " + std::to_string(batch));
         if (threads == 1 && batch == 1000) real.push_back(got);

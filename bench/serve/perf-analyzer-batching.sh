@@ -3,8 +3,9 @@
 # batching off (--max-batch 1) and on (serve's defaults): single images (-b 1), sync, concurrency
 # 1..64, over HTTP binary FP32, HTTP JSON FP32, gRPC FP32 and HTTP binary UINT8 (the UINT8 model).
 # One server per mode and model, all started first; the modes take turns in every cell, --rounds
-# times, each round starting with the next mode. Prints each run (infer/s, p50/p99 and the server-side queue and compute from the statistics
-# extension, µs) and a summary per cell: medians over the rounds and on/off per round, median (min-max).
+# times, each round starting with the next mode. Prints each run (infer/s, p50/p99 and the
+# server-side queue and compute from the statistics extension, µs) and a summary per cell: medians
+# over the rounds and on/off per round, median (min-max).
 #   PA=path/to/perf_analyzer bench/serve/perf-analyzer-batching.sh MODEL.onnx MODEL-u8.onnx [ROUNDS=2] \
 #       [CONCURRENCY="1 2 4 8 16 32 64"] [KINDS="http-binary http-json grpc http-uint8"]
 #   env: MOE_MNIST_CLI (default build-rt/bin/moe-mnist), PA_WINDOW_MS (default 1500)
@@ -42,12 +43,12 @@ done
 echo "# perf_analyzer against moe-mnist serve: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "# per run: $pa -m MODEL -u HOST:PORT -i PROTO [--input-tensor-format json --output-tensor-format json] -b 1 --concurrency-range C -p $window -s 50 --max-trials 4 -f CSV"
 echo "| kind | conc | mode | round | infer/s | p50 us | p99 us | server queue us | server compute us | errors |" | tee "$tmp/rows"
+read -ra order <<< "$modes"
 for kind in $kinds; do
   for c in $concurrency; do
     for round in $(seq "$rounds"); do
       # Each round starts with the next mode, so neither always runs first (a position bias of 5-10%
       # in scripts/serve-bench.sh's runs).
-      read -ra order <<< "$modes"
       shift_by=$(( (round - 1) % ${#order[@]} ))
       for mode in "${order[@]:shift_by}" "${order[@]:0:shift_by}"; do
         key=$mode-fp32 name=moe-mnist proto=http extra=()

@@ -1,12 +1,15 @@
-// The batcher's rule for several workers, with engines that report what they were given: requests
-// that free engines could run side by side are not put in one batch on one engine.
+// The batcher's rules for what a free worker takes, with engines that report the batches they were
+// given: requests that free engines could run side by side are not put in one batch on one engine,
+// and never waiting, the newest queued request is left for the next run.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -37,24 +40,37 @@ struct Rendezvous {
   }
 };
 
-class RecordingEngine : public Classifier {
+// An engine that answers zeros and uniform gate probabilities and records the batch sizes it ran
+// (`batches`, read after the batcher stopped); `ran` says what a run does first.
+class FakeEngine : public Classifier {
  public:
-  explicit RecordingEngine(Rendezvous& r) : r_(r) {}
-  void classify(const float*, int64_t n, float* logits, float* gate_probs) override {
-    r_.enter();
-    batches.push_back(n);
+  void classify(const float*, int64_t n, float* logits, float* gate_probs) final {
+    ran(n);
     std::fill(logits, logits + n * n_classes(), 0.f);
     if (gate_probs) std::fill(gate_probs, gate_probs + n * n_experts(), 1.f / float(n_experts()));
-    r_.leave();
   }
   int64_t n_classes() const override { return 10; }
   int64_t n_experts() const override { return 8; }
   int64_t top_k() const override { return 2; }
-  std::string backend() const override { return "recording"; }
+  std::string backend() const override { return "fake"; }
   std::string precision() const override { return "fp32"; }
-  std::vector<int64_t> batches;  // read after the batcher stopped
+  std::vector<int64_t> batches;
+
+ protected:
+  virtual void ran(int64_t n) = 0;  // records n
+};
+
+// Meets the other engines at a Rendezvous in every run.
+class RecordingEngine : public FakeEngine {
+ public:
+  explicit RecordingEngine(Rendezvous& r) : r_(r) {}
 
  private:
+  void ran(int64_t n) override {
+    r_.enter();
+    batches.push_back(n);
+    r_.leave();
+  }
   Rendezvous& r_;
 };
 
@@ -106,27 +122,20 @@ TEST(Batcher, IdleWorkersShareWhatQueuedInsteadOfOneBatchingIt) {
   EXPECT_EQ(o.batches[1], std::vector<int64_t>{1});
 }
 
-// An engine whose first run waits until the test opens the gate, so requests queue meanwhile.
-class GatedEngine : public Classifier {
+// An engine whose runs wait until the test opens the gate, so requests queue meanwhile.
+class GatedEngine : public FakeEngine {
  public:
-  void classify(const float*, int64_t n, float* logits, float* gate_probs) override {
+  std::mutex mu;  // guards `open` and `batches`
+  std::condition_variable cv;
+  bool open = false;
+
+ private:
+  void ran(int64_t n) override {
     std::unique_lock<std::mutex> lock(mu);
     batches.push_back(n);
     cv.notify_all();
     cv.wait_for(lock, std::chrono::seconds(10), [&] { return open; });
-    std::fill(logits, logits + n * n_classes(), 0.f);
-    if (gate_probs) std::fill(gate_probs, gate_probs + n * n_experts(), 1.f / float(n_experts()));
   }
-  int64_t n_classes() const override { return 10; }
-  int64_t n_experts() const override { return 8; }
-  int64_t top_k() const override { return 2; }
-  std::string backend() const override { return "gated"; }
-  std::string precision() const override { return "fp32"; }
-
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = false;
-  std::vector<int64_t> batches;
 };
 
 TEST(Batcher, AFreeWorkerRunsWhatQueuedButTheNewestWhichRunsNext) {
